@@ -1,0 +1,1 @@
+"""The Raft node: state machine, command codec, durable journal and PySyncObj composition."""

@@ -1,0 +1,93 @@
+"""Versioned command codec: the bytes that travel through the Raft log.
+
+Every log entry written by raftkv is one call of the single replicated entry point
+(`ReplicatedKV.apply`) with one argument: a payload produced here. PySyncObj numbers
+replicated methods by sorted name, so we never add a second one; new operations get new,
+never reused, op codes in this module instead, and old journals keep decoding.
+
+Payload: msgpack array ``[CODEC_VERSION, [op, op, ...]]``; each op is an array whose first
+element is its op code. A payload carries a batch: the proposer coalesces concurrent
+writes into one log entry, and all ops of a batch share that entry's index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgpack
+
+CODEC_VERSION = 1
+
+# Op codes are part of the on-disk format: append new ones, never renumber or reuse.
+OP_SET = 1
+OP_DELETE = 2
+OP_SET_MEMBER = 3
+
+
+class CodecError(ValueError):
+    """A payload that this version cannot decode (corrupt, or written by a newer version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetOp:
+    key: str
+    value: bytes
+    flags: int = 0
+    cas: int | None = None  # None: unconditional; 0: only if absent; N: only if ModifyIndex == N
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOp:
+    key: str
+    recurse: bool = False
+    cas: int | None = None  # N > 0: only if ModifyIndex == N
+
+
+@dataclass(frozen=True, slots=True)
+class SetMemberOp:
+    """Record a node's HTTP address under its Raft address, so peers can forward to it."""
+
+    raft_addr: str
+    http_addr: str
+    node_id: str
+
+
+Op = SetOp | DeleteOp | SetMemberOp
+
+
+def _op_to_list(op: Op) -> list:
+    if isinstance(op, SetOp):
+        return [OP_SET, op.key, op.value, op.flags, op.cas]
+    if isinstance(op, DeleteOp):
+        return [OP_DELETE, op.key, op.recurse, op.cas]
+    if isinstance(op, SetMemberOp):
+        return [OP_SET_MEMBER, op.raft_addr, op.http_addr, op.node_id]
+    raise TypeError(f"not an op: {op!r}")
+
+
+def _op_from_list(item: list) -> Op:
+    code = item[0]
+    if code == OP_SET:
+        return SetOp(item[1], bytes(item[2]), int(item[3]), item[4])
+    if code == OP_DELETE:
+        return DeleteOp(item[1], bool(item[2]), item[3])
+    if code == OP_SET_MEMBER:
+        return SetMemberOp(item[1], item[2], item[3])
+    raise CodecError(f"unknown op code {code}")
+
+
+def encode(ops: list[Op]) -> bytes:
+    return msgpack.packb([CODEC_VERSION, [_op_to_list(op) for op in ops]], use_bin_type=True)
+
+
+def decode(payload: bytes) -> list[Op]:
+    try:
+        version, items = msgpack.unpackb(payload, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise CodecError(f"undecodable payload: {exc}") from None
+    if not isinstance(version, int) or version > CODEC_VERSION or version < 1:
+        raise CodecError(f"unsupported codec version {version!r}")
+    try:
+        return [_op_from_list(item) for item in items]
+    except (IndexError, TypeError) as exc:
+        raise CodecError(f"malformed op: {exc}") from None

@@ -1,0 +1,21 @@
+"""What can go wrong with a proposal, in the node's words; `api.errors` maps it to HTTP."""
+
+
+class RaftkvError(Exception):
+    """Base of every error the node reports to its callers."""
+
+
+class NoLeaderError(RaftkvError):
+    """No leader is known (election in progress, or no quorum). Nothing was applied."""
+
+
+class NotAppliedError(RaftkvError):
+    """The write was refused before reaching the log; it changed nothing. Safe to retry."""
+
+
+class OutcomeUnknownError(RaftkvError):
+    """The write may or may not have been committed (timeout, leader change mid-flight)."""
+
+
+class StartupError(RaftkvError):
+    """The node cannot start; the message is one line for the user."""

@@ -1,0 +1,93 @@
+"""Group proposals: every write that arrives in one event-loop turn becomes one log entry.
+
+This is where throughput comes from with PySyncObj's batching turned off (node.settings):
+one log entry, one journal sync, one AppendEntries per follower and one callback hop for a
+whole batch. All ops of a batch commit together and share the entry's index.
+
+Runs on the event loop; `submit(payload, callback)` hands the entry to PySyncObj, whose
+callback arrives on the tick thread (or inline on a full queue) and is bounced back to the
+loop with `call_soon_threadsafe`: this module is the thread boundary for writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from pysyncobj import FAIL_REASON
+
+from node.codec import Op, encode
+from node.errors import NoLeaderError, NotAppliedError, OutcomeUnknownError
+from node.state_machine import OpResult
+
+MAX_BATCH_OPS = 512
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+# PySyncObj failure codes whose command certainly never reached the log.
+_NOT_APPLIED = {
+    FAIL_REASON.QUEUE_FULL: "the leader's queue is full",
+    FAIL_REASON.MISSING_LEADER: "no leader",
+    FAIL_REASON.DISCARDED: "overwritten by a new leader",
+    FAIL_REASON.NOT_LEADER: "this node is no longer the leader",
+    FAIL_REASON.REQUEST_DENIED: "refused by the leader",
+}
+
+Submit = Callable[[bytes, Callable[[object, int], None]], None]
+
+
+class Proposer:
+    def __init__(self, submit: Submit) -> None:
+        self._submit = submit
+        self._pending: list[tuple[Op, int, asyncio.Future]] = []
+        self._pending_bytes = 0
+        self._flush_scheduled = False
+        self.entries_proposed = 0
+        self.ops_proposed = 0
+
+    async def propose(self, op: Op, timeout_s: float, size_bytes: int = 0) -> OpResult:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((op, size_bytes, fut))
+        self._pending_bytes += size_bytes
+        if len(self._pending) >= MAX_BATCH_OPS or self._pending_bytes >= MAX_BATCH_BYTES:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except TimeoutError:
+            raise OutcomeUnknownError(f"not committed within {timeout_s:g}s (no quorum?)") from None
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        futures = [fut for _, _, fut in batch]
+        loop = asyncio.get_running_loop()
+
+        def on_result(results, fail_reason):  # tick thread, or inline when the queue is full
+            loop.call_soon_threadsafe(_resolve, futures, results, fail_reason)
+
+        self.entries_proposed += 1
+        self.ops_proposed += len(batch)
+        self._submit(encode([op for op, _, _ in batch]), on_result)
+
+
+def _resolve(futures: list[asyncio.Future], results, fail_reason: int) -> None:
+    if fail_reason == FAIL_REASON.SUCCESS:
+        for fut, result in zip(futures, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+        return
+    if fail_reason == FAIL_REASON.MISSING_LEADER:
+        exc: Exception = NoLeaderError("no leader")
+    elif fail_reason in _NOT_APPLIED:
+        exc = NotAppliedError(_NOT_APPLIED[fail_reason])
+    else:  # LEADER_CHANGED, UNKNOWN_OUTCOME: the entry may still commit
+        exc = OutcomeUnknownError("the leader changed while the write was in flight")
+    for fut in futures:
+        if not fut.done():
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: a timed-out waiter no longer looks at it

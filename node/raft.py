@@ -1,0 +1,277 @@
+"""A raftkv node: PySyncObj + our journal and transport + the KV state machine.
+
+Composition and lifecycle only; the pieces live in their own modules:
+  codec / state_machine  what the log means (pure)
+  journal / transport    durability and Raft-safety seams on PySyncObj 0.3.17
+  proposer               batching writes into log entries, the loop <-> tick-thread bridge
+  settings               timing and storage choices
+
+Threading: construct and `close()` from the main thread (PySyncObj's tick thread exits when
+the thread that built it exits). Everything else here is called from the asyncio loop;
+the state machine is mutated only on the tick thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pysyncobj.syncobj as _pysyncobj_module
+from pysyncobj import SyncObj, SyncObjConsumer, replicated
+from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
+
+from node.codec import Op, SetMemberOp
+from node.errors import NoLeaderError, StartupError
+from node.journal import DurableJournal, JournalError
+from node.proposer import Proposer
+from node.settings import DUMP_FILE, JOURNAL_FILE, RaftSettings
+from node.state_machine import KVStateMachine, OpResult
+from node.transport import DurableTransport
+
+log = logging.getLogger(__name__)
+
+# Our seams (journal substitution, transport message fields) are written against this exact
+# release; a different one must be re-read before it is allowed in.
+SUPPORTED_PYSYNCOBJ = "0.3.17"
+
+
+class ReplicatedKV(SyncObjConsumer):
+    """The one replicated entry point. Never add a second @replicated method: PySyncObj
+    numbers them by sorted name, and a new one would remap every entry already journaled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = KVStateMachine()
+
+    @replicated
+    def apply(self, payload: bytes) -> list[OpResult]:
+        # PySyncObj bumps raftLastApplied right after this returns: the entry's index is +1.
+        index = self._syncObj.raftLastApplied + 1
+        return self.state.apply(index, payload)
+
+
+@contextlib.contextmanager
+def _journal_seam(journal: DurableJournal):
+    """Make SyncObj's constructor use our journal instead of its unsynced mmap journal.
+
+    PySyncObj 0.3.17 builds its journal with the module-level `createJournal(path)` and offers
+    no parameter for it; we swap that one name for the duration of the constructor.
+    """
+    with _SEAM_LOCK:
+        original = _pysyncobj_module.createJournal
+        _pysyncobj_module.createJournal = lambda _path: journal
+        try:
+            yield
+        finally:
+            _pysyncobj_module.createJournal = original
+
+
+_SEAM_LOCK = threading.Lock()
+
+
+@dataclass
+class NodeAddresses:
+    node_id: str
+    raft: str  # advertised Raft address: the node's identity in the cluster
+    http: str  # advertised HTTP address, published to peers for forwarding
+    raft_bind: str | None = None  # defaults to `raft`
+    peers: list[str] = field(default_factory=list)  # the other nodes' advertised Raft addresses
+
+
+class RaftNode:
+    def __init__(
+        self,
+        addresses: NodeAddresses,
+        data_dir: str,
+        settings: RaftSettings | None = None,
+        *,
+        on_sync=None,
+        on_ack=None,
+    ) -> None:
+        if PYSYNCOBJ_VERSION != SUPPORTED_PYSYNCOBJ:
+            raise StartupError(f"pysyncobj {PYSYNCOBJ_VERSION} installed; raftkv needs exactly {SUPPORTED_PYSYNCOBJ}")
+        self.addresses = addresses
+        self.data_dir = data_dir
+        self.settings = settings or RaftSettings()
+        self.kv = ReplicatedKV()
+        _prepare_data_dir(data_dir, addresses)
+        bind = addresses.raft_bind or addresses.raft
+        _check_port_free(bind, "raft")
+        try:
+            self.journal = DurableJournal(
+                os.path.join(data_dir, JOURNAL_FILE), os.path.join(data_dir, DUMP_FILE), on_sync=on_sync
+            )
+        except (JournalError, OSError) as exc:
+            raise StartupError(str(exc)) from None
+        self._transport: DurableTransport | None = None
+
+        def transport_factory(syncobj, self_node, other_nodes):
+            self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal, on_ack=on_ack)
+            return self._transport
+
+        with _journal_seam(self.journal):
+            self._syncobj = SyncObj(
+                addresses.raft,
+                [p for p in addresses.peers if p != addresses.raft],
+                conf=self.settings.to_conf(data_dir, bind),
+                consumers=[self.kv],
+                transportClass=transport_factory,
+            )
+        if not self._syncobj.tick_thread_alive():
+            raise StartupError(f"cannot listen on raft address {bind}")
+        # Leader's own copy: also sync once per tick (covers a cluster of one).
+        self._syncobj.addOnTickCallback(self.journal.sync)
+        self.proposer = Proposer(self._submit)
+        self.started_at = time.monotonic()
+
+    def _submit(self, payload: bytes, callback) -> None:
+        self.kv.apply(payload, callback=callback)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def propose(self, op: Op, timeout_s: float, size_bytes: int = 0) -> OpResult:
+        """Replicate `op` and return its result once committed and applied on this node."""
+        await self.wait_for_leader(timeout_s)
+        return await self.proposer.propose(op, timeout_s, size_bytes)
+
+    async def wait_for_leader(self, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            leader = self.leader
+            if leader is not None:
+                return leader
+            if time.monotonic() >= deadline:
+                raise NoLeaderError(f"no leader elected within {timeout_s:g}s")
+            await asyncio.sleep(0.02)
+
+    async def publish_http_address(self, stop: asyncio.Event) -> None:
+        """Keep our HTTP address in the replicated member table, so peers can forward to us."""
+        a = self.addresses
+        while not stop.is_set():
+            if self.state.members.get(a.raft) == (a.node_id, a.http):
+                await asyncio.sleep(1.0)
+                continue
+            with contextlib.suppress(Exception):
+                await self.proposer.propose(SetMemberOp(a.raft, a.http, a.node_id), 2.0)
+            await asyncio.sleep(0.2)
+
+    # -- state and status (any thread; values may be a tick old) ---------------------------------
+
+    @property
+    def state(self) -> KVStateMachine:
+        return self.kv.state
+
+    @property
+    def is_leader(self) -> bool:
+        return self._syncobj._isLeader()
+
+    @property
+    def leader(self) -> str | None:
+        node = self._syncobj._getLeader()
+        return None if node is None else node.address
+
+    @property
+    def term(self) -> int:
+        return self._syncobj.raftCurrentTerm
+
+    @property
+    def commit_index(self) -> int:
+        return self._syncobj.raftCommitIndex
+
+    @property
+    def applied_index(self) -> int:
+        return self._syncobj.raftLastApplied
+
+    @property
+    def last_contact_ms(self) -> int | None:
+        """Milliseconds since the leader was last heard from; 0 on the leader; None if never."""
+        if self.is_leader:
+            return 0
+        transport = self._transport
+        if transport is None or transport.last_leader_contact == 0.0:
+            return None
+        return int((time.monotonic() - transport.last_leader_contact) * 1000)
+
+    def leader_http(self) -> str | None:
+        """The leader's advertised HTTP address, once it has published it."""
+        leader = self.leader
+        if leader is None:
+            return None
+        member = self.state.members.get(leader)
+        return None if member is None else member[1]
+
+    def members(self) -> dict[str, tuple[str, str]]:
+        """raft address -> (node id, http address) for every member that published itself."""
+        return dict(self.state.members)
+
+    def peers(self) -> list[str]:
+        return sorted({self.addresses.raft, *self.addresses.peers})
+
+    def status(self) -> dict:
+        raw = self._syncobj.getStatus()
+        return {
+            "id": self.addresses.node_id,
+            "raft": self.addresses.raft,
+            "http": self.addresses.http,
+            "state": {0: "follower", 1: "candidate", 2: "leader"}.get(raw["state"], "unknown"),
+            "leader": self.leader,
+            "term": raw["raft_term"],
+            "commit_index": raw["commit_idx"],
+            "applied_index": raw["last_applied"],
+            "log_len": raw["log_len"],
+            "last_contact_ms": self.last_contact_ms,
+            "keys": len(self.state.entries),
+            "synced_index": self.journal.synced_index,
+        }
+
+    def close(self) -> None:
+        """Stop Raft and flush the journal. Call from the thread that constructed the node."""
+        self._syncobj.destroy_synchronous()
+
+
+def _prepare_data_dir(data_dir: str, addresses: NodeAddresses) -> None:
+    """Create the data folder and check that it belongs to this node."""
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        probe = os.path.join(data_dir, ".write-test")
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        os.unlink(probe)
+    except OSError as exc:
+        raise StartupError(f"data folder {data_dir} is not writable: {exc.strerror}") from None
+    identity_path = os.path.join(data_dir, "node-identity")
+    identity = f"{addresses.node_id} {addresses.raft}\n"
+    if os.path.exists(identity_path):
+        with open(identity_path) as f:
+            existing = f.read()
+        if existing != identity:
+            old = existing.split()
+            raise StartupError(
+                f"data folder {data_dir} belongs to node {old[0]} at {old[1]}, not "
+                f"{addresses.node_id} at {addresses.raft} (Raft identity is the address)"
+            )
+    else:
+        from node.fsutil import write_atomic
+
+        write_atomic(identity_path, identity.encode())
+
+
+def _check_port_free(addr: str, what: str) -> None:
+    host, _, port = addr.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (socket.gaierror, ValueError) as exc:
+        raise StartupError(f"cannot resolve {what} address {addr}: {exc}") from None
+    family, _, _, _, sockaddr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(sockaddr)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {what} address {addr}: {exc.strerror}") from None

@@ -1,0 +1,1 @@
+"""Checkpoint files: format, atomic write, checksum, retention (see issue 4)."""
