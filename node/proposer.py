@@ -32,19 +32,28 @@ _NOT_APPLIED = {
     FAIL_REASON.REQUEST_DENIED: "refused by the leader",
 }
 
+BARRIER_PASSED = OpResult(True)
+
 Submit = Callable[[bytes, Callable[[object, int], None]], None]
 
 
 class Proposer:
     def __init__(self, submit: Submit) -> None:
         self._submit = submit
-        self._pending: list[tuple[Op, int, asyncio.Future]] = []
+        self._pending: list[tuple[Op | None, int, asyncio.Future]] = []
         self._pending_bytes = 0
         self._flush_scheduled = False
         self.entries_proposed = 0
         self.ops_proposed = 0
+        self.barriers_proposed = 0
 
-    async def propose(self, op: Op, timeout_s: float, size_bytes: int = 0) -> OpResult:
+    async def propose(self, op: Op | None, timeout_s: float, size_bytes: int = 0) -> OpResult:
+        """Commit `op` through the log and return its result.
+
+        `op=None` is a read barrier: it rides in the next entry (an empty one if no write
+        is pending) and returns once that entry is committed and applied here, i.e. after
+        every write committed before the call. Concurrent barriers share one entry.
+        """
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((op, size_bytes, fut))
@@ -64,23 +73,32 @@ class Proposer:
         if not self._pending:
             return
         batch, self._pending, self._pending_bytes = self._pending, [], 0
-        futures = [fut for _, _, fut in batch]
+        ops = [op for op, _, _ in batch if op is not None]
+        write_futures = [fut for op, _, fut in batch if op is not None]
+        barrier_futures = [fut for op, _, fut in batch if op is None]
         loop = asyncio.get_running_loop()
 
         def on_result(results, fail_reason):  # tick thread, or inline when the queue is full
-            loop.call_soon_threadsafe(_resolve, futures, results, fail_reason)
+            loop.call_soon_threadsafe(_resolve, write_futures, barrier_futures, results, fail_reason)
 
         self.entries_proposed += 1
-        self.ops_proposed += len(batch)
-        self._submit(encode([op for op, _, _ in batch]), on_result)
+        self.ops_proposed += len(ops)
+        self.barriers_proposed += len(barrier_futures)
+        self._submit(encode(ops), on_result)
 
 
-def _resolve(futures: list[asyncio.Future], results, fail_reason: int) -> None:
+def _resolve(
+    write_futures: list[asyncio.Future], barrier_futures: list[asyncio.Future], results, fail_reason: int
+) -> None:
     if fail_reason == FAIL_REASON.SUCCESS:
-        for fut, result in zip(futures, results, strict=True):
+        for fut, result in zip(write_futures, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
+        for fut in barrier_futures:
+            if not fut.done():
+                fut.set_result(BARRIER_PASSED)
         return
+    futures = write_futures + barrier_futures
     if fail_reason == FAIL_REASON.MISSING_LEADER:
         exc: Exception = NoLeaderError("no leader")
     elif fail_reason in _NOT_APPLIED:

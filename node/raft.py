@@ -189,6 +189,10 @@ class RaftNode:
         return self._syncobj.raftLastApplied
 
     @property
+    def uptime_ms(self) -> int:
+        return int((time.monotonic() - self.started_at) * 1000)
+
+    @property
     def last_contact_ms(self) -> int | None:
         """Milliseconds since the leader was last heard from; 0 on the leader; None if never."""
         if self.is_leader:

@@ -1,0 +1,32 @@
+"""The `raftkv` command: a thin dispatcher. Each subcommand lives with the package it drives;
+its module exposes `register(subparsers)`, which adds the subcommand and sets `_run`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Looked up by name so that the packages below `api` (loadtest) can add commands without
+# `api` importing them at module level.
+COMMAND_MODULES = ["api.serve", "api.up", "api.client_cli"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="raftkv", description="A Raft-replicated key-value store.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args._run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

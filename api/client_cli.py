@@ -1,0 +1,155 @@
+"""`raftkv kv get|put|delete|list` and `raftkv status`: HTTP clients of any node.
+
+The node address comes from --addr or RAFTKV_ADDR (default 127.0.0.1:8501). Every failure
+is one line on stderr and a non-zero exit: 1 for an error from the cluster, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+DEFAULT_ADDR = "127.0.0.1:8501"
+TIMEOUT_S = 10.0
+
+
+class ClientError(Exception):
+    pass
+
+
+def register(sub) -> None:
+    kv = sub.add_parser("kv", help="get, put, delete and list keys")
+    kv.add_argument("--addr", default=os.environ.get("RAFTKV_ADDR", DEFAULT_ADDR), help="any node's HTTP HOST:PORT")
+    verbs = kv.add_subparsers(dest="verb", metavar="VERB", required=True)
+    get = verbs.add_parser("get", help="print a key's value")
+    get.add_argument("key")
+    get.add_argument("--detailed", action="store_true", help="also print flags and indexes")
+    get.add_argument("--stale", action="store_true", help="read this node's copy (may lag)")
+    get.add_argument("--consistent", action="store_true", help="confirm leadership through a majority first")
+    put = verbs.add_parser("put", help="set a key (value from the argument, or - for stdin)")
+    put.add_argument("key")
+    put.add_argument("value")
+    put.add_argument("--flags", type=int)
+    put.add_argument("--cas", type=int, help="only if the key's ModifyIndex is this (0: only if absent)")
+    delete = verbs.add_parser("delete", help="delete a key, or a prefix with --recurse")
+    delete.add_argument("key")
+    delete.add_argument("--recurse", action="store_true")
+    delete.add_argument("--cas", type=int)
+    lst = verbs.add_parser("list", help="list keys under a prefix")
+    lst.add_argument("prefix", nargs="?", default="")
+    kv.set_defaults(_run=run_kv)
+
+    status = sub.add_parser("status", help="show the cluster's nodes, leader and indexes")
+    status.add_argument("--addr", default=os.environ.get("RAFTKV_ADDR", DEFAULT_ADDR), help="any node's HTTP HOST:PORT")
+    status.set_defaults(_run=run_status)
+
+
+def request(addr: str, method: str, path: str, query: dict | None = None, body: bytes | None = None):
+    """(status, headers, body) of one HTTP call; raises ClientError when the node is unreachable."""
+    url = f"http://{addr}{urllib.parse.quote(path, safe='/:')}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ClientError(f"cannot reach {addr}: {reason}") from None
+
+
+def _fail(status: int, body: bytes) -> ClientError:
+    text = body.decode("utf-8", "replace").strip().splitlines()
+    return ClientError(f"HTTP {status}: {text[0] if text else 'no reason given'}")
+
+
+def run_kv(args: argparse.Namespace) -> int:
+    try:
+        return _run_kv(args)
+    except ClientError as exc:
+        print(f"raftkv kv {args.verb}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_kv(args: argparse.Namespace) -> int:
+    key_path = "/v1/kv/" + args.key if hasattr(args, "key") else "/v1/kv/" + args.prefix
+    if args.verb == "get":
+        query = {"stale": ""} if args.stale else {"consistent": ""} if args.consistent else {}
+        status, _, body = request(args.addr, "GET", key_path, query)
+        if status == 404:
+            raise ClientError(f"key {args.key!r} not found")
+        if status != 200:
+            raise _fail(status, body)
+        entry = json.loads(body)[0]
+        value = base64.b64decode(entry["Value"]) if entry["Value"] else b""
+        if args.detailed:
+            print(f"Key: {entry['Key']}\nFlags: {entry['Flags']}\nCreateIndex: {entry['CreateIndex']}\n"
+                  f"ModifyIndex: {entry['ModifyIndex']}\nValue: {value.decode('utf-8', 'replace')}")
+        else:
+            sys.stdout.buffer.write(value + (b"" if value.endswith(b"\n") else b"\n"))
+        return 0
+    if args.verb == "put":
+        value = sys.stdin.buffer.read() if args.value == "-" else args.value.encode()
+        query = {k: v for k, v in (("flags", args.flags), ("cas", args.cas)) if v is not None}
+        status, _, body = request(args.addr, "PUT", key_path, query, value)
+        if status != 200:
+            raise _fail(status, body)
+        if json.loads(body) is not True:
+            raise ClientError(f"check-and-set failed: {args.key!r} is not at ModifyIndex {args.cas}")
+        print(f"OK: {args.key}")
+        return 0
+    if args.verb == "delete":
+        query = {"recurse": ""} if args.recurse else {}
+        if args.cas is not None:
+            query["cas"] = args.cas
+        status, _, body = request(args.addr, "DELETE", key_path, query)
+        if status != 200:
+            raise _fail(status, body)
+        if json.loads(body) is not True:
+            raise ClientError(f"check-and-set failed: {args.key!r} is not at ModifyIndex {args.cas}")
+        print(f"Deleted: {args.key}{' (recursively)' if args.recurse else ''}")
+        return 0
+    status, _, body = request(args.addr, "GET", key_path, {"recurse": ""})
+    if status == 404:
+        return 0
+    if status != 200:
+        raise _fail(status, body)
+    for entry in json.loads(body):
+        print(f"{entry['Key']}\t(flags {entry['Flags']}, modified at {entry['ModifyIndex']})")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    try:
+        status, _, body = request(args.addr, "GET", "/v1/raftkv/status")
+        if status != 200:
+            raise _fail(status, body)
+        here = json.loads(body)
+        rows = []
+        for member in here["members"] or [{"raft": here["raft"], "id": here["id"], "http": here["http"]}]:
+            try:
+                code, _, mbody = request(member["http"], "GET", "/v1/raftkv/status")
+                st = json.loads(mbody) if code == 200 else None
+            except ClientError:
+                st = None
+            rows.append((member, st))
+    except ClientError as exc:
+        print(f"raftkv status: {exc}", file=sys.stderr)
+        return 1
+    print(f"leader: {here['leader'] or '(none)'}  term: {here['term']}")
+    print(f"{'ID':<8} {'HTTP':<22} {'RAFT':<22} {'STATE':<10} {'TERM':>5} {'COMMIT':>8} {'APPLIED':>8} {'KEYS':>8}")
+    for member, st in rows:
+        if st is None:
+            print(f"{member['id']:<8} {member['http']:<22} {member['raft']:<22} {'down':<10}")
+        else:
+            print(f"{st['id']:<8} {st['http']:<22} {st['raft']:<22} {st['state']:<10} {st['term']:>5} "
+                  f"{st['commit_index']:>8} {st['applied_index']:>8} {st['keys']:>8}")
+    return 0

@@ -1,0 +1,27 @@
+"""What the HTTP handlers share: the node, the forwarder and the limits, kept on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from node.raft import RaftNode
+
+DEFAULT_MAX_VALUE_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    request_timeout_s: float = 5.0
+
+
+@dataclass
+class ApiContext:
+    node: RaftNode
+    config: ApiConfig
+    forwarder: object  # api.forward.LeaderForwarder (typed loosely to keep imports one-way)
+
+
+CTX = web.AppKey("raftkv", ApiContext)

@@ -1,0 +1,73 @@
+"""Forwarding to the leader: the one seam where a request leaves this node.
+
+A request that must be served by the leader (writes, default and consistent reads) is
+served here if this node leads, else sent once to the leader's advertised HTTP address.
+The hop is marked with `X-Raftkv-Forwarded`; a node that receives a marked request and is
+not the leader answers 503 instead of forwarding again (loop guard).
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from api.errors import HTTPProblem, unavailable
+from node.raft import RaftNode
+
+FORWARDED_HEADER = "X-Raftkv-Forwarded"
+_COPIED_HEADERS = ("Content-Type", "Retry-After", "X-Content-Type-Options", "Content-Security-Policy")
+
+
+class LeaderForwarder:
+    def __init__(self, node: RaftNode, timeout_s: float) -> None:
+        self.node = node
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+        self.forwarded = 0
+        self.forward_failures = 0
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def route(self, request: web.Request, body: bytes | None, is_write: bool) -> web.Response | None:
+        """None when this node is the leader and serves the request itself, else the
+        leader's response to the forwarded request."""
+        await self.node.wait_for_leader(self.timeout_s)
+        if self.node.is_leader:
+            return None
+        if FORWARDED_HEADER in request.headers:
+            origin = request.headers[FORWARDED_HEADER]
+            raise unavailable(f"not the leader (this request was already forwarded by {origin})")
+        target = self.node.leader_http()
+        if target is None:
+            raise unavailable("the leader has not published its HTTP address yet")
+        return await self._send(request, target, body, is_write)
+
+    async def _send(self, request: web.Request, target: str, body: bytes | None, is_write: bool) -> web.Response:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s + 1), auto_decompress=False
+            )
+        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-consul") or k == "Content-Type"}
+        headers[FORWARDED_HEADER] = self.node.addresses.node_id
+        url = f"http://{target}{request.rel_url}"
+        try:
+            async with self._session.request(request.method, url, data=body, headers=headers) as resp:
+                payload = await resp.read()
+                out_headers = {
+                    k: v for k, v in resp.headers.items() if k.startswith("X-Consul-") or k in _COPIED_HEADERS
+                }
+                self.forwarded += 1
+                return web.Response(status=resp.status, body=payload, headers=out_headers)
+        except aiohttp.ClientConnectorError:
+            self.forward_failures += 1
+            raise unavailable(f"leader {target} is unreachable; nothing was applied") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self.forward_failures += 1
+            if is_write:
+                raise HTTPProblem(
+                    503, f"outcome unknown: the leader {target} did not answer ({type(exc).__name__})",
+                    {"Retry-After": "1"},
+                ) from None
+            raise unavailable(f"the leader {target} did not answer ({type(exc).__name__})") from None

@@ -1,0 +1,90 @@
+"""`raftkv serve`: one node, composed of a RaftNode and the HTTP app, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from api.addresses import AddressError, parse_hostport, parse_peer_list
+from api.app import make_app
+from api.context import DEFAULT_MAX_VALUE_BYTES, ApiConfig
+from node.errors import StartupError
+from node.raft import NodeAddresses, RaftNode
+
+log = logging.getLogger("raftkv")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run one node")
+    p.add_argument("--id", required=True, help="node name, shown in logs and status")
+    p.add_argument("--raft", required=True, metavar="HOST:PORT", help="Raft address peers use to reach this node")
+    p.add_argument("--http", required=True, metavar="HOST:PORT", help="HTTP address clients and peers use")
+    p.add_argument("--peers", action="append", default=[], metavar="HOST:PORT[,...]",
+                   help="the other nodes' Raft addresses (repeat or comma-separate)")
+    p.add_argument("--data-dir", required=True, help="folder for the journal and snapshots")
+    p.add_argument("--raft-bind", metavar="HOST:PORT", help="listen here for Raft (default: --raft)")
+    p.add_argument("--http-bind", metavar="HOST:PORT", help="listen here for HTTP (default: --http)")
+    p.add_argument("--max-value-bytes", type=int, default=DEFAULT_MAX_VALUE_BYTES)
+    p.add_argument("--request-timeout", type=float, default=5.0, metavar="SECONDS")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(_run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        addresses = NodeAddresses(
+            node_id=args.id,
+            raft=parse_hostport(args.raft, "--raft"),
+            http=parse_hostport(args.http, "--http"),
+            raft_bind=parse_hostport(args.raft_bind, "--raft-bind") if args.raft_bind else None,
+            peers=parse_peer_list(args.peers),
+        )
+        http_bind = parse_hostport(args.http_bind or args.http, "--http-bind")
+    except AddressError as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 2
+    if args.max_value_bytes <= 0:
+        print("raftkv serve: --max-value-bytes must be positive", file=sys.stderr)
+        return 2
+    try:
+        node = RaftNode(addresses, args.data_dir)  # main thread: PySyncObj's tick thread needs it alive
+    except StartupError as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 1
+    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
+    try:
+        return asyncio.run(_serve(node, config, http_bind))
+    finally:
+        node.close()
+
+
+async def _serve(node: RaftNode, config: ApiConfig, http_bind: str) -> int:
+    app = make_app(node, config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, _, port = http_bind.rpartition(":")
+    try:
+        await web.TCPSite(runner, host, int(port), reuse_address=True).start()
+    except OSError as exc:
+        print(f"raftkv serve: cannot listen on HTTP address {http_bind}: {exc.strerror}", file=sys.stderr)
+        await runner.cleanup()
+        return 1
+    a = node.addresses
+    log.info("node %s serving HTTP on %s, Raft on %s, peers %s", a.node_id, http_bind, a.raft, ",".join(a.peers))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    publisher = asyncio.create_task(node.publish_http_address(stop))
+    await stop.wait()
+    log.info("node %s stopping", a.node_id)
+    publisher.cancel()
+    await runner.cleanup()
+    return 0
