@@ -69,6 +69,7 @@ class DurableJournal:
         self._lock = threading.Lock()  # guards sync against concurrent sync from other threads
         self._dirty = False
         self._synced_index = 0
+        self._synced_offset = HEADER.size
         self._meta = self._read_meta()
         self._meta_dirty = False
         self._fd = self._open_and_load()
@@ -120,6 +121,7 @@ class DurableJournal:
             pos = body_end
         self._end = pos
         self._synced_index = self._entries[-1][1] if self._entries else 0
+        self._synced_offset = pos
         return fd
 
     def _read_meta(self) -> dict:
@@ -159,6 +161,7 @@ class DurableJournal:
             os.ftruncate(self._fd, self._end)
             self._dirty = True
             self._synced_index = 0
+            self._synced_offset = self._end
 
     def __getitem__(self, item):
         return self._entries[item]
@@ -177,6 +180,7 @@ class DurableJournal:
             os.ftruncate(self._fd, self._end)
             self._dirty = True
             self._synced_index = min(self._synced_index, self.last_index)
+            self._synced_offset = min(self._synced_offset, self._end)
 
     def deleteEntriesTo(self, entry_to: int) -> None:  # noqa: N802 - PySyncObj's name
         """Drop the entries at list positions < entry_to: they are covered by the snapshot."""
@@ -204,6 +208,7 @@ class DurableJournal:
             self._entries = list(kept)
             self._offsets = offsets
             self._end = end
+            self._synced_offset = end
 
     def _destroy(self) -> None:
         self.sync()
@@ -249,6 +254,7 @@ class DurableJournal:
             os.fdatasync(self._fd)
             self._dirty = False
             self._synced_index = self.last_index
+            self._synced_offset = self._end
             synced = self._synced_index
         if self._on_sync is not None:
             self._on_sync(synced, time.monotonic())
@@ -272,8 +278,9 @@ class DurableJournal:
         return self._synced_index
 
     @property
-    def end_offset(self) -> int:
-        return self._end
+    def synced_offset(self) -> int:
+        """File size that a power loss right now would leave at least (a record boundary)."""
+        return self._synced_offset
 
     def entry_term(self, index: int) -> int | None:
         """Term of the entry at Raft `index`, or None when we do not hold it."""

@@ -1,0 +1,110 @@
+import os
+
+import pytest
+
+from node.journal import HEADER, DurableJournal, JournalError
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "raft.journal")
+
+
+def fill(j, first, last, term=1):
+    for idx in range(first, last + 1):
+        j.add(f"cmd{idx}".encode(), idx, term)
+
+
+def test_journal_reopens_with_every_entry_and_meta(path):
+    j = DurableJournal(path)
+    fill(j, 1, 50)
+    j.setCurrentTerm(4, "127.0.0.1:7002")
+    j.setRaftCommitIndex(40)
+    j._destroy()
+    j2 = DurableJournal(path)
+    assert len(j2) == 50 and j2[0] == (b"cmd1", 1, 1) and j2[-1] == (b"cmd50", 50, 1)
+    assert j2.getCurrentTerm() == 4 and j2.getVotedForNodeId() == "127.0.0.1:7002"
+    assert j2.getRaftCommitIndex() == 40
+
+
+def test_journal_sync_is_grouped_and_tracks_the_synced_index(path):
+    synced = []
+    j = DurableJournal(path, on_sync=lambda idx, t: synced.append(idx))
+    fill(j, 1, 10)
+    assert j.dirty and j.synced_index == 0
+    j.sync()
+    j.sync()  # nothing new: no second fdatasync
+    fill(j, 11, 12)
+    j.sync()
+    assert synced == [10, 12] and j.synced_index == 12 and not j.dirty
+
+
+def test_journal_term_and_vote_are_stored_before_set_current_term_returns(path):
+    j = DurableJournal(path)
+    j.setCurrentTerm(9, "me")
+    # Read back by a second, independent reader while the first is still open.
+    assert DurableJournal(path).getCurrentTerm() == 9
+
+
+def test_journal_commit_index_hint_never_exceeds_the_log(path):
+    j = DurableJournal(path)
+    fill(j, 1, 5)
+    j.setRaftCommitIndex(500)
+    assert j.getRaftCommitIndex() == 5
+
+
+def test_journal_delete_entries_from_truncates_file(path):
+    j = DurableJournal(path)
+    fill(j, 1, 20)
+    j.deleteEntriesFrom(10)  # list position 10 = index 11
+    j.add(b"new", 11, 2)
+    j._destroy()
+    j2 = DurableJournal(path)
+    assert [e[1] for e in j2] == list(range(1, 12)) and j2[-1] == (b"new", 11, 2)
+
+
+def test_journal_delete_entries_to_keeps_tail_and_indexes(path):
+    j = DurableJournal(path)
+    fill(j, 1, 20)
+    j.deleteEntriesTo(15)
+    assert j[0][1] == 16 and j.entry_term(16) == 1 and j.entry_term(15) is None
+    fill(j, 21, 22)
+    j._destroy()
+    assert [e[1] for e in DurableJournal(path)] == list(range(16, 23))
+
+
+def test_journal_torn_tail_is_cut_and_reported(path, caplog):
+    j = DurableJournal(path)
+    fill(j, 1, 5)
+    j._destroy()
+    with open(path, "ab") as f:
+        f.write(b"\x30\x00\x00\x00garbage")  # a record header promising more than is there
+    j2 = DurableJournal(path)
+    assert len(j2) == 5
+    assert "torn record" in caplog.text
+
+
+def test_journal_checksum_mismatch_ends_the_log(path, caplog):
+    j = DurableJournal(path)
+    fill(j, 1, 5)
+    third = j._offsets[2]
+    j._destroy()
+    with open(path, "r+b") as f:
+        f.seek(third + 24)
+        f.write(b"X")  # flip a byte of entry 3's command
+    j2 = DurableJournal(path)
+    assert [e[1] for e in j2] == [1, 2]
+    assert "checksum mismatch" in caplog.text
+    assert os.path.getsize(path) == third
+
+
+def test_journal_rejects_a_foreign_file(path):
+    with open(path, "wb") as f:
+        f.write(b"PYSYNCOBJ\x00" + b"\x00" * 40)
+    with pytest.raises(JournalError, match="not a raftkv journal"):
+        DurableJournal(path)
+
+
+def test_journal_new_file_has_header_only(path):
+    DurableJournal(path)._destroy()
+    assert os.path.getsize(path) == HEADER.size
