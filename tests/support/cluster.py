@@ -142,8 +142,8 @@ class Cluster:
             if len(leaders) != 1 or None in leaders:
                 return None
             leader = self.node_by_raft(leaders.pop())
-            st = next(s for s in statuses if s["raft"] == leader.raft)
-            if st["state"] != "leader" or len(st["members"]) < len(self.nodes):
+            st = next((s for s in statuses if s["raft"] == leader.raft), None)
+            if st is None or st["state"] != "leader" or len(st["members"]) < len(self.nodes):
                 return None
             return leader
 

@@ -1,0 +1,113 @@
+"""A real 3-node cluster of processes: replication, forwarding, failover."""
+
+from __future__ import annotations
+
+import base64
+import signal
+import time
+
+import requests
+
+
+def put(node, key, value, **params):
+    return requests.put(f"{node.url}/v1/kv/{key}", data=value, params=params, timeout=10)
+
+
+def get(node, key, **params):
+    return requests.get(f"{node.url}/v1/kv/{key}", params=params, timeout=10)
+
+
+def test_write_through_a_follower_is_read_on_every_node(cluster):
+    follower = cluster.followers()[0]
+    r = put(follower, "greeting", b"hello", flags=42)
+    assert r.status_code == 200 and r.json() is True
+    index = None
+    for node in cluster.nodes:
+        r = get(node, "greeting")  # default mode: answered by the leader, through forwarding
+        assert r.status_code == 200
+        [entry] = r.json()
+        assert base64.b64decode(entry["Value"]) == b"hello" and entry["Flags"] == 42
+        assert r.headers["X-Consul-Index"] == str(entry["ModifyIndex"])
+        index = index or entry["ModifyIndex"]
+        assert entry["ModifyIndex"] == entry["CreateIndex"] == index
+    cluster.wait_applied(index)
+    for node in cluster.nodes:  # each node's own copy has the same entry and index
+        r = get(node, "greeting", stale="")
+        assert r.status_code == 200 and r.json()[0]["ModifyIndex"] == index
+        assert r.headers["X-Consul-Effective-Consistency"] == "stale"
+        assert get(node, "greeting", raw="").content == b"hello"
+
+
+def test_consul_shapes_for_recurse_keys_cas_and_delete(cluster):
+    node = cluster.nodes[0]
+    for key in ("app/a", "app/b/c", "app/b/d", "other"):
+        assert put(node, key, key.encode()).json() is True
+    r = get(node, "app/", recurse="1")
+    assert [e["Key"] for e in r.json()] == ["app/a", "app/b/c", "app/b/d"]
+    assert get(node, "app/", keys="True", separator="/").json() == ["app/a", "app/b/"]
+    assert get(node, "", keys="").json() == ["app/a", "app/b/c", "app/b/d", "other"]
+    missing = get(node, "nope")
+    assert missing.status_code == 404 and missing.content == b"" and int(missing.headers["X-Consul-Index"]) >= 1
+    index = get(node, "other").json()[0]["ModifyIndex"]
+    assert put(node, "other", b"x", cas=index - 1).json() is False
+    assert put(node, "other", b"x", cas=0).json() is False
+    assert put(node, "other", b"x", cas=index).json() is True
+    assert put(node, "empty", b"").json() is True
+    assert get(node, "empty").json()[0]["Value"] is None
+    assert requests.delete(f"{node.url}/v1/kv/app/b", params={"recurse": ""}, timeout=10).json() is True
+    assert [e["Key"] for e in get(node, "app/", recurse="").json()] == ["app/a"]
+    new_index = get(node, "other").json()[0]["ModifyIndex"]
+    assert requests.delete(f"{node.url}/v1/kv/other", params={"cas": index}, timeout=10).json() is False
+    assert requests.delete(f"{node.url}/v1/kv/other", params={"cas": new_index}, timeout=10).json() is True
+    assert get(node, "other").status_code == 404
+
+
+def test_status_endpoints_answer_like_consul(cluster):
+    leader = cluster.leader()
+    for node in cluster.nodes:
+        assert requests.get(f"{node.url}/v1/status/leader", timeout=5).json() == leader.raft
+        assert requests.get(f"{node.url}/v1/status/peers", timeout=5).json() == sorted(n.raft for n in cluster.nodes)
+
+
+def test_leader_sigkill_elects_a_new_leader_and_writes_resume(cluster):
+    old = cluster.leader()
+    assert put(old, "before", b"1").json() is True
+    old_term = old.status()["term"]
+    killed_at = time.monotonic()
+    old.kill()
+    survivors = [n for n in cluster.nodes if n is not old]
+    new = cluster.leader(among=survivors)
+    first_ok = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            r = put(survivors[0], "after", b"2")
+            if r.status_code == 200 and r.json() is True:
+                first_ok = time.monotonic()
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.02)
+    assert first_ok is not None, cluster.logs()
+    print(f"failover: leader killed -> first acknowledged write {first_ok - killed_at:.2f}s")
+    assert new is not old and new.status()["term"] > old_term
+    for node in survivors:
+        assert get(node, "before", raw="").content == b"1"
+        assert get(node, "after", raw="").content == b"2"
+    old.start()  # rejoins as a follower and catches up
+    cluster.wait_for("old leader caught up", lambda: (s := old.status()) and s["keys"] == 2 and s["state"] == "follower")
+
+
+def test_paused_leader_is_replaced_and_steps_down_on_resume(cluster):
+    old = cluster.leader()
+    old.signal(signal.SIGSTOP)
+    try:
+        survivors = [n for n in cluster.nodes if n is not old]
+        new = cluster.leader(among=survivors)
+        assert new is not old
+        assert put(new, "during-pause", b"x").json() is True
+    finally:
+        old.signal(signal.SIGCONT)
+    cluster.wait_for("old leader to follow", lambda: (s := old.status()) and s["state"] == "follower"
+                     and s["leader"] == new.raft)
+    assert get(old, "during-pause", raw="").content == b"x"
