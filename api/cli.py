@@ -12,9 +12,16 @@ import sys
 COMMAND_MODULES = ["api.serve", "api.up", "api.client_cli"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse prints the usage block too), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="raftkv", description="A Raft-replicated key-value store.")
+    parser = OneLineParser(prog="raftkv", description="A Raft-replicated key-value store.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
