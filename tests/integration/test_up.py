@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import requests
@@ -29,11 +30,24 @@ def consecutive_free_ports(count: int, start: int = 20000) -> int:
 
 
 def start_up(data_dir, http_port, raft_port):
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data_dir), "--http-port", str(http_port),
          "--raft-port", str(raft_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    proc.lines = []
+    threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    return proc
+
+
+def wait_for_line(proc, fragment: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(proc.lines):
+            if fragment in line:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"{fragment!r} not printed; output so far:\n{''.join(proc.lines)}")
 
 
 def first_acknowledged_write(url: str, key: str, value: bytes, timeout: float = 30.0) -> float:
@@ -51,7 +65,9 @@ def first_acknowledged_write(url: str, key: str, value: bytes, timeout: float = 
 
 def stop_up(proc) -> str:
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    time.sleep(0.2)  # let the reader thread drain the pipe
+    out = "".join(proc.lines)
     assert proc.returncode == 0, out
     return out
 
@@ -66,6 +82,7 @@ def test_up_answers_a_put_and_a_get_and_brings_the_data_back(tmp_path):
         acked = first_acknowledged_write(url, "greeting", b"hello")
         print(f"raftkv up -> first acknowledged write: {acked - started:.2f}s")
         assert requests.get(f"http://{HOST}:{http + 2}/v1/kv/greeting?raw", timeout=5).content == b"hello"
+        wait_for_line(proc, "leader is n")
     finally:
         out = stop_up(proc)
     assert "[n1]" in out and "[n2]" in out and "[n3]" in out, out
