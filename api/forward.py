@@ -8,6 +8,9 @@ not the leader answers 503 instead of forwarding again (loop guard).
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import aiohttp
 from aiohttp import web
 
@@ -33,16 +36,20 @@ class LeaderForwarder:
     async def route(self, request: web.Request, body: bytes | None, is_write: bool) -> web.Response | None:
         """None when this node is the leader and serves the request itself, else the
         leader's response to the forwarded request."""
-        await self.node.wait_for_leader(self.timeout_s)
-        if self.node.is_leader:
-            return None
-        if FORWARDED_HEADER in request.headers:
-            origin = request.headers[FORWARDED_HEADER]
-            raise unavailable(f"not the leader (this request was already forwarded by {origin})")
-        target = self.node.leader_http()
-        if target is None:
-            raise unavailable("the leader has not published its HTTP address yet")
-        return await self._send(request, target, body, is_write)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            await self.node.wait_for_leader(max(0.0, deadline - time.monotonic()))
+            if self.node.is_leader:
+                return None
+            if FORWARDED_HEADER in request.headers:
+                origin = request.headers[FORWARDED_HEADER]
+                raise unavailable(f"not the leader (this request was already forwarded by {origin})")
+            target = self.node.leader_http()
+            if target is not None:
+                return await self._send(request, target, body, is_write)
+            if time.monotonic() >= deadline:  # a fresh leader publishes its address within a second
+                raise unavailable("the leader has not published its HTTP address yet")
+            await asyncio.sleep(0.02)
 
     async def _send(self, request: web.Request, target: str, body: bytes | None, is_write: bool) -> web.Response:
         if self._session is None:

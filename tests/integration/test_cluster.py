@@ -95,7 +95,8 @@ def test_leader_sigkill_elects_a_new_leader_and_writes_resume(cluster):
         assert get(node, "before", raw="").content == b"1"
         assert get(node, "after", raw="").content == b"2"
     old.start()  # rejoins as a follower and catches up
-    cluster.wait_for("old leader caught up", lambda: (s := old.status()) and s["keys"] == 2 and s["state"] == "follower")
+    cluster.wait_for("old leader caught up",
+                     lambda: (s := old.status()) and s["keys"] == 2 and s["state"] == "follower")
 
 
 def test_paused_leader_is_replaced_and_steps_down_on_resume(cluster):
