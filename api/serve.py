@@ -82,9 +82,11 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    publisher = asyncio.create_task(node.publish_http_address(stop))
+    background = [asyncio.create_task(node.publish_http_address(stop)),
+                  asyncio.create_task(node.report_unreachable_peers(stop))]
     await stop.wait()
     log.info("node %s stopping", a.node_id)
-    publisher.cancel()
+    for task in background:
+        task.cancel()
     await runner.cleanup()
     return 0

@@ -72,6 +72,7 @@ class DurableJournal:
         self._synced_offset = HEADER.size
         self._meta = self._read_meta()
         self._meta_dirty = False
+        self._cleared: list[Entry] | None = None  # the log just replaced by a snapshot, see add()
         self._fd = self._open_and_load()
 
     # -- loading ------------------------------------------------------------------------------
@@ -140,6 +141,25 @@ class DurableJournal:
     # -- PySyncObj's Journal interface (tick thread) --------------------------------------------
 
     def add(self, command: bytes, idx: int, term: int) -> None:
+        self._append(command, idx, term)
+        if self._cleared is not None and len(self._entries) == 2:
+            self._keep_tail_after_snapshot()
+
+    def _keep_tail_after_snapshot(self) -> None:
+        """PySyncObj loads a snapshot as clear() + add(prev) + add(last), discarding the whole
+        log. Raft keeps the entries after the snapshot's last entry when the log holds that
+        entry (same index and term). Without this, a crash between a snapshot's rename and
+        the journal's compaction would throw away every entry after the snapshot on restart
+        (reference §4.2)."""
+        cleared, self._cleared = self._cleared, None
+        last = self._entries[-1]
+        for pos, entry in enumerate(cleared):
+            if entry[1] == last[1] and entry[2] == last[2]:
+                for kept in cleared[pos + 1 :]:
+                    self._append(*kept)
+                return
+
+    def _append(self, command: bytes, idx: int, term: int) -> None:
         command = bytes(command)
         body = INDEX_TERM.pack(idx, term) + command
         record = struct.pack("<II", len(body), zlib.crc32(body)) + body
@@ -154,6 +174,7 @@ class DurableJournal:
         # Called when PySyncObj replaces the log by a snapshot it just loaded: make that
         # snapshot durable first, or a power loss could leave neither.
         self._sync_dump()
+        self._cleared = list(self._entries)
         with self._lock:
             self._entries.clear()
             self._offsets.clear()

@@ -214,6 +214,34 @@ class RaftNode:
         """raft address -> (node id, http address) for every member that published itself."""
         return dict(self.state.members)
 
+    def unreachable_peers(self) -> list[str]:
+        """Peers this node has no open Raft connection to right now."""
+        raw = self._syncobj.getStatus()
+        prefix = "partner_node_status_server_"
+        return sorted(k[len(prefix):] for k, v in raw.items() if k.startswith(prefix) and v != 2)
+
+    async def report_unreachable_peers(self, stop: asyncio.Event, after_s: float = 10.0) -> None:
+        """Log one line when a peer has been unreachable for `after_s`, and one when it is back."""
+        down_since: dict[str, float] = {}
+        reported: set[str] = set()
+        while not stop.is_set():
+            now = time.monotonic()
+            down = set(self.unreachable_peers())
+            for peer in down:
+                down_since.setdefault(peer, now)
+                if peer not in reported and now - down_since[peer] >= after_s:
+                    log.warning("peer %s unreachable for %.0fs (not started yet, wrong address, or down?)",
+                                peer, now - down_since[peer])
+                    reported.add(peer)
+            for peer in list(down_since):
+                if peer not in down:
+                    del down_since[peer]
+                    if peer in reported:
+                        log.warning("peer %s reachable again", peer)
+                        reported.discard(peer)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
     def peers(self) -> list[str]:
         return sorted({self.addresses.raft, *self.addresses.peers})
 

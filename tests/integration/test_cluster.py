@@ -112,3 +112,22 @@ def test_paused_leader_is_replaced_and_steps_down_on_resume(cluster):
     cluster.wait_for("old leader to follow", lambda: (s := old.status()) and s["state"] == "follower"
                      and s["leader"] == new.raft)
     assert get(old, "during-pause", raw="").content == b"x"
+
+
+def test_leader_cut_off_from_the_majority_steps_down_within_the_election_timeout(cluster):
+    leader = cluster.leader()
+    followers = [n for n in cluster.nodes if n is not leader]
+    for f in followers:
+        f.signal(signal.SIGSTOP)
+    try:
+        stopped_at = time.monotonic()
+        cluster.wait_for("the isolated leader to step down",
+                         lambda: (s := leader.status()) and s["state"] != "leader", timeout=5)
+        print(f"isolated leader stepped down after {time.monotonic() - stopped_at:.2f}s")
+        r = put(leader, "while-alone", b"x")  # no quorum: refused within the deadline, never acknowledged
+        assert r.status_code == 503 and "Retry-After" in r.headers
+    finally:
+        for f in followers:
+            f.signal(signal.SIGCONT)
+    cluster.leader()
+    assert get(cluster.nodes[0], "while-alone").status_code == 404

@@ -108,3 +108,24 @@ def test_journal_rejects_a_foreign_file(path):
 def test_journal_new_file_has_header_only(path):
     DurableJournal(path)._destroy()
     assert os.path.getsize(path) == HEADER.size
+
+
+def test_journal_keeps_entries_after_a_loaded_snapshot_that_it_already_holds(path):
+    # PySyncObj loads a snapshot as clear() + add(prev) + add(last); Raft keeps what follows.
+    j = DurableJournal(path)
+    fill(j, 1, 30)
+    j.clear()
+    j.add(b"cmd19", 19, 1)
+    j.add(b"cmd20", 20, 1)
+    assert [e[1] for e in j] == list(range(19, 31))
+    j._destroy()
+    assert [e[1] for e in DurableJournal(path)] == list(range(19, 31))
+
+
+def test_journal_drops_its_log_for_a_snapshot_it_does_not_match(path):
+    j = DurableJournal(path)
+    fill(j, 1, 30)
+    j.clear()
+    j.add(b"other", 19, 2)
+    j.add(b"other", 40, 2)  # the leader's snapshot is ahead of us, or of another term
+    assert [e[1] for e in j] == [19, 40]
