@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from api import kv, status
+from api import kv, status, txn
 from api.context import CTX, ApiConfig, ApiContext
 from api.errors import error_middleware
 from api.forward import LeaderForwarder
@@ -13,17 +15,24 @@ from node.raft import RaftNode
 
 def make_app(node: RaftNode, config: ApiConfig | None = None) -> web.Application:
     config = config or ApiConfig()
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_value_bytes + 1)
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=max(config.max_value_bytes, config.max_txn_bytes) + 1
+    )
     forwarder = LeaderForwarder(node, config.request_timeout_s)
     app[CTX] = ApiContext(node=node, config=config, forwarder=forwarder)
 
     async def close_forwarder(_app: web.Application) -> None:
         await forwarder.close()
 
+    async def attach_watch_hub(_app: web.Application) -> None:
+        node.watch_hub.attach(asyncio.get_running_loop())
+
+    app.on_startup.append(attach_watch_hub)
     app.on_cleanup.append(close_forwarder)
     app.router.add_get("/v1/kv/{key:.*}", kv.get_kv)
     app.router.add_put("/v1/kv/{key:.*}", kv.put_kv)
     app.router.add_delete("/v1/kv/{key:.*}", kv.delete_kv)
+    app.router.add_put("/v1/txn", txn.put_txn)
     app.router.add_get("/v1/status/leader", status.status_leader)
     app.router.add_get("/v1/status/peers", status.status_peers)
     app.router.add_get("/v1/raftkv/status", status.raftkv_status)

@@ -14,6 +14,7 @@ DEFAULT_MAX_VALUE_BYTES = 512 * 1024
 @dataclass(frozen=True)
 class ApiConfig:
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_txn_bytes: int = 1024 * 1024  # a transaction's JSON body (values are base64 in it)
     request_timeout_s: float = 5.0
 
 

@@ -33,7 +33,9 @@ class LeaderForwarder:
         if self._session is not None:
             await self._session.close()
 
-    async def route(self, request: web.Request, body: bytes | None, is_write: bool) -> web.Response | None:
+    async def route(
+        self, request: web.Request, body: bytes | None, is_write: bool, hold_s: float = 0.0
+    ) -> web.Response | None:
         """None when this node is the leader and serves the request itself, else the
         leader's response to the forwarded request."""
         deadline = time.monotonic() + self.timeout_s
@@ -46,21 +48,22 @@ class LeaderForwarder:
                 raise unavailable(f"not the leader (this request was already forwarded by {origin})")
             target = self.node.leader_http()
             if target is not None:
-                return await self._send(request, target, body, is_write)
+                return await self._send(request, target, body, is_write, hold_s)
             if time.monotonic() >= deadline:  # a fresh leader publishes its address within a second
                 raise unavailable("the leader has not published its HTTP address yet")
             await asyncio.sleep(0.02)
 
-    async def _send(self, request: web.Request, target: str, body: bytes | None, is_write: bool) -> web.Response:
+    async def _send(
+        self, request: web.Request, target: str, body: bytes | None, is_write: bool, hold_s: float
+    ) -> web.Response:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s + 1), auto_decompress=False
-            )
+            self._session = aiohttp.ClientSession(auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-consul") or k == "Content-Type"}
         headers[FORWARDED_HEADER] = self.node.addresses.node_id
         url = f"http://{target}{request.rel_url}"
         try:
-            async with self._session.request(request.method, url, data=body, headers=headers) as resp:
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s + hold_s + 1)
+            async with self._session.request(request.method, url, data=body, headers=headers, timeout=timeout) as resp:
                 payload = await resp.read()
                 out_headers = {
                     k: v for k, v in resp.headers.items() if k.startswith("X-Consul-") or k in _COPIED_HEADERS

@@ -1,19 +1,22 @@
 """/v1/kv handlers: Consul's KV wire format over the node.
 
-Reads: `stale` is served from this node's copy; default and `consistent` by the leader
-(forwarded if needed); `consistent` passes a read barrier through the log first.
+Reads: who answers and what is checked first is decided by `api.reads.prepare_read`;
+blocking queries (`?index=N&wait=D`) wait on `node.watch.WatchHub`.
 Writes always go through the leader and answer only once committed on a majority's disk.
 """
 
 from __future__ import annotations
 
 import base64
+import random
+import time
 
 from aiohttp import web
 
 from api.context import CTX, ApiContext
 from api.errors import HTTPProblem
-from api.params import ReadConsistency, key_from_path, read_params, uint_param
+from api.params import ReadConsistency, ReadParams, key_from_path, read_params, uint_param
+from api.reads import barrier, prepare_read
 from node.codec import DeleteOp, SetOp
 from node.state_machine import KVEntry
 
@@ -46,45 +49,61 @@ async def get_kv(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     params = read_params(request)
     key = key_from_path(request, allow_empty=params.recurse or params.keys)
-    if params.consistency is not ReadConsistency.STALE:
-        forwarded = await ctx.forwarder.route(request, None, is_write=False)
-        if forwarded is not None:
-            return forwarded
-        if params.consistency is ReadConsistency.CONSISTENT:
-            await ctx.node.propose(None, ctx.config.request_timeout_s)
+    hold_s = params.wait_s * (1 + 1 / 16) if params.index else 0.0
+    forwarded = await prepare_read(ctx, request, params, hold_s)
+    if forwarded is not None:
+        return forwarded
+    index, respond = _query(ctx, key, params)
+    if params.index and index <= params.index:
+        # Blocking query (Consul's rules): hold until the result's index passes the client's,
+        # or the wait (plus up to wait/16 of jitter, to spread reconnecting watchers) ends.
+        deadline = time.monotonic() + params.wait_s + random.uniform(0, params.wait_s / 16)
+        watched_prefix = params.recurse or params.keys
+        while index <= params.index and (left := deadline - time.monotonic()) > 0:
+            await ctx.node.watch_hub.wait(key, watched_prefix, left)
+            if params.consistency is not ReadConsistency.STALE:
+                await barrier(ctx)  # re-verify on every wake-up, as Consul's consistent mode does
+            index, respond = _query(ctx, key, params)
+    return respond()
+
+
+def _query(ctx: ApiContext, key: str, params: ReadParams):
+    """Run the read on this node's state: (index it reflects, a function building the response)."""
     state = ctx.node.state
-    if params.keys:
-        return _list_keys(ctx, state, key, params)
-    if params.recurse:
+    if params.keys or params.recurse:
         items = state.items_with_prefix(key)
-        headers = meta_headers(ctx, state.kv_index, params.consistency)
+        index = state.prefix_index(key, items)
+        headers = meta_headers(ctx, index, params.consistency)
+        if params.keys:
+            names = _fold_keys(items, key, params.separator)
+            if not names and key:
+                return index, lambda: web.Response(status=404, headers=headers)
+            return index, lambda: web.json_response(names, headers=headers)
         if not items:
-            return web.Response(status=404, headers=headers)
-        return web.json_response([entry_json(k, e) for k, e in items], headers=headers)
+            return index, lambda: web.Response(status=404, headers=headers)
+        return index, lambda: web.json_response([entry_json(k, e) for k, e in items], headers=headers)
     entry = state.get(key)
+    index = state.key_index(key)
+    headers = meta_headers(ctx, index, params.consistency)
     if entry is None:
-        return web.Response(status=404, headers=meta_headers(ctx, state.kv_index, params.consistency))
-    headers = meta_headers(ctx, entry.modify_index, params.consistency)
+        return index, lambda: web.Response(status=404, headers=headers)
     if params.raw:
         headers.update({"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
-        return web.Response(body=entry.value, content_type="text/plain", headers=headers)
-    return web.json_response([entry_json(key, entry)], headers=headers)
+        return index, lambda: web.Response(body=entry.value, content_type="text/plain", headers=headers)
+    return index, lambda: web.json_response([entry_json(key, entry)], headers=headers)
 
 
-def _list_keys(ctx: ApiContext, state, prefix: str, params) -> web.Response:
+def _fold_keys(items, prefix: str, sep: str | None) -> list[str]:
+    """Key names under `prefix`, cut just after the first `sep` past the prefix (Consul's fold)."""
     names: list[str] = []
-    sep = params.separator
-    for key, _ in state.items_with_prefix(prefix):
+    for key, _ in items:
         if sep:
             cut = key.find(sep, len(prefix))
             if cut >= 0:
                 key = key[: cut + len(sep)]
         if not names or names[-1] != key:
             names.append(key)
-    headers = meta_headers(ctx, state.kv_index, params.consistency)
-    if not names and prefix:
-        return web.Response(status=404, headers=headers)
-    return web.json_response(names, headers=headers)
+    return names
 
 
 async def put_kv(request: web.Request) -> web.Response:

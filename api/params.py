@@ -6,6 +6,7 @@ Boolean parameters are presence-tested (`?recurse`, `?recurse=1`, `?keys=True` a
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -14,6 +15,10 @@ from api.errors import bad_request
 
 MAX_KEY_BYTES = 512
 UINT64_MAX = 2**64 - 1
+DEFAULT_WAIT_S = 300.0  # Consul's default_query_time
+MAX_WAIT_S = 600.0  # Consul's max_query_time
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ReadConsistency(enum.Enum):
@@ -29,6 +34,24 @@ class ReadParams:
     keys: bool
     raw: bool
     separator: str | None
+    max_stale_s: float | None = None  # with STALE: answer locally only if the leader was heard within it
+    index: int = 0  # blocking query: wait until the result's index exceeds this (0: do not block)
+    wait_s: float = DEFAULT_WAIT_S
+
+
+def parse_duration(text: str) -> float:
+    """Go's time.ParseDuration subset Consul accepts: '500ms', '2s', '1m30s', '1h'. Seconds."""
+    text = text.strip()
+    pos, total = 0, 0.0
+    if not text:
+        raise ValueError("empty duration")
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if m is None:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(m.group(1)) * _UNIT_S[m.group(2)]
+        pos = m.end()
+    return total
 
 
 def key_from_path(request: web.Request, allow_empty: bool) -> str:
@@ -72,4 +95,31 @@ def read_params(request: web.Request) -> ReadParams:
     else:
         consistency = ReadConsistency.DEFAULT
     separator = q.get("separator", q.get("seperator"))  # Consul accepts its old misspelling
-    return ReadParams(consistency, "recurse" in q, "keys" in q, "raw" in q, separator or None)
+    max_stale_s = None
+    if "max_stale" in q:
+        try:
+            max_stale_s = parse_duration(q["max_stale"])
+        except ValueError:
+            raise bad_request("Invalid max_stale value") from None
+        if max_stale_s > 0:
+            consistency = ReadConsistency.STALE
+        if consistency is ReadConsistency.CONSISTENT:
+            raise bad_request("Cannot specify ?max_stale with ?consistent, conflicting semantics.")
+    index = 0
+    if "index" in q:
+        try:
+            index = int(q["index"])
+            if not 0 <= index <= UINT64_MAX:
+                raise ValueError
+        except ValueError:
+            raise bad_request("Invalid index") from None
+    wait_s = DEFAULT_WAIT_S
+    if "wait" in q:
+        try:
+            wait_s = parse_duration(q["wait"])
+        except ValueError:
+            raise bad_request("Invalid wait time") from None
+        if wait_s <= 0:
+            wait_s = DEFAULT_WAIT_S
+    return ReadParams(consistency, "recurse" in q, "keys" in q, "raw" in q, separator or None,
+                      max_stale_s, index, min(wait_s, MAX_WAIT_S))

@@ -22,6 +22,12 @@ CODEC_VERSION = 1
 OP_SET = 1
 OP_DELETE = 2
 OP_SET_MEMBER = 3
+OP_TXN = 4
+
+# Consul's KV transaction verbs this codec carries (strings on disk; append only).
+TXN_VERBS = frozenset({
+    "set", "cas", "get", "get-tree", "check-index", "check-not-exists", "delete", "delete-tree", "delete-cas",
+})
 
 
 class CodecError(ValueError):
@@ -52,7 +58,23 @@ class SetMemberOp:
     node_id: str
 
 
-Op = SetOp | DeleteOp | SetMemberOp
+@dataclass(frozen=True, slots=True)
+class TxnItem:
+    verb: str
+    key: str
+    value: bytes = b""
+    flags: int = 0
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOp:
+    """Consul KV operations applied atomically: all or none, in one log entry."""
+
+    items: tuple[TxnItem, ...]
+
+
+Op = SetOp | DeleteOp | SetMemberOp | TxnOp
 
 
 def _op_to_list(op: Op) -> list:
@@ -62,6 +84,8 @@ def _op_to_list(op: Op) -> list:
         return [OP_DELETE, op.key, op.recurse, op.cas]
     if isinstance(op, SetMemberOp):
         return [OP_SET_MEMBER, op.raft_addr, op.http_addr, op.node_id]
+    if isinstance(op, TxnOp):
+        return [OP_TXN, [[i.verb, i.key, i.value, i.flags, i.index] for i in op.items]]
     raise TypeError(f"not an op: {op!r}")
 
 
@@ -73,6 +97,8 @@ def _op_from_list(item: list) -> Op:
         return DeleteOp(item[1], bool(item[2]), item[3])
     if code == OP_SET_MEMBER:
         return SetMemberOp(item[1], item[2], item[3])
+    if code == OP_TXN:
+        return TxnOp(tuple(TxnItem(v, k, bytes(val), f, i) for v, k, val, f, i in item[1]))
     raise CodecError(f"unknown op code {code}")
 
 
@@ -89,5 +115,5 @@ def decode(payload: bytes) -> list[Op]:
         raise CodecError(f"unsupported codec version {version!r}")
     try:
         return [_op_from_list(item) for item in items]
-    except (IndexError, TypeError) as exc:
+    except (IndexError, TypeError, ValueError) as exc:
         raise CodecError(f"malformed op: {exc}") from None

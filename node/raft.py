@@ -33,6 +33,7 @@ from node.proposer import Proposer
 from node.settings import DUMP_FILE, JOURNAL_FILE, RaftSettings
 from node.state_machine import KVStateMachine, OpResult
 from node.transport import DurableTransport
+from node.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,18 @@ class ReplicatedKV(SyncObjConsumer):
     """The one replicated entry point. Never add a second @replicated method: PySyncObj
     numbers them by sorted name, and a new one would remap every entry already journaled."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch_hub: WatchHub) -> None:
+        # Set before SyncObjConsumer.__init__, so PySyncObj does not snapshot it.
+        self.watch_hub = watch_hub
         super().__init__()
         self.state = KVStateMachine()
+        self.state.listener = watch_hub.on_apply
+
+    def _deserialize(self, data) -> None:
+        # PySyncObj loaded a snapshot: a new state object replaced ours.
+        super()._deserialize(data)
+        self.state.listener = self.watch_hub.on_apply
+        self.watch_hub.on_apply(None, self.state.applied_index)
 
     @replicated
     def apply(self, payload: bytes) -> list[OpResult]:
@@ -99,7 +109,8 @@ class RaftNode:
         self.addresses = addresses
         self.data_dir = data_dir
         self.settings = settings or RaftSettings()
-        self.kv = ReplicatedKV()
+        self.watch_hub = WatchHub()
+        self.kv = ReplicatedKV(self.watch_hub)
         _prepare_data_dir(data_dir, addresses)
         bind = addresses.raft_bind or addresses.raft
         _check_port_free(bind, "raft")

@@ -7,19 +7,27 @@ retries an entry whose apply raised, forever.
 
 Reads (`get`, `items_with_prefix`, ...) run on the asyncio thread while apply runs on
 PySyncObj's thread. Entries are immutable tuples replaced whole, so a single-key read is
-atomic under the GIL; prefix scans copy the matching keys first (see `items_with_prefix`).
+atomic under the GIL; prefix scans retry if the tick thread mutates the dict meanwhile.
+
+Deleted keys leave a tombstone (the delete's index) so that the index of a prefix, and of
+an absent key, never goes backwards when keys are deleted (Consul's rule for blocking
+queries). The newest MAX_TOMBSTONES are kept; older ones are reaped deterministically.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 from sortedcontainers import SortedDict
 
-from node.codec import CodecError, DeleteOp, Op, SetMemberOp, SetOp, decode
+from node.codec import CodecError, DeleteOp, Op, SetMemberOp, SetOp, TxnItem, TxnOp, decode
 
 log = logging.getLogger(__name__)
+
+MAX_TOMBSTONES = 10_000
 
 
 class KVEntry(NamedTuple):
@@ -33,14 +41,29 @@ class KVEntry(NamedTuple):
 class OpResult(NamedTuple):
     ok: bool
     error: str | None = None
+    results: tuple = ()  # txn: (key, KVEntry, include_value) per op that returns an entry
+    errors: tuple = ()  # txn: (op_index, reason) when it rolled back
+
+
+# Called on the tick thread after each applied entry: (changed keys, index). None = everything
+# may have changed (a snapshot was loaded).
+ChangeListener = Callable[[list[str] | None, int], None]
 
 
 class KVStateMachine:
     def __init__(self) -> None:
         self.entries: SortedDict = SortedDict()  # key -> KVEntry
+        self.tombstones: SortedDict = SortedDict()  # deleted key -> index of the delete
+        self._tombstone_order: deque = deque()  # (index, key) in delete order, for reaping
         self.applied_index = 0  # index of the last entry applied (any command)
         self.kv_index = 0  # index of the last entry that changed a key (sets and deletes)
         self.members: dict[str, tuple[str, str]] = {}  # raft address -> (node id, http address)
+        self.listener: ChangeListener | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["listener"] = None  # a callback into the event loop is not state
+        return state
 
     # -- writes (PySyncObj's thread only) -------------------------------------------------
 
@@ -53,51 +76,154 @@ class KVStateMachine:
             # Not retryable and must not diverge: every node of this version skips it alike.
             log.error("log entry %d skipped: %s", index, exc)
             return [OpResult(False, str(exc))]
-        return [self._apply_op(index, op) for op in ops]
+        changed: list[str] = []
+        results = [self._apply_op(index, op, changed) for op in ops]
+        if changed and self.listener is not None:
+            self.listener(changed, index)
+        return results
 
-    def _apply_op(self, index: int, op: Op) -> OpResult:
+    def _apply_op(self, index: int, op: Op, changed: list[str]) -> OpResult:
         if isinstance(op, SetOp):
-            return self._set(index, op)
+            return self._set(index, op, changed)
         if isinstance(op, DeleteOp):
-            return self._delete(index, op)
+            return self._delete(index, op, changed)
+        if isinstance(op, TxnOp):
+            return self._txn(index, op, changed)
         if isinstance(op, SetMemberOp):
             self.members[op.raft_addr] = (op.node_id, op.http_addr)
             return OpResult(True)
         return OpResult(False, f"unsupported op {type(op).__name__}")
 
-    def _set(self, index: int, op: SetOp) -> OpResult:
-        current = self.entries.get(op.key)
-        if op.cas is not None:
-            if op.cas == 0 and current is not None:
-                return OpResult(False)
-            if op.cas != 0 and (current is None or current.modify_index != op.cas):
-                return OpResult(False)
+    def _put(self, index: int, key: str, value: bytes, flags: int, changed: list[str]) -> KVEntry:
+        current = self.entries.get(key)
         create_index = current.create_index if current is not None else index
         lock_index = current.lock_index if current is not None else 0
-        self.entries[op.key] = KVEntry(op.value, op.flags, create_index, index, lock_index)
+        entry = KVEntry(value, flags, create_index, index, lock_index)
+        self.entries[key] = entry
+        self.tombstones.pop(key, None)
         self.kv_index = index
+        changed.append(key)
+        return entry
+
+    def _remove(self, index: int, key: str, changed: list[str]) -> None:
+        del self.entries[key]
+        self.tombstones[key] = index
+        self._tombstone_order.append((index, key))
+        while len(self._tombstone_order) > MAX_TOMBSTONES:
+            old_index, old_key = self._tombstone_order.popleft()
+            if self.tombstones.get(old_key) == old_index:
+                del self.tombstones[old_key]
+        self.kv_index = index
+        changed.append(key)
+
+    def _set(self, index: int, op: SetOp, changed: list[str]) -> OpResult:
+        if op.cas is not None and not _cas_matches(self.entries.get(op.key), op.cas):
+            return OpResult(False)
+        self._put(index, op.key, op.value, op.flags, changed)
         return OpResult(True)
 
-    def _delete(self, index: int, op: DeleteOp) -> OpResult:
+    def _delete(self, index: int, op: DeleteOp, changed: list[str]) -> OpResult:
         if op.recurse:
-            doomed = self._keys_with_prefix(op.key)
-            for key in doomed:
-                del self.entries[key]
-            if doomed:  # like Consul: deleting nothing changes no index
-                self.kv_index = index
+            for key in self._keys_with_prefix(op.key):
+                self._remove(index, key, changed)
             return OpResult(True)
         current = self.entries.get(op.key)
         if op.cas is not None and (current is None or current.modify_index != op.cas):
             return OpResult(False)
         if current is not None:
-            del self.entries[op.key]
-            self.kv_index = index  # deletes advance the index a prefix watch sees
+            self._remove(index, op.key, changed)
         return OpResult(True)
+
+    def _txn(self, index: int, op: TxnOp, changed: list[str]) -> OpResult:
+        """Check every operation against the state as the earlier ones leave it; apply all
+        of them, or none if any check fails (Consul's rollback)."""
+        view: dict[str, KVEntry | None] = {}  # key -> entry as seen inside the transaction
+
+        def current(key: str) -> KVEntry | None:
+            return view[key] if key in view else self.entries.get(key)
+
+        def tree(prefix: str) -> list[tuple[str, KVEntry]]:
+            keys = {k for k in self._keys_with_prefix(prefix)} | {k for k in view if k.startswith(prefix)}
+            return [(k, e) for k in sorted(keys) if (e := current(k)) is not None]
+
+        results: list[tuple[str, KVEntry, bool]] = []
+        errors: list[tuple[int, str]] = []
+        for i, item in enumerate(op.items):
+            err = self._txn_step(index, i, item, current, tree, view, results)
+            if err:
+                errors.append((i, err))
+        if errors:
+            return OpResult(False, errors=tuple(errors))
+        for key, entry in view.items():
+            if entry is None:
+                if key in self.entries:
+                    self._remove(index, key, changed)
+            else:
+                self._put(index, key, entry.value, entry.flags, changed)
+        # Results carry the entries' final indexes (a set inside the txn gets this entry's index).
+        final = tuple((k, self.entries.get(k) or e, inc) for k, e, inc in results)
+        return OpResult(True, results=final)
+
+    @staticmethod
+    def _txn_step(index, i, item: TxnItem, current, tree, view, results) -> str | None:
+        verb, key = item.verb, item.key
+        entry = current(key)
+
+        def stage_set() -> None:
+            create = entry.create_index if entry is not None else index
+            view[key] = KVEntry(item.value, item.flags, create, index, entry.lock_index if entry else 0)
+            results.append((key, view[key], False))
+
+        if verb == "set":
+            stage_set()
+        elif verb == "cas":
+            if not _cas_matches(entry, item.index):
+                return f'failed to set key "{key}", index is stale'
+            stage_set()
+        elif verb == "get":
+            if entry is None:
+                return f'key "{key}" doesn\'t exist'
+            results.append((key, entry, True))
+        elif verb == "get-tree":
+            results.extend((k, e, True) for k, e in tree(key))
+        elif verb == "check-index":
+            if entry is None or entry.modify_index != item.index:
+                return f'current modify index {entry.modify_index if entry else 0} != {item.index}'
+            results.append((key, entry, False))
+        elif verb == "check-not-exists":
+            if entry is not None:
+                return f'key "{key}" exists'
+        elif verb == "delete":
+            view[key] = None
+        elif verb == "delete-tree":
+            for k, _ in tree(key):
+                view[k] = None
+        elif verb == "delete-cas":
+            if entry is None or entry.modify_index != item.index:
+                return f'failed to delete key "{key}", index is stale'
+            view[key] = None
+        else:
+            return f"unknown verb {verb!r}"
+        return None
 
     # -- reads (any thread) -----------------------------------------------------------------
 
     def get(self, key: str) -> KVEntry | None:
         return self.entries.get(key)
+
+    def key_index(self, key: str) -> int:
+        """The index a read of `key` reflects: its ModifyIndex, else its delete's, else the store's."""
+        entry = self.entries.get(key)
+        if entry is not None:
+            return entry.modify_index
+        return self.tombstones.get(key) or self.kv_index
+
+    def prefix_index(self, prefix: str, items: list[tuple[str, KVEntry]]) -> int:
+        """The index of a prefix: highest ModifyIndex in it, or delete index of a key under it."""
+        index = max((e.modify_index for _, e in items), default=0)
+        for key in self._keys_with_prefix(prefix, self.tombstones):
+            index = max(index, self.tombstones.get(key, 0))
+        return index or self.kv_index
 
     def items_with_prefix(self, prefix: str) -> list[tuple[str, KVEntry]]:
         """Entries whose key starts with `prefix`, sorted by key."""
@@ -108,17 +234,25 @@ class KVStateMachine:
                 result.append((key, entry))
         return result
 
-    def _keys_with_prefix(self, prefix: str) -> list[str]:
+    def _keys_with_prefix(self, prefix: str, table: SortedDict | None = None) -> list[str]:
+        table = self.entries if table is None else table
         # Called from the asyncio thread while the tick thread may insert or delete: a
         # SortedDict iterator can then fail or skip, so retry; the next call sees a settled dict.
         for _ in range(100):
             try:
                 keys = []
-                for key in self.entries.irange(minimum=prefix):
+                for key in table.irange(minimum=prefix):
                     if not key.startswith(prefix):
                         break
                     keys.append(key)
                 return keys
             except (RuntimeError, ValueError, IndexError, KeyError):
                 continue
-        return [k for k in list(self.entries.keys()) if k.startswith(prefix)]
+        return [k for k in list(table.keys()) if k.startswith(prefix)]
+
+
+def _cas_matches(entry: KVEntry | None, cas: int) -> bool:
+    """Consul's check-and-set: 0 means 'only if absent', N means 'only if ModifyIndex is N'."""
+    if cas == 0:
+        return entry is None
+    return entry is not None and entry.modify_index == cas

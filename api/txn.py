@@ -1,0 +1,87 @@
+"""PUT /v1/txn: Consul's transaction format for KV operations, applied atomically in one log entry."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from aiohttp import web
+
+from api.context import CTX
+from api.errors import HTTPProblem, bad_request
+from api.kv import entry_json
+from api.params import MAX_KEY_BYTES, UINT64_MAX
+from node.codec import TXN_VERBS, TxnItem, TxnOp
+
+MAX_TXN_OPS = 128  # Consul's current limit
+_TREE_VERBS = {"get-tree", "delete-tree"}
+
+
+async def put_txn(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    body = await request.read()
+    items, value_bytes = parse_txn(body, ctx.config.max_value_bytes)
+    forwarded = await ctx.forwarder.route(request, body, is_write=True)
+    if forwarded is not None:
+        return forwarded
+    result = await ctx.node.propose(TxnOp(tuple(items)), ctx.config.request_timeout_s, value_bytes)
+    if not result.ok:
+        errors = [{"OpIndex": i, "What": what} for i, what in result.errors] or [
+            {"OpIndex": 0, "What": result.error or "transaction failed"}
+        ]
+        return web.json_response({"Results": None, "Errors": errors}, status=409)
+    results = []
+    for key, entry, include_value in result.results:
+        doc = entry_json(key, entry)
+        if not include_value:
+            doc["Value"] = None
+        results.append({"KV": doc})
+    return web.json_response({"Results": results, "Errors": None})
+
+
+def parse_txn(body: bytes, max_value_bytes: int) -> tuple[list[TxnItem], int]:
+    try:
+        ops = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"Failed to parse body: {exc}") from None
+    if not isinstance(ops, list):
+        raise bad_request("Failed to parse body: expected a JSON array of operations")
+    if len(ops) > MAX_TXN_OPS:
+        raise HTTPProblem(413, f"Transaction contains too many operations ({len(ops)} > {MAX_TXN_OPS})")
+    items, total = [], 0
+    for i, op in enumerate(ops):
+        kv = op.get("KV") if isinstance(op, dict) else None
+        if not isinstance(kv, dict):
+            raise bad_request(f"operation {i}: only KV operations are supported")
+        item = _parse_item(i, kv, max_value_bytes)
+        total += len(item.value)
+        items.append(item)
+    return items, total
+
+
+def _parse_item(i: int, kv: dict, max_value_bytes: int) -> TxnItem:
+    verb = kv.get("Verb")
+    if verb not in TXN_VERBS:
+        raise bad_request(f"operation {i}: unsupported KV verb {verb!r}")
+    key = kv.get("Key", "")
+    if not isinstance(key, str) or (not key and verb not in _TREE_VERBS):
+        raise bad_request(f"operation {i}: missing key name")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise bad_request(f"operation {i}: key longer than {MAX_KEY_BYTES} bytes")
+    raw = kv.get("Value")
+    try:
+        value = base64.b64decode(raw, validate=True) if raw else b""
+    except (binascii.Error, TypeError, ValueError):
+        raise bad_request(f"operation {i}: Value is not valid base64") from None
+    if len(value) > max_value_bytes:
+        raise HTTPProblem(413, f"operation {i}: value for key {key!r} is too large ({len(value)} > {max_value_bytes})")
+    numbers = []
+    for name in ("Flags", "Index"):
+        n = kv.get(name, 0) or 0
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= UINT64_MAX:
+            raise bad_request(f"operation {i}: {name} must be an unsigned integer")
+        numbers.append(n)
+    if kv.get("Session"):
+        raise bad_request(f"operation {i}: sessions are not supported yet")
+    return TxnItem(verb, key, value, numbers[0], numbers[1])
