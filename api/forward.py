@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from api.errors import HTTPProblem, unavailable
+from api.http_client import client_session
 from node.raft import RaftNode
 
 FORWARDED_HEADER = "X-Raftkv-Forwarded"
@@ -57,7 +58,7 @@ class LeaderForwarder:
         self, request: web.Request, target: str, body: bytes | None, is_write: bool, hold_s: float
     ) -> web.Response:
         if self._session is None:
-            self._session = aiohttp.ClientSession(auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))
+            self._session = client_session(auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-consul") or k == "Content-Type"}
         headers[FORWARDED_HEADER] = self.node.addresses.node_id
         url = f"http://{target}{request.rel_url}"

@@ -1,0 +1,145 @@
+"""A recorded client workload: reads, writes and check-and-sets on a few keys, spread over all
+nodes, each operation logged with its invocation and completion time and its outcome.
+
+Used by the linearizability tests and by `raftkv chaos`. Outcomes follow the HTTP contract:
+a 200 is a result; a 503 whose reason starts with "outcome unknown", a timeout or a broken
+connection after the request was sent leave a write's outcome unknown; any other error means
+nothing was applied and the operation is dropped from the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from api.http_client import client_session
+from loadtest.linearizability import CAS, READ, WRITE, Operation
+
+READ_MODES = ("default", "consistent")
+_REFUSALS: dict[str, int] = {}
+
+
+@dataclass
+class WorkloadConfig:
+    nodes: list[str]  # HTTP host:port of every node
+    duration_s: float = 10.0
+    clients: int = 6
+    keys: int = 3
+    request_timeout_s: float = 3.0
+    read_modes: tuple[str, ...] = READ_MODES
+    max_ops: int = 100_000  # bound on the whole run, whatever the duration
+
+
+@dataclass
+class WorkloadResult:
+    operations: list[Operation] = field(default_factory=list)  # the history to check
+    stale_reads: list[Operation] = field(default_factory=list)  # not part of the linearizable history
+    dropped: int = 0  # certainly failed, left out
+    drop_reasons: dict[str, int] = field(default_factory=dict)  # first line of each refusal, counted
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+async def run_workload(cfg: WorkloadConfig, stale_nodes: list[str] | None = None) -> WorkloadResult:
+    result = WorkloadResult()
+    deadline = time.monotonic() + cfg.duration_s
+    timeout = aiohttp.ClientTimeout(total=cfg.request_timeout_s)
+    budget = [cfg.max_ops]
+    async with client_session(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*(
+            _client(f"c{i}", session, cfg, deadline, result, budget, random.Random(i), stale_nodes)
+            for i in range(cfg.clients)
+        ))
+    result.drop_reasons = dict(_REFUSALS)
+    _REFUSALS.clear()
+    return result
+
+
+async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes) -> None:
+    seen: dict[str, tuple[object, int]] = {}  # key -> (value, ModifyIndex) last read by this client
+    seq = 0
+    while time.monotonic() < deadline and budget[0] > 0:
+        budget[0] -= 1
+        seq += 1
+        key = f"lin/k{rng.randrange(cfg.keys)}"
+        node = rng.choice(cfg.nodes)
+        roll = rng.random()
+        if stale_nodes:
+            op = await _read(session, rng.choice(stale_nodes), key, "stale", name)
+        elif roll < 0.5:
+            op = await _read(session, node, key, rng.choice(cfg.read_modes), name)
+        elif roll < 0.8 or key not in seen:
+            op = await _write(session, node, key, f"{name}-{seq}", name)
+        else:
+            value, index = seen[key]
+            op = await _write(session, node, key, f"{name}-{seq}", name, cas=(index, value))
+        kind = op.meta.get("outcome", "dropped") if op else "dropped"
+        result.counts[kind] = result.counts.get(kind, 0) + 1
+        if op is None:
+            result.dropped += 1
+            continue
+        if op.kind == READ and op.meta.get("mode") == "stale":
+            result.stale_reads.append(op)
+        else:
+            result.operations.append(op)
+        if op.kind == READ and not op.unknown:
+            seen[key] = (op.value, op.meta.get("index", 0))
+        if op.kind == READ and op.value is None:
+            seen[key] = (None, 0)
+
+
+async def _read(session, node, key, mode, client) -> Operation | None:
+    params = {} if mode == "default" else {mode: ""}
+    call = time.monotonic()
+    try:
+        async with session.get(f"http://{node}/v1/kv/{key}", params=params) as resp:
+            body = await resp.read()
+            ret = time.monotonic()
+            if resp.status == 404:
+                value, index = None, 0
+            elif resp.status == 200:
+                entry = json.loads(body)[0]
+                value = base64.b64decode(entry["Value"]).decode() if entry["Value"] else ""
+                index = entry["ModifyIndex"]
+            else:
+                return None
+    except (aiohttp.ClientError, TimeoutError):
+        return None  # a read that did not answer has no effect
+    return Operation(READ, key, call, ret, value, client=client,
+                     meta={"node": node, "mode": mode, "index": index, "outcome": "ok"})
+
+
+async def _write(session, node, key, value, client, cas=None) -> Operation | None:
+    params = {}
+    kind, expected = WRITE, None
+    if cas is not None:
+        index, expected = cas
+        params["cas"] = str(index)
+        kind = CAS
+    call = time.monotonic()
+    op = Operation(kind, key, call, math.inf, value, expected, None, client, {"node": node, "outcome": "unknown"})
+    try:
+        async with session.put(f"http://{node}/v1/kv/{key}", data=value.encode(), params=params) as resp:
+            body = await resp.read()
+            if resp.status == 200:
+                op.ret = time.monotonic()
+                op.ok = json.loads(body) is True
+                op.meta["outcome"] = "ok"
+                if kind == WRITE and not op.ok:
+                    raise AssertionError(f"a plain PUT answered false: {body!r}")
+                return op
+            if resp.status == 503 and body.startswith(b"outcome unknown"):
+                return op
+            reason = f"{resp.status} {body.decode('utf-8', 'replace').strip()[:60]}"
+            _REFUSALS[reason] = _REFUSALS.get(reason, 0) + 1
+            return None  # refused before reaching the log: changed nothing
+    except aiohttp.ClientConnectorError:
+        return None  # never connected: nothing sent
+    except (aiohttp.ClientError, TimeoutError):
+        return op  # sent, no answer: may or may not have been applied

@@ -1,0 +1,114 @@
+"""The unmodified py-consul client from PyPI drives a real 3-node cluster through every node."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import consul
+import pytest
+
+
+def client(node) -> consul.Consul:
+    host, port = node.http.rsplit(":", 1)
+    return consul.Consul(host=host, port=int(port))
+
+
+def test_py_consul_put_get_delete_flags_cas_and_empty_values_through_every_node(cluster):
+    for i, node in enumerate(cluster.nodes):
+        c = client(node)
+        key = f"pyc/{i}/item"
+        assert c.kv.put(key, "bar", flags=7) is True
+        index, data = c.kv.get(key)
+        assert data["Value"] == b"bar" and data["Flags"] == 7 and int(index) == data["ModifyIndex"]
+        assert c.kv.put(key, "baz", cas=data["ModifyIndex"] - 1) is False
+        assert c.kv.put(key, "baz", cas=data["ModifyIndex"]) is True
+        assert c.kv.put(f"pyc/{i}/new", "x", cas=0) is True
+        assert c.kv.put(f"pyc/{i}/new", "y", cas=0) is False
+        assert c.kv.put(f"pyc/{i}/missing", "y", cas=50) is False
+        assert c.kv.put(f"pyc/{i}/empty", "") is True
+        assert c.kv.get(f"pyc/{i}/empty")[1]["Value"] is None
+        assert c.kv.delete(key) is True
+        index, data = c.kv.get(key)
+        assert data is None and int(index) >= 1
+
+
+def test_py_consul_recurse_keys_separator_and_consistency_modes(cluster):
+    c0 = client(cluster.nodes[0])
+    for key in ("foo/", "foo/bar1", "foo/bar2", "foo/bar3", "base/foo", "base/base/foo", "bar"):
+        assert c0.kv.put(key, key) is True
+    for node in cluster.nodes:
+        c = client(node)
+        _, entries = c.kv.get("foo/", recurse=True)
+        assert [e["Key"] for e in entries] == ["foo/", "foo/bar1", "foo/bar2", "foo/bar3"]
+        assert c.kv.get("base/", keys=True, separator="/")[1] == ["base/base/", "base/foo"]
+        assert c.kv.get("foo/bar2", consistency="consistent")[1]["Value"] == b"foo/bar2"
+        # stale reads come from the node's own copy: wait until it has applied the writes
+        deadline = time.monotonic() + 10
+        while c.kv.get("bar", consistency="stale")[1] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.kv.get("bar", consistency="stale")[1]["Value"] == b"bar"
+    assert c0.kv.delete("foo/", recurse=True) is True
+    assert c0.kv.get("foo/", recurse=True)[1] is None
+
+
+@pytest.mark.parametrize("mode", ["default", "consistent", "stale"])
+def test_py_consul_blocking_query_wakes_on_change_and_times_out_without_one(cluster, mode):
+    watcher = client(cluster.nodes[1])
+    writer = client(cluster.nodes[2])
+    consistency = None if mode == "default" else mode
+    assert writer.kv.put(f"watch/{mode}", "v1") is True
+    cluster.wait_applied(max(int(client(n).kv.get(f"watch/{mode}")[0]) for n in cluster.nodes[:1]))
+    index, data = watcher.kv.get(f"watch/{mode}", consistency=consistency)
+    started = time.monotonic()
+    same_index, _ = watcher.kv.get(f"watch/{mode}", index=index, wait="300ms", consistency=consistency)
+    assert same_index == index and time.monotonic() - started >= 0.29  # no change: held until the wait ends
+    timer = threading.Timer(0.3, lambda: writer.kv.put(f"watch/{mode}", "v2"))
+    timer.start()
+    started = time.monotonic()
+    new_index, data = watcher.kv.get(f"watch/{mode}", index=index, wait="20s", consistency=consistency)
+    woke_after = time.monotonic() - started
+    timer.join()
+    assert int(new_index) > int(index) and data["Value"] == b"v2"
+    assert 0.25 < woke_after < 10, woke_after
+
+
+def test_py_consul_blocking_query_on_a_prefix_wakes_on_delete(cluster):
+    c = client(cluster.nodes[0])
+    assert c.kv.put("tree/a", "1") is True and c.kv.put("tree/b", "2") is True
+    index, _ = c.kv.get("tree/", recurse=True)
+    threading.Timer(0.3, lambda: client(cluster.nodes[1]).kv.delete("tree/b")).start()
+    new_index, entries = c.kv.get("tree/", recurse=True, index=index, wait="20s")
+    assert int(new_index) > int(index) and [e["Key"] for e in entries] == ["tree/a"]
+
+
+def test_py_consul_txn_applies_atomically_or_reports_409(cluster):
+    c = client(cluster.nodes[1])
+    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    result = c.txn.put([
+        {"KV": {"Verb": "set", "Key": "txn/a", "Value": b64("1")}},
+        {"KV": {"Verb": "set", "Key": "txn/b", "Value": b64("2"), "Flags": 3}},
+        {"KV": {"Verb": "get", "Key": "txn/a"}},
+    ])
+    assert result["Errors"] is None and len(result["Results"]) == 3
+    a = result["Results"][2]["KV"]
+    assert base64.b64decode(a["Value"]) == b"1" and result["Results"][1]["KV"]["Flags"] == 3
+    assert result["Results"][0]["KV"]["Value"] is None
+    with pytest.raises(consul.ConsulException) as failed:
+        c.txn.put([
+            {"KV": {"Verb": "set", "Key": "txn/c", "Value": b64("3")}},
+            {"KV": {"Verb": "cas", "Key": "txn/a", "Value": b64("x"), "Index": a["ModifyIndex"] + 100}},
+        ])
+    assert "409" in str(failed.value)
+    assert c.kv.get("txn/c")[1] is None, "a rolled-back transaction changed nothing"
+    result = c.txn.put([
+        {"KV": {"Verb": "check-index", "Key": "txn/a", "Index": a["ModifyIndex"]}},
+        {"KV": {"Verb": "check-not-exists", "Key": "txn/c"}},
+        {"KV": {"Verb": "delete-cas", "Key": "txn/a", "Index": a["ModifyIndex"]}},
+        {"KV": {"Verb": "get-tree", "Key": "txn/"}},
+        {"KV": {"Verb": "delete-tree", "Key": "txn/"}},
+    ])
+    assert result["Errors"] is None
+    assert [r["KV"]["Key"] for r in result["Results"]] == ["txn/a", "txn/b"]
+    assert c.kv.get("txn/", recurse=True)[1] is None
