@@ -23,4 +23,6 @@ async def raftkv_status(request: web.Request) -> web.Response:
         {"raft": raft, "id": node_id, "http": http} for raft, (node_id, http) in sorted(node.members().items())
     ]
     status["leader_http"] = node.leader_http()
+    forwarder = request.app[CTX].forwarder
+    status["forwarded"] = {"ok": forwarder.forwarded, "failed": forwarder.forward_failures}
     return web.json_response(status)

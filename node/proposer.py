@@ -45,7 +45,8 @@ class Proposer:
         self._flush_scheduled = False
         self.entries_proposed = 0
         self.ops_proposed = 0
-        self.barriers_proposed = 0
+        self.barriers_proposed = 0  # read barriers requested
+        self.barrier_entries = 0  # log entries that carried at least one: the barrier rounds
 
     async def propose(self, op: Op | None, timeout_s: float, size_bytes: int = 0) -> OpResult:
         """Commit `op` through the log and return its result.
@@ -84,6 +85,7 @@ class Proposer:
         self.entries_proposed += 1
         self.ops_proposed += len(ops)
         self.barriers_proposed += len(barrier_futures)
+        self.barrier_entries += 1 if barrier_futures else 0
         self._submit(encode(ops), on_result)
 
 

@@ -184,8 +184,19 @@ class RaftNode:
 
     @property
     def leader(self) -> str | None:
+        """The leader's Raft address, or None when no leader was heard within an election timeout.
+
+        PySyncObj keeps its last leader until it starts an election, and a node connected to no
+        peer never starts one: a lone survivor would name a dead leader forever.
+        """
         node = self._syncobj._getLeader()
-        return None if node is None else node.address
+        if node is None:
+            return None
+        if not self.is_leader:
+            last_contact = self.last_contact_ms
+            if last_contact is None or last_contact > self.settings.election_max_s * 1000:
+                return None
+        return node.address
 
     @property
     def term(self) -> int:
@@ -271,6 +282,13 @@ class RaftNode:
             "last_contact_ms": self.last_contact_ms,
             "keys": len(self.state.entries),
             "synced_index": self.journal.synced_index,
+            "proposals": {
+                "entries": self.proposer.entries_proposed,
+                "writes": self.proposer.ops_proposed,
+                "read_barriers": self.proposer.barriers_proposed,
+                "barrier_rounds": self.proposer.barrier_entries,
+            },
+            "watchers": self.watch_hub.waiting,
         }
 
     def close(self) -> None:

@@ -1,0 +1,139 @@
+"""Consistency modes on a real cluster: stale reads without a leader, max_stale, follower-served
+consistent reads, headers, transaction limits and idle watchers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import aiohttp
+import requests
+
+META_HEADERS = ("X-Consul-Index", "X-Consul-KnownLeader", "X-Consul-LastContact", "X-Consul-Effective-Consistency")
+
+
+def test_every_kv_read_carries_the_meta_headers_404s_included(cluster):
+    node = cluster.followers()[0]
+    requests.put(f"{node.url}/v1/kv/h", data=b"x", timeout=10)
+    for params in ({}, {"consistent": ""}, {"stale": ""}, {"recurse": ""}, {"keys": ""}):
+        for key in ("h", "absent"):
+            r = requests.get(f"{node.url}/v1/kv/{key}", params=params, timeout=10)
+            assert r.status_code in (200, 404)
+            assert all(h in r.headers for h in META_HEADERS), (params, key, r.headers)
+            assert int(r.headers["X-Consul-Index"]) >= 1
+    mode = lambda p: requests.get(f"{node.url}/v1/kv/h", params=p, timeout=10).headers[META_HEADERS[3]]  # noqa: E731
+    assert (mode({}), mode({"consistent": ""}), mode({"stale": ""})) == ("leader", "consistent", "stale")
+
+
+def test_consistent_reads_on_a_follower_are_served_by_the_follower(cluster):
+    follower = cluster.followers()[0]
+    assert requests.put(f"{cluster.leader().url}/v1/kv/c", data=b"1", timeout=10).json() is True
+    before = follower.status()
+    for _ in range(20):
+        r = requests.get(f"{follower.url}/v1/kv/c", params={"consistent": ""}, timeout=10)
+        assert r.status_code == 200 and r.json()[0]["Value"] == "MQ=="
+    after = follower.status()
+    assert after["forwarded"]["ok"] == before["forwarded"]["ok"], "consistent reads must not be forwarded"
+    assert after["proposals"]["read_barriers"] - before["proposals"]["read_barriers"] == 20
+
+
+def test_stale_reads_answer_without_a_leader_and_max_stale_bounds_them(cluster):
+    leader = cluster.leader()
+    r = requests.put(f"{leader.url}/v1/kv/s", data=b"kept", timeout=10)
+    assert r.json() is True
+    cluster.wait_applied(int(requests.get(f"{leader.url}/v1/kv/s", timeout=10).headers["X-Consul-Index"]))
+    survivor = next(n for n in cluster.nodes if n is not leader)
+    for n in cluster.nodes:
+        if n is not survivor:
+            n.kill()
+    # A follower that hears no leader for an election timeout stops naming one.
+    cluster.wait_for("the survivor to know it has no leader", lambda: (s := survivor.status()) and s["leader"] is None)
+    r = requests.get(f"{survivor.url}/v1/kv/s", params={"stale": ""}, timeout=10)
+    assert r.status_code == 200 and r.json()[0]["Value"] == "a2VwdA=="
+    assert int(r.headers["X-Consul-LastContact"]) >= 900
+    assert requests.get(f"{survivor.url}/v1/kv/s", params={"stale": "", "max_stale": "1h"}, timeout=10).ok
+    started = time.monotonic()
+    r = requests.get(f"{survivor.url}/v1/kv/s", params={"stale": "", "max_stale": "500ms"}, timeout=20)
+    assert r.status_code == 503 and r.headers.get("Retry-After"), r.text
+    assert time.monotonic() - started < 10
+    r = requests.get(f"{survivor.url}/v1/kv/s", timeout=20)  # default mode needs the leader too
+    assert r.status_code == 503
+    assert requests.get(f"{survivor.url}/v1/kv/s", params={"stale": ""}, timeout=10).headers[
+        "X-Consul-KnownLeader"] == "false"
+
+
+def test_max_stale_is_served_locally_when_the_leader_was_heard_recently(cluster):
+    follower = cluster.followers()[0]
+    requests.put(f"{follower.url}/v1/kv/m", data=b"v", timeout=10)
+    before = follower.status()["forwarded"]["ok"]
+    r = requests.get(f"{follower.url}/v1/kv/m", params={"max_stale": "10s"}, timeout=10)
+    assert r.status_code in (200, 404) and r.headers["X-Consul-Effective-Consistency"] == "stale"
+    assert follower.status()["forwarded"]["ok"] == before
+    bad = requests.get(f"{follower.url}/v1/kv/m", params={"max_stale": "soon"}, timeout=10)
+    assert bad.status_code == 400 and "max_stale" in bad.text
+    bad = requests.get(f"{follower.url}/v1/kv/m", params={"index": "1", "wait": "forever"}, timeout=10)
+    assert bad.status_code == 400 and "wait" in bad.text
+
+
+def test_txn_limits_and_malformed_bodies(cluster):
+    url = f"{cluster.nodes[0].url}/v1/txn"
+    too_many = [{"KV": {"Verb": "get", "Key": f"k{i}"}} for i in range(129)]
+    r = requests.put(url, json=too_many, timeout=10)
+    assert r.status_code == 413 and "too many operations" in r.text
+    big = "A" * (700 * 1024)  # base64 of more than 512 KiB
+    r = requests.put(url, json=[{"KV": {"Verb": "set", "Key": "k", "Value": big}}], timeout=10)
+    assert r.status_code == 413
+    for body, reason in ((b"{nope", "Failed to parse body"), (b'[{"KV": {"Verb": "lock", "Key": "k"}}]', "verb"),
+                         (b'[{"Node": {}}]', "only KV"), (b'[{"KV": {"Verb": "set", "Key": "k", "Value": "%%"}}]',
+                                                          "base64")):
+        r = requests.put(url, data=body, timeout=10)
+        assert r.status_code == 400 and reason in r.text, (body, r.text)
+    assert requests.get(f"{cluster.nodes[0].url}/v1/kv/k", timeout=10).status_code == 404
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_ten_thousand_idle_watchers_cost_no_cpu_and_one_change_wakes_one(cluster):
+    node = cluster.leader()
+    base = f"{node.url}/v1/kv/w"
+    requests.put(f"{base}/hot", data=b"0", timeout=10)
+    index = requests.get(f"{base}/hot", timeout=10).headers["X-Consul-Index"]
+    count = 10_000
+
+    async def scenario():
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
+            async def watch(i):
+                key = "hot" if i == 0 else f"idle{i}"
+                async with s.get(f"{base}/{key}", params={"index": index, "wait": "60s", "stale": ""}) as r:
+                    await r.read()
+                    return i
+
+            tasks = [asyncio.create_task(watch(i)) for i in range(count)]
+            deadline = time.monotonic() + 60
+            while (st := node.status(timeout=5)) is None or st["watchers"] < count:
+                assert time.monotonic() < deadline, f"watchers registered: {st and st['watchers']}"
+                await asyncio.sleep(0.2)
+            pid = node.proc.pid
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            await asyncio.sleep(3)
+            idle_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+            requests.put(f"{base}/hot", data=b"1", timeout=10)
+            done, _ = await asyncio.wait(tasks, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.sleep(0.5)
+            woken = [t for t in tasks if t.done()]
+            still = node.status(timeout=5)["watchers"]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return idle_cpu, [t.result() for t in woken], still
+
+    idle_cpu, woken, still = asyncio.run(scenario())
+    print(f"{count} idle watchers: node CPU {idle_cpu * 100:.1f}% of a core (Raft heartbeats included)")
+    assert woken == [0] and still == count - 1
+    assert idle_cpu < 0.25, "idle watchers must not poll"
