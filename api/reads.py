@@ -11,9 +11,12 @@
 
 A read barrier is an empty entry committed through the log from this node (PySyncObj
 forwards it to the leader): once it is applied here, every write acknowledged before the
-read began is applied here too, and a deposed leader can never pass one. Concurrent reads
-share one barrier (node.proposer). raftkv uses no leader lease: PySyncObj's followers grant
-votes without leader stickiness, which a lease would need to be safe.
+read began is applied here too, and a deposed leader can never pass one. Reads that arrive
+while a barrier is in flight share the next one (node.proposer.ReadBarrier).
+
+raftkv uses no leader lease: PySyncObj's followers grant votes without leader stickiness,
+which a lease needs to be safe (a node that merely missed heartbeats can win an election
+while the old leader still believes its lease).
 """
 
 from __future__ import annotations
@@ -47,4 +50,4 @@ async def prepare_read(ctx: ApiContext, request: web.Request, params: ReadParams
 
 
 async def barrier(ctx: ApiContext) -> None:
-    await ctx.node.propose(None, ctx.config.request_timeout_s)
+    await ctx.node.barrier(ctx.config.request_timeout_s)

@@ -111,3 +111,46 @@ def _resolve(
         if not fut.done():
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: a timed-out waiter no longer looks at it
+
+
+class ReadBarrier:
+    """Coalesces read barriers: at most one barrier round in flight per node.
+
+    A read that arrives while a round is in flight waits for the next round, which starts
+    when the current one ends and serves every read that queued meanwhile. So the number of
+    rounds is bounded by the round trip, not by the number of reads: under load one round
+    serves dozens of reads. Each read still waits for a round that began after it arrived,
+    which is what makes it linearizable.
+    """
+
+    def __init__(self, proposer: Proposer) -> None:
+        self._proposer = proposer
+        self._waiting: list[asyncio.Future] = []
+        self._runner: asyncio.Task | None = None
+        self.reads = 0
+
+    async def wait(self, timeout_s: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting.append(fut)
+        self.reads += 1
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(timeout_s))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except TimeoutError:
+            raise OutcomeUnknownError(f"read barrier not committed within {timeout_s:g}s (no quorum?)") from None
+
+    async def _run(self, timeout_s: float) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._proposer.propose(None, timeout_s)
+            except Exception as exc:  # every reader of this round gets the round's failure
+                for fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                        fut.exception()
+                continue
+            for fut in batch:
+                if not fut.done():
+                    fut.set_result(None)

@@ -29,7 +29,7 @@ from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 from node.codec import Op, SetMemberOp
 from node.errors import NoLeaderError, StartupError
 from node.journal import DurableJournal, JournalError
-from node.proposer import Proposer
+from node.proposer import Proposer, ReadBarrier
 from node.settings import DUMP_FILE, JOURNAL_FILE, RaftSettings
 from node.state_machine import KVStateMachine, OpResult
 from node.transport import DurableTransport
@@ -139,6 +139,7 @@ class RaftNode:
         # Leader's own copy: also sync once per tick (covers a cluster of one).
         self._syncobj.addOnTickCallback(self.journal.sync)
         self.proposer = Proposer(self._submit)
+        self.read_barrier = ReadBarrier(self.proposer)
         self.started_at = time.monotonic()
 
     def _submit(self, payload: bytes, callback) -> None:
@@ -150,6 +151,11 @@ class RaftNode:
         """Replicate `op` and return its result once committed and applied on this node."""
         await self.wait_for_leader(timeout_s)
         return await self.proposer.propose(op, timeout_s, size_bytes)
+
+    async def barrier(self, timeout_s: float) -> None:
+        """Return once every write committed before the call is applied on this node."""
+        await self.wait_for_leader(timeout_s)
+        await self.read_barrier.wait(timeout_s)
 
     async def wait_for_leader(self, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
@@ -287,6 +293,7 @@ class RaftNode:
                 "writes": self.proposer.ops_proposed,
                 "read_barriers": self.proposer.barriers_proposed,
                 "barrier_rounds": self.proposer.barrier_entries,
+                "reads_served_by_barriers": self.read_barrier.reads,
             },
             "watchers": self.watch_hub.waiting,
         }
