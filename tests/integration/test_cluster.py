@@ -109,6 +109,12 @@ def test_paused_leader_is_replaced_and_steps_down_on_resume(cluster):
         assert put(new, "during-pause", b"x").json() is True
     finally:
         old.signal(signal.SIGCONT)
+    # The resumed old leader must not answer from its old state: the new value, or a 503.
+    for params in ({}, {"consistent": ""}):
+        r = get(old, "during-pause", **params)
+        assert r.status_code in (200, 503), r.text
+        if r.status_code == 200:
+            assert r.json()[0]["Value"] == "eA=="
     cluster.wait_for("old leader to follow", lambda: (s := old.status()) and s["state"] == "follower"
                      and s["leader"] == new.raft)
     assert get(old, "during-pause", raw="").content == b"x"
@@ -131,3 +137,18 @@ def test_leader_cut_off_from_the_majority_steps_down_within_the_election_timeout
             f.signal(signal.SIGCONT)
     cluster.leader()
     assert get(cluster.nodes[0], "while-alone").status_code == 404
+
+
+def test_forwarding_is_one_hop_with_a_loop_guard(cluster):
+    follower = cluster.followers()[0]
+    r = requests.put(f"{follower.url}/v1/kv/loop", data=b"x", headers={"X-Raftkv-Forwarded": "n9"}, timeout=10)
+    assert r.status_code == 503 and "already forwarded" in r.text
+    assert get(cluster.leader(), "loop").status_code == 404
+
+
+def test_index_zero_does_not_block(cluster):
+    node = cluster.nodes[0]
+    put(node, "nb", b"1")
+    started = time.monotonic()
+    r = get(node, "nb", index="0", wait="5s")
+    assert r.status_code == 200 and time.monotonic() - started < 2
