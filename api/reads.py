@@ -24,6 +24,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.context import ApiContext
+from api.errors import unavailable
 from api.params import ReadConsistency, ReadParams
 
 
@@ -35,6 +36,8 @@ async def prepare_read(ctx: ApiContext, request: web.Request, params: ReadParams
     node = ctx.node
     consistency = params.consistency
     if consistency is ReadConsistency.STALE:
+        if node.recovering and not node.ready:
+            raise unavailable("this node lost its local state and is catching up from its peers")
         if params.max_stale_s is None:
             return None
         last_contact = node.last_contact_ms

@@ -15,6 +15,7 @@ from api.app import make_app
 from api.context import DEFAULT_MAX_VALUE_BYTES, ApiConfig
 from node.errors import StartupError
 from node.raft import NodeAddresses, RaftNode
+from node.settings import RaftSettings
 
 log = logging.getLogger("raftkv")
 
@@ -31,6 +32,12 @@ def register(sub) -> None:
     p.add_argument("--http-bind", metavar="HOST:PORT", help="listen here for HTTP (default: --http)")
     p.add_argument("--max-value-bytes", type=int, default=DEFAULT_MAX_VALUE_BYTES)
     p.add_argument("--request-timeout", type=float, default=5.0, metavar="SECONDS")
+    p.add_argument("--snapshot-entries", type=int, default=RaftSettings.snapshot_min_entries,
+                   help="snapshot when the log has this many entries (default %(default)s)")
+    p.add_argument("--snapshot-interval", type=float, default=RaftSettings.snapshot_min_time_s, metavar="SECONDS",
+                   help="or when this long has passed with changes (default %(default)s)")
+    p.add_argument("--snapshot-retain", type=int, default=RaftSettings.snapshot_retain,
+                   help="snapshots kept on disk (default %(default)s)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(_run=run)
 
@@ -50,11 +57,14 @@ def run(args: argparse.Namespace) -> int:
     except AddressError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
-    if args.max_value_bytes <= 0:
-        print("raftkv serve: --max-value-bytes must be positive", file=sys.stderr)
-        return 2
+    for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain"):
+        if getattr(args, name) <= 0:
+            print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
+    settings = RaftSettings(snapshot_min_entries=args.snapshot_entries, snapshot_min_time_s=args.snapshot_interval,
+                            snapshot_retain=args.snapshot_retain)
     try:
-        node = RaftNode(addresses, args.data_dir)  # main thread: PySyncObj's tick thread needs it alive
+        node = RaftNode(addresses, args.data_dir, settings)  # main thread: PySyncObj's tick thread needs it alive
     except StartupError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 1

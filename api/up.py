@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.request
 
-from node.fsutil import write_atomic
+from snapshots.fsutil import write_atomic
 
 LAYOUT_FILE = "cluster.json"
 HOST = "127.0.0.1"

@@ -36,7 +36,7 @@ import time
 import zlib
 from collections.abc import Callable
 
-from node.fsutil import fsync_dir, fsync_file, write_atomic
+from snapshots.fsutil import fsync_dir, fsync_file, write_atomic
 
 log = logging.getLogger(__name__)
 

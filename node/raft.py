@@ -26,14 +26,16 @@ import pysyncobj.syncobj as _pysyncobj_module
 from pysyncobj import SyncObj, SyncObjConsumer, replicated
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
+from node.checkpoint import Checkpointer
 from node.codec import Op, SetMemberOp
 from node.errors import NoLeaderError, StartupError
 from node.journal import DurableJournal, JournalError
 from node.proposer import Proposer, ReadBarrier
-from node.settings import DUMP_FILE, JOURNAL_FILE, RaftSettings
+from node.settings import DUMP_FILE, JOURNAL_FILE, SNAPSHOT_DIR, RaftSettings
 from node.state_machine import KVStateMachine, OpResult
 from node.transport import DurableTransport
 from node.watch import WatchHub
+from snapshots.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,11 @@ class ReplicatedKV(SyncObjConsumer):
         self.state = KVStateMachine()
         self.state.listener = watch_hub.on_apply
 
-    def _deserialize(self, data) -> None:
-        # PySyncObj loaded a snapshot: a new state object replaced ours.
-        super()._deserialize(data)
-        self.state.listener = self.watch_hub.on_apply
-        self.watch_hub.on_apply(None, self.state.applied_index)
+    def install(self, state: KVStateMachine) -> None:
+        """Replace the state by one loaded from a snapshot (tick thread)."""
+        state.listener = self.watch_hub.on_apply
+        self.state = state
+        self.watch_hub.on_apply(None, state.applied_index)  # every watcher re-checks
 
     @replicated
     def apply(self, payload: bytes) -> list[OpResult]:
@@ -114,10 +116,25 @@ class RaftNode:
         _prepare_data_dir(data_dir, addresses)
         bind = addresses.raft_bind or addresses.raft
         _check_port_free(bind, "raft")
+        journal_path, dump_path = os.path.join(data_dir, JOURNAL_FILE), os.path.join(data_dir, DUMP_FILE)
+        self.checkpointer = Checkpointer(
+            dump_path, SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
+            addresses.raft, self.peers_including_self(addresses), self.kv.install,
+        )
+        self.checkpointer.bind_state(lambda: self.kv.state)
+        self.recovering = False
         try:
-            self.journal = DurableJournal(
-                os.path.join(data_dir, JOURNAL_FILE), os.path.join(data_dir, DUMP_FILE), on_sync=on_sync
-            )
+            self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
+            first = self.journal[0][1] if len(self.journal) else 1
+            if not self.checkpointer.prepare_startup(first):
+                # No snapshot to rebuild the state from, and a journal that starts after index 1.
+                self.journal._destroy()
+                broken = f"{journal_path}.{int(time.time())}.broken"
+                os.replace(journal_path, broken)
+                log.error("no usable snapshot and the journal starts at index %d: moved it aside to %s; "
+                          "recovering the state from the peers", first, os.path.basename(broken))
+                self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
+                self.recovering = True
         except (JournalError, OSError) as exc:
             raise StartupError(str(exc)) from None
         self._transport: DurableTransport | None = None
@@ -130,7 +147,7 @@ class RaftNode:
             self._syncobj = SyncObj(
                 addresses.raft,
                 [p for p in addresses.peers if p != addresses.raft],
-                conf=self.settings.to_conf(data_dir, bind),
+                conf=self.settings.to_conf(data_dir, bind, self.checkpointer),
                 consumers=[self.kv],
                 transportClass=transport_factory,
             )
@@ -271,7 +288,19 @@ class RaftNode:
                 await asyncio.wait_for(stop.wait(), 1.0)
 
     def peers(self) -> list[str]:
-        return sorted({self.addresses.raft, *self.addresses.peers})
+        return self.peers_including_self(self.addresses)
+
+    @staticmethod
+    def peers_including_self(addresses: NodeAddresses) -> list[str]:
+        return sorted({addresses.raft, *addresses.peers})
+
+    @property
+    def ready(self) -> bool:
+        """True once this node has caught up with the leader's commit index (PySyncObj's isReady)."""
+        return self._syncobj.isReady()
+
+    def force_snapshot(self) -> None:
+        self._syncobj.forceLogCompaction()
 
     def status(self) -> dict:
         raw = self._syncobj.getStatus()
@@ -296,6 +325,13 @@ class RaftNode:
                 "reads_served_by_barriers": self.read_barrier.reads,
             },
             "watchers": self.watch_hub.waiting,
+            "recovering": self.recovering and not self.ready,
+            "snapshots": {
+                "taken": self.checkpointer.snapshots_taken,
+                "failed": self.checkpointer.failures,
+                "last_duration_s": self.checkpointer.last_duration_s,
+                "newest": [os.path.basename(p) for p in self.checkpointer.store.list()[:1]],
+            },
         }
 
     def close(self) -> None:
@@ -325,7 +361,7 @@ def _prepare_data_dir(data_dir: str, addresses: NodeAddresses) -> None:
                 f"{addresses.node_id} at {addresses.raft} (Raft identity is the address)"
             )
     else:
-        from node.fsutil import write_atomic
+        from snapshots.fsutil import write_atomic
 
         write_atomic(identity_path, identity.encode())
 

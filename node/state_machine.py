@@ -24,6 +24,7 @@ from typing import NamedTuple
 from sortedcontainers import SortedDict
 
 from node.codec import CodecError, DeleteOp, Op, SetMemberOp, SetOp, TxnItem, TxnOp, decode
+from snapshots.format import StoreImage
 
 log = logging.getLogger(__name__)
 
@@ -256,3 +257,28 @@ def _cas_matches(entry: KVEntry | None, cas: int) -> bool:
     if cas == 0:
         return entry is None
     return entry is not None and entry.modify_index == cas
+
+
+def to_image(sm: KVStateMachine) -> StoreImage:
+    """What a snapshot stores of `sm`. Iterates live structures: call it where nothing mutates
+    them (in the forked child that writes a checkpoint, or on the tick thread)."""
+    meta = {
+        "applied_index": sm.applied_index,
+        "kv_index": sm.kv_index,
+        "members": {raft: list(member) for raft, member in sm.members.items()},
+        "tombstones": [[key, index] for index, key in sm._tombstone_order if sm.tombstones.get(key) == index],
+    }
+    entries = ((k, e.value, e.flags, e.create_index, e.modify_index, e.lock_index) for k, e in sm.entries.items())
+    return StoreImage(meta, entries)
+
+
+def from_image(meta: dict, entries) -> KVStateMachine:
+    sm = KVStateMachine()
+    sm.entries = SortedDict((item[0], KVEntry(bytes(item[1]), *item[2:6])) for item in entries)
+    sm.applied_index = meta["applied_index"]
+    sm.kv_index = meta["kv_index"]
+    sm.members = {raft: tuple(member) for raft, member in meta["members"].items()}
+    for key, index in meta["tombstones"]:
+        sm.tombstones[key] = index
+        sm._tombstone_order.append((index, key))
+    return sm

@@ -1,0 +1,183 @@
+"""Checkpoints as PySyncObj's log compaction: one file format, one restore path.
+
+PySyncObj calls three hooks we give it (SyncObjConf serializer / deserializer /
+serializeChecker), all on its tick thread:
+
+* `serialize(tmp_file, (last, prev, cluster))` when the log is long enough or old enough.
+  We fork: the child holds the state exactly as it is after entry `last` (the tick thread
+  is between two applies) and writes it to the snapshot store in our format (temporary
+  file, fsync, rename, directory fsync), then points `raft.dump` at it. The parent returns
+  at once, so encoding and disk I/O never run on the threads that serve Raft or HTTP; the
+  pause is the fork itself. `tmp_file` is a symbolic link to the previous snapshot, because
+  PySyncObj renames it over `raft.dump` as soon as we return (a hard link would not do:
+  renaming a link onto another link of the same file leaves both in place).
+* `check()` reports the child: SERIALIZING, then SUCCESS (PySyncObj then drops the log up to
+  the snapshot; our journal first fsyncs the dump) or FAILED.
+* `deserialize(raft.dump)` at start-up and when the leader sent us its snapshot: verify the
+  file, load it into the state machine, keep a copy in the store.
+
+`raft.dump` is also what PySyncObj streams to a follower that is too far behind, so the
+follower receives our format and installs it through the same `deserialize`.
+
+Start-up (`prepare_startup`, before PySyncObj reads anything) makes sure `raft.dump` is the
+newest snapshot that verifies: damaged files are quarantined (renamed `*.broken`) with one
+line in the log, and an older snapshot takes over. With no usable snapshot and a journal
+that no longer reaches back to index 1, the state cannot be rebuilt locally: the journal is
+quarantined too and the node recovers from its peers, refusing stale reads until it has
+caught up (it never serves an empty store as if it were the data).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+
+from pysyncobj import SERIALIZER_STATE
+from pysyncobj.node import TCPNode
+
+from node.state_machine import from_image, to_image
+from snapshots import format as fmt
+from snapshots.fsutil import fsync_dir
+from snapshots.store import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+class Checkpointer:
+    def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str], install) -> None:
+        self.dump_path = dump_path
+        self.store = store
+        self.self_addr = self_addr
+        self.configured = configured  # every member's Raft address, from the command line
+        self._install = install  # callable(KVStateMachine): replace the replicated state
+        self._state_getter = None  # set by the node: returns the live state machine
+        self._child: int | None = None
+        self._started = 0.0
+        self._verified: tuple[int, int] | None = None  # (inode, mtime_ns) of a dump verified at start
+        self.last_duration_s: float | None = None
+        self.last_index: int | None = None
+        self.snapshots_taken = 0
+        self.failures = 0
+
+    def bind_state(self, getter) -> None:
+        self._state_getter = getter
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def prepare_startup(self, journal_first_index: int) -> bool:
+        """Make raft.dump the newest valid snapshot. Returns False when the local state cannot
+        be rebuilt (the caller then recovers from peers)."""
+        self.store.remove_leftovers()
+        for leftover in (self.dump_path + ".tmp", self.dump_path + ".1.tmp", self.dump_path + ".new"):
+            if os.path.lexists(leftover):
+                os.unlink(leftover)
+        if os.path.lexists(self.dump_path) and (not os.path.exists(self.dump_path)
+                                                 or os.path.getsize(self.dump_path) == 0):
+            os.unlink(self.dump_path)  # placeholder of a first snapshot that never finished
+        if os.path.exists(self.dump_path):
+            try:
+                header = fmt.verify(self.dump_path)
+                st = os.stat(self.dump_path)
+                self._verified = (st.st_ino, st.st_mtime_ns)
+                self.store.adopt(self.dump_path)
+                log.info("snapshot at index %d (term %d, %d keys) found", header.index, header.term, header.key_count)
+                return True
+            except fmt.SnapshotCorrupt as exc:
+                self.store.quarantine(self.dump_path, str(exc))
+        newest = self.store.newest_valid()
+        if newest is not None:
+            path, header = newest
+            self._point_dump_at(path)
+            st = os.stat(self.dump_path)
+            self._verified = (st.st_ino, st.st_mtime_ns)
+            log.warning("falling back to snapshot at index %d (%s)", header.index, os.path.basename(path))
+            return True
+        return journal_first_index <= 1
+
+    def _point_dump_at(self, path: str) -> None:
+        tmp = self.dump_path + ".new"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.link(path, tmp)
+        os.replace(tmp, self.dump_path)
+        fsync_dir(os.path.dirname(self.dump_path))
+
+    # -- PySyncObj hooks (tick thread) ----------------------------------------------------------
+
+    def serialize(self, tmp_file: str, raft_data) -> None:
+        last, prev, cluster = raft_data
+        if os.path.lexists(tmp_file):
+            os.unlink(tmp_file)
+        current = self.store.list()[:1]
+        if current:  # PySyncObj's rename of the placeholder then leaves the dump as it was
+            os.symlink(os.path.relpath(current[0], os.path.dirname(tmp_file)), tmp_file)
+        else:
+            open(tmp_file, "wb").close()  # an empty dump means "no snapshot yet" to prepare_startup
+        state = self._state_getter()
+        header = fmt.SnapshotHeader(
+            index=last[1], term=last[2], key_count=len(state.entries), created_unix=time.time(),
+            membership=sorted(n.address for n in cluster),
+            raft_last=[bytes(last[0]).hex(), last[1], last[2]], raft_prev=[bytes(prev[0]).hex(), prev[1], prev[2]],
+        )
+        self._started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # child: no locks, no logging, no return
+            code = 1
+            try:
+                ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the node, like a crash
+                path = self.store.write(header, to_image(state))
+                deadline = time.monotonic() + 10
+                while os.path.lexists(tmp_file) and time.monotonic() < deadline:
+                    time.sleep(0.001)  # PySyncObj renames the placeholder right after we return
+                self._point_dump_at(path)
+                code = 0
+            finally:
+                os._exit(code)
+        self._child = pid
+
+    def check(self) -> int:
+        if self._child is None:
+            return SERIALIZER_STATE.NOT_SERIALIZING
+        pid, status = os.waitpid(self._child, os.WNOHANG)
+        if pid == 0:
+            return SERIALIZER_STATE.SERIALIZING
+        self._child = None
+        self.last_duration_s = time.monotonic() - self._started
+        if status == 0:
+            self.snapshots_taken += 1
+            return SERIALIZER_STATE.SUCCESS
+        self.failures += 1
+        log.warning("writing a snapshot failed (exit status %d); the log is kept until the next try", status)
+        return SERIALIZER_STATE.FAILED
+
+    def deserialize(self, file_name: str):
+        st = os.stat(file_name)
+        trusted = self._verified == (st.st_ino, st.st_mtime_ns)
+        self._verified = None
+        try:
+            header, meta, entries = fmt.read(file_name, verified=trusted)
+            state = from_image(meta, entries)
+        except fmt.SnapshotCorrupt as exc:
+            # Received from the leader damaged: refuse it; the leader sends it again.
+            self.store.quarantine(file_name, str(exc))
+            raise
+        self.store.adopt(file_name)
+        self._install(state)
+        self.last_index = header.index
+        return _entry(header.raft_last), _entry(header.raft_prev), self._cluster(header)
+
+    def _cluster(self, header: fmt.SnapshotHeader) -> set:
+        members = header.membership
+        if self.self_addr not in members:  # restored from another cluster: keep ours
+            members = self.configured
+        return {TCPNode(addr) for addr in members}
+
+
+def _entry(item: list) -> tuple[bytes, int, int]:
+    command_hex, index, term = item
+    return bytes.fromhex(command_hex), index, term

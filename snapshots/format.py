@@ -1,0 +1,192 @@
+"""The checkpoint file format, version 1 (documented in snapshots/FORMAT.md).
+
+    offset 0   8 bytes   magic b"RAFTKVSN"
+    offset 8   u32 LE    format version (1)
+    offset 12  u32 LE    header length H
+    offset 16  H bytes   header: UTF-8 JSON object (see FORMAT.md)
+    16+H       P bytes   payload: a stream of msgpack objects
+    end-48     u64 LE    payload length P
+    end-40     u64 LE    key count
+    end-32     32 bytes  SHA-256 of every byte before it
+
+The payload is one msgpack map of store metadata followed by one msgpack array per key,
+in key order: [key, value, flags, create_index, modify_index, lock_index].
+
+Readers check the magic, the version, the lengths and the checksum before trusting any
+byte; a file that fails is reported with one line saying why (`SnapshotCorrupt`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import msgpack
+
+MAGIC = b"RAFTKVSN"
+FORMAT_VERSION = 1
+PREFIX = struct.Struct("<8sII")
+DIGEST_BYTES = 32
+TRAILER = struct.Struct("<QQ")  # payload bytes, key count
+TAIL_BYTES = TRAILER.size + DIGEST_BYTES
+CHUNK_BYTES = 1 << 20
+
+
+class SnapshotCorrupt(Exception):
+    """The file is not a readable, intact raftkv snapshot; the message says why, in one line."""
+
+
+@dataclass
+class SnapshotHeader:
+    index: int  # the state is exactly the state after applying this log index
+    term: int  # term of that entry
+    key_count: int
+    created_unix: float
+    membership: list[str] = field(default_factory=list)  # Raft addresses; [] = keep the configured peers
+    raft_last: list = field(default_factory=list)  # [command (hex), index, term] of the entry at `index`
+    raft_prev: list = field(default_factory=list)  # the same for index - 1 (PySyncObj needs both)
+    format_version: int = FORMAT_VERSION
+    source: str = "raftkv"
+    payload_bytes: int = 0  # filled in by read_header from the trailer, not stored in the JSON
+
+    def to_json(self) -> bytes:
+        doc = asdict(self)
+        doc.pop("payload_bytes")
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SnapshotHeader:
+        doc = json.loads(data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+@dataclass
+class StoreImage:
+    """Everything the state machine needs to come back: what a snapshot's payload holds."""
+
+    meta: dict  # applied_index, kv_index, index_offset, members, tombstones
+    entries: Iterable[tuple]  # (key, value, flags, create_index, modify_index, lock_index), key order
+
+
+def write(path: str, header: SnapshotHeader, image: StoreImage, progress: Callable[[int], None] | None = None) -> int:
+    """Write a complete snapshot file at `path` (no fsync, no rename: see store.py). Returns its size."""
+    digest = hashlib.sha256()
+    packer = msgpack.Packer(use_bin_type=True)
+    count = 0
+    with open(path, "wb") as f:
+        def out(data: bytes) -> None:
+            digest.update(data)
+            f.write(data)
+
+        header_json = header.to_json()
+        out(PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_json)))
+        out(header_json)
+        payload = 0
+        chunk = [packer.pack(image.meta)]
+        size = len(chunk[0])
+        for entry in image.entries:
+            data = packer.pack(entry)
+            chunk.append(data)
+            size += len(data)
+            count += 1
+            if size >= CHUNK_BYTES:
+                out(b"".join(chunk))
+                payload += size
+                chunk, size = [], 0
+                if progress:
+                    progress(count)
+        out(b"".join(chunk))
+        payload += size
+        out(TRAILER.pack(payload, count))
+        f.write(digest.digest())
+        total = f.tell()
+    if count != header.key_count:
+        raise ValueError(f"snapshot of {count} keys, but the header announced {header.key_count}")
+    return total
+
+
+def read_header(path: str) -> SnapshotHeader:
+    """The header alone, after checking magic, version and lengths (not the checksum)."""
+    try:
+        with open(path, "rb") as f:
+            prefix = f.read(PREFIX.size)
+            if len(prefix) < PREFIX.size:
+                raise SnapshotCorrupt(f"{path}: truncated ({len(prefix)} bytes, not even a header)")
+            magic, version, header_len = PREFIX.unpack(prefix)
+            if magic != MAGIC:
+                raise SnapshotCorrupt(f"{path}: not a raftkv snapshot (bad magic)")
+            if version > FORMAT_VERSION or version < 1:
+                raise SnapshotCorrupt(f"{path}: snapshot format {version} is newer than this raftkv")
+            size = os.fstat(f.fileno()).st_size
+            if PREFIX.size + header_len + TAIL_BYTES > size:
+                raise SnapshotCorrupt(f"{path}: truncated (header runs past the end of the file)")
+            try:
+                header = SnapshotHeader.from_json(f.read(header_len))
+            except (ValueError, TypeError, UnicodeDecodeError) as exc:
+                raise SnapshotCorrupt(f"{path}: unreadable header ({exc})") from None
+            f.seek(size - TAIL_BYTES)
+            payload_bytes, key_count = TRAILER.unpack(f.read(TRAILER.size))
+            expected = PREFIX.size + header_len + payload_bytes + TAIL_BYTES
+            if size != expected or key_count != header.key_count:
+                raise SnapshotCorrupt(f"{path}: truncated or damaged: {size} bytes, its trailer says {expected}")
+            header.payload_bytes = payload_bytes
+            return header
+    except OSError as exc:
+        raise SnapshotCorrupt(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def verify(path: str) -> SnapshotHeader:
+    """Check everything, the SHA-256 included; returns the header of an intact file."""
+    header = read_header(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        remaining = os.fstat(f.fileno()).st_size - DIGEST_BYTES
+        while remaining > 0:
+            block = f.read(min(CHUNK_BYTES, remaining))
+            if not block:
+                raise SnapshotCorrupt(f"{path}: truncated while reading")
+            digest.update(block)
+            remaining -= len(block)
+        if f.read(DIGEST_BYTES) != digest.digest():
+            raise SnapshotCorrupt(f"{path}: checksum mismatch (the file is damaged)")
+    return header
+
+
+def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Iterator[tuple]]:
+    """Verify the file (unless the caller just did), then return (header, store metadata,
+    iterator over the entries)."""
+    header = read_header(path) if verified else verify(path)
+    f = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+    _, _, header_len = PREFIX.unpack(f.read(PREFIX.size))
+    f.seek(PREFIX.size + header_len)
+    unpacker = msgpack.Unpacker(_Limited(f, header.payload_bytes), raw=False, max_buffer_size=0)
+    meta = next(unpacker)
+
+    def entries() -> Iterator[tuple]:
+        try:
+            for item in unpacker:
+                yield tuple(item)
+        finally:
+            f.close()
+
+    return header, meta, entries()
+
+
+class _Limited:
+    """A file view that ends where the payload ends (the digest is not payload)."""
+
+    def __init__(self, f, size: int) -> None:
+        self._f, self._left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data

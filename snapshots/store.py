@@ -1,0 +1,90 @@
+"""The folder of checkpoints: atomic writes, retention, quarantine.
+
+Files are named `snap-<index:020d>-<term:010d>.rkvs`, so sorting names sorts by index;
+`*.tmp` while being written (removed at start-up), `*.broken` once quarantined (renamed,
+never deleted). The store owns the disk protocol; what goes into a file is the business of
+`snapshots.format`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+
+from snapshots import format as fmt
+from snapshots.fsutil import fsync_dir, fsync_file
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^snap-(\d{20})-(\d{10})\.rkvs$")
+DEFAULT_RETAIN = 3
+
+
+class SnapshotStore:
+    def __init__(self, folder: str, retain: int = DEFAULT_RETAIN) -> None:
+        self.folder = folder
+        self.retain = max(1, retain)
+        os.makedirs(folder, exist_ok=True)
+
+    def remove_leftovers(self) -> None:
+        """Delete half-written files of a crashed writer (never a finished snapshot)."""
+        for name in os.listdir(self.folder):
+            if name.endswith(".tmp"):
+                os.unlink(os.path.join(self.folder, name))
+
+    @staticmethod
+    def name_for(index: int, term: int) -> str:
+        return f"snap-{index:020d}-{term:010d}.rkvs"
+
+    def list(self) -> list[str]:
+        """Paths of finished snapshots, newest first."""
+        names = sorted((n for n in os.listdir(self.folder) if NAME.match(n)), reverse=True)
+        return [os.path.join(self.folder, n) for n in names]
+
+    def write(
+        self, header: fmt.SnapshotHeader, image: fmt.StoreImage, progress: Callable[[int], None] | None = None
+    ) -> str:
+        """Write, fsync, rename, fsync the folder; then drop all but the newest `retain`."""
+        final = os.path.join(self.folder, self.name_for(header.index, header.term))
+        tmp = final + f".{os.getpid()}.tmp"
+        fmt.write(tmp, header, image, progress)
+        fsync_file(tmp)
+        os.replace(tmp, final)
+        fsync_dir(self.folder)
+        self.prune()
+        return final
+
+    def adopt(self, path: str) -> str:
+        """Hard-link a verified snapshot written elsewhere (e.g. received from the leader) into the store."""
+        header = fmt.read_header(path)
+        final = os.path.join(self.folder, self.name_for(header.index, header.term))
+        if not os.path.exists(final):
+            tmp = final + f".{os.getpid()}.tmp"
+            os.link(path, tmp)
+            os.replace(tmp, final)
+            fsync_dir(self.folder)
+            self.prune()
+        return final
+
+    def prune(self) -> None:
+        for path in self.list()[self.retain:]:
+            os.unlink(path)
+
+    def quarantine(self, path: str, reason: str) -> str:
+        broken = f"{path}.{int(time.time())}.broken"
+        os.replace(path, broken)
+        fsync_dir(os.path.dirname(path))
+        log.error("snapshot %s is unusable: %s; moved aside to %s", path, reason, os.path.basename(broken))
+        return broken
+
+    def newest_valid(self) -> tuple[str, fmt.SnapshotHeader] | None:
+        """The newest snapshot that verifies; every newer one that does not is quarantined."""
+        for path in self.list():
+            try:
+                return path, fmt.verify(path)
+            except fmt.SnapshotCorrupt as exc:
+                self.quarantine(path, str(exc))
+        return None
