@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from api import kv, status, txn
+from api import kv, snapshot, status, txn
 from api.context import CTX, ApiConfig, ApiContext
 from api.errors import error_middleware
 from api.forward import LeaderForwarder
@@ -16,7 +16,8 @@ from node.raft import RaftNode
 def make_app(node: RaftNode, config: ApiConfig | None = None) -> web.Application:
     config = config or ApiConfig()
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=max(config.max_value_bytes, config.max_txn_bytes) + 1
+        middlewares=[error_middleware],
+        client_max_size=max(config.max_value_bytes, config.max_txn_bytes, config.max_restore_bytes) + 1,
     )
     forwarder = LeaderForwarder(node, config.request_timeout_s)
     app[CTX] = ApiContext(node=node, config=config, forwarder=forwarder)
@@ -33,6 +34,8 @@ def make_app(node: RaftNode, config: ApiConfig | None = None) -> web.Application
     app.router.add_put("/v1/kv/{key:.*}", kv.put_kv)
     app.router.add_delete("/v1/kv/{key:.*}", kv.delete_kv)
     app.router.add_put("/v1/txn", txn.put_txn)
+    app.router.add_get("/v1/snapshot", snapshot.get_snapshot)
+    app.router.add_put("/v1/snapshot", snapshot.put_snapshot)
     app.router.add_get("/v1/status/leader", status.status_leader)
     app.router.add_get("/v1/status/peers", status.status_peers)
     app.router.add_get("/v1/raftkv/status", status.raftkv_status)

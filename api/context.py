@@ -15,6 +15,7 @@ DEFAULT_MAX_VALUE_BYTES = 512 * 1024
 class ApiConfig:
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     max_txn_bytes: int = 1024 * 1024  # a transaction's JSON body (values are base64 in it)
+    max_restore_bytes: int = 64 * 1024 * 1024  # PUT /v1/snapshot travels through the log as one entry
     request_timeout_s: float = 5.0
 
 

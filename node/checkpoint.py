@@ -29,6 +29,7 @@ caught up (it never serves an empty store as if it were the data).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -69,9 +70,10 @@ class Checkpointer:
 
     # -- start-up -----------------------------------------------------------------------------
 
-    def prepare_startup(self, journal_first_index: int) -> bool:
-        """Make raft.dump the newest valid snapshot. Returns False when the local state cannot
-        be rebuilt (the caller then recovers from peers)."""
+    def prepare_startup(self, journal_first_index: int) -> tuple[bool, fmt.SnapshotHeader | None]:
+        """Make raft.dump the newest valid snapshot. Returns (can the local state be rebuilt,
+        the header of the snapshot start-up will load); when it cannot, the caller recovers
+        from peers."""
         self.store.remove_leftovers()
         for leftover in (self.dump_path + ".tmp", self.dump_path + ".1.tmp", self.dump_path + ".new"):
             if os.path.lexists(leftover):
@@ -86,7 +88,7 @@ class Checkpointer:
                 self._verified = (st.st_ino, st.st_mtime_ns)
                 self.store.adopt(self.dump_path)
                 log.info("snapshot at index %d (term %d, %d keys) found", header.index, header.term, header.key_count)
-                return True
+                return True, header
             except fmt.SnapshotCorrupt as exc:
                 self.store.quarantine(self.dump_path, str(exc))
         newest = self.store.newest_valid()
@@ -96,8 +98,8 @@ class Checkpointer:
             st = os.stat(self.dump_path)
             self._verified = (st.st_ino, st.st_mtime_ns)
             log.warning("falling back to snapshot at index %d (%s)", header.index, os.path.basename(path))
-            return True
-        return journal_first_index <= 1
+            return True, header
+        return journal_first_index <= 1, None
 
     def _point_dump_at(self, path: str) -> None:
         tmp = self.dump_path + ".new"
@@ -177,7 +179,23 @@ class Checkpointer:
             members = self.configured
         return {TCPNode(addr) for addr in members}
 
+    async def snapshot_at_least(self, index: int, force, timeout_s: float) -> str:
+        """Path of a snapshot that reflects at least log `index`, taking one if needed."""
+        deadline = time.monotonic() + timeout_s
+        forced = False
+        while True:
+            for path in self.store.list()[:1]:
+                if fmt.read_header(path).index >= index:
+                    return path
+            if not forced:
+                force()
+                forced = True
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no snapshot at index {index} within {timeout_s:g}s")
+            await asyncio.sleep(0.02)
+
 
 def _entry(item: list) -> tuple[bytes, int, int]:
     command_hex, index, term = item
     return bytes.fromhex(command_hex), index, term
+

@@ -23,6 +23,7 @@ OP_SET = 1
 OP_DELETE = 2
 OP_SET_MEMBER = 3
 OP_TXN = 4
+OP_RESTORE = 5
 
 # Consul's KV transaction verbs this codec carries (strings on disk; append only).
 TXN_VERBS = frozenset({
@@ -74,7 +75,14 @@ class TxnOp:
     items: tuple[TxnItem, ...]
 
 
-Op = SetOp | DeleteOp | SetMemberOp | TxnOp
+@dataclass(frozen=True, slots=True)
+class RestoreOp:
+    """Replace the whole store by a snapshot file's content (PUT /v1/snapshot)."""
+
+    snapshot: bytes
+
+
+Op = SetOp | DeleteOp | SetMemberOp | TxnOp | RestoreOp
 
 
 def _op_to_list(op: Op) -> list:
@@ -84,6 +92,8 @@ def _op_to_list(op: Op) -> list:
         return [OP_DELETE, op.key, op.recurse, op.cas]
     if isinstance(op, SetMemberOp):
         return [OP_SET_MEMBER, op.raft_addr, op.http_addr, op.node_id]
+    if isinstance(op, RestoreOp):
+        return [OP_RESTORE, op.snapshot]
     if isinstance(op, TxnOp):
         return [OP_TXN, [[i.verb, i.key, i.value, i.flags, i.index] for i in op.items]]
     raise TypeError(f"not an op: {op!r}")
@@ -97,6 +107,8 @@ def _op_from_list(item: list) -> Op:
         return DeleteOp(item[1], bool(item[2]), item[3])
     if code == OP_SET_MEMBER:
         return SetMemberOp(item[1], item[2], item[3])
+    if code == OP_RESTORE:
+        return RestoreOp(bytes(item[1]))
     if code == OP_TXN:
         return TxnOp(tuple(TxnItem(v, k, bytes(val), f, i) for v, k, val, f, i in item[1]))
     raise CodecError(f"unknown op code {code}")

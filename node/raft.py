@@ -126,7 +126,11 @@ class RaftNode:
         try:
             self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
             first = self.journal[0][1] if len(self.journal) else 1
-            if not self.checkpointer.prepare_startup(first):
+            rebuildable, snapshot = self.checkpointer.prepare_startup(first)
+            if snapshot is not None and self.journal.getCurrentTerm() < snapshot.term:
+                # A snapshot restored offline carries its term; ours must never be below it.
+                self.journal.setCurrentTerm(snapshot.term, None)
+            if not rebuildable:
                 # No snapshot to rebuild the state from, and a journal that starts after index 1.
                 self.journal._destroy()
                 broken = f"{journal_path}.{int(time.time())}.broken"
@@ -299,8 +303,10 @@ class RaftNode:
         """True once this node has caught up with the leader's commit index (PySyncObj's isReady)."""
         return self._syncobj.isReady()
 
-    def force_snapshot(self) -> None:
-        self._syncobj.forceLogCompaction()
+    async def snapshot_file(self, timeout_s: float) -> str:
+        """A snapshot file reflecting every entry applied here now (taken if needed)."""
+        return await self.checkpointer.snapshot_at_least(self.applied_index, self._syncobj.forceLogCompaction,
+                                                         timeout_s)
 
     def status(self) -> dict:
         raw = self._syncobj.getStatus()

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 from pysyncobj import SyncObjConf
 
+from snapshots.store import DUMP_FILE, SNAPSHOT_DIR  # noqa: F401 - the checkpoint layout, re-exported
+
 JOURNAL_FILE = "raft.journal"
-DUMP_FILE = "raft.dump"
-SNAPSHOT_DIR = "snapshots"
+
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 from sortedcontainers import SortedDict
 
-from node.codec import CodecError, DeleteOp, Op, SetMemberOp, SetOp, TxnItem, TxnOp, decode
-from snapshots.format import StoreImage
+from node.codec import CodecError, DeleteOp, Op, RestoreOp, SetMemberOp, SetOp, TxnItem, TxnOp, decode
+from snapshots.format import SnapshotCorrupt, StoreImage, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class KVStateMachine:
         self.applied_index = 0  # index of the last entry applied (any command)
         self.kv_index = 0  # index of the last entry that changed a key (sets and deletes)
         self.members: dict[str, tuple[str, str]] = {}  # raft address -> (node id, http address)
+        # Added to Raft log indexes to make the store's indexes: raised by a restore so that
+        # indexes after it continue above the restored snapshot's.
+        self.index_offset = 0
         self.listener: ChangeListener | None = None
 
     def __getstate__(self) -> dict:
@@ -71,6 +74,7 @@ class KVStateMachine:
     def apply(self, index: int, payload: bytes) -> list[OpResult]:
         """Apply one log entry; returns one result per op in the entry's batch."""
         self.applied_index = index
+        index += self.index_offset
         try:
             ops = decode(payload)
         except CodecError as exc:
@@ -78,10 +82,32 @@ class KVStateMachine:
             log.error("log entry %d skipped: %s", index, exc)
             return [OpResult(False, str(exc))]
         changed: list[str] = []
-        results = [self._apply_op(index, op, changed) for op in ops]
-        if changed and self.listener is not None:
+        results = []
+        for op in ops:
+            if isinstance(op, RestoreOp):
+                results.append(self._restore(index, op))
+                changed = None  # everything may have changed
+            else:
+                results.append(self._apply_op(index, op, changed if changed is not None else []))
+        if changed != [] and self.listener is not None:
             self.listener(changed, index)
         return results
+
+    def _restore(self, index: int, op: RestoreOp) -> OpResult:
+        try:
+            header, meta, entries = read_bytes(op.snapshot)
+            restored = from_image(meta, entries)
+        except (SnapshotCorrupt, ValueError, KeyError, TypeError) as exc:
+            return OpResult(False, f"unusable snapshot: {exc}")
+        # Indexes continue above everything the snapshot holds (its entries keep theirs).
+        top = max(header.index + restored.index_offset, restored.kv_index)
+        if index <= top:
+            self.index_offset += top + 1 - index
+            index = top + 1
+        self.entries, self.tombstones = restored.entries, restored.tombstones
+        self._tombstone_order = restored._tombstone_order
+        self.kv_index = index
+        return OpResult(True)
 
     def _apply_op(self, index: int, op: Op, changed: list[str]) -> OpResult:
         if isinstance(op, SetOp):
@@ -265,6 +291,7 @@ def to_image(sm: KVStateMachine) -> StoreImage:
     meta = {
         "applied_index": sm.applied_index,
         "kv_index": sm.kv_index,
+        "index_offset": sm.index_offset,
         "members": {raft: list(member) for raft, member in sm.members.items()},
         "tombstones": [[key, index] for index, key in sm._tombstone_order if sm.tombstones.get(key) == index],
     }
@@ -277,6 +304,7 @@ def from_image(meta: dict, entries) -> KVStateMachine:
     sm.entries = SortedDict((item[0], KVEntry(bytes(item[1]), *item[2:6])) for item in entries)
     sm.applied_index = meta["applied_index"]
     sm.kv_index = meta["kv_index"]
+    sm.index_offset = meta.get("index_offset", 0)
     sm.members = {raft: tuple(member) for raft, member in meta["members"].items()}
     for key, index in meta["tombstones"]:
         sm.tombstones[key] = index

@@ -190,3 +190,24 @@ class _Limited:
         data = self._f.read(n)
         self._left -= len(data)
         return data
+
+
+def read_bytes(data: bytes) -> tuple[SnapshotHeader, dict, Iterator[tuple]]:
+    """`read` for a snapshot held in memory (a restore travelling through the log)."""
+    if len(data) < PREFIX.size + TAIL_BYTES:
+        raise SnapshotCorrupt("truncated snapshot")
+    magic, version, header_len = PREFIX.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise SnapshotCorrupt("not a raftkv snapshot (bad magic)")
+    if version > FORMAT_VERSION or version < 1:
+        raise SnapshotCorrupt(f"snapshot format {version} is newer than this raftkv")
+    if hashlib.sha256(memoryview(data)[:-DIGEST_BYTES]).digest() != data[-DIGEST_BYTES:]:
+        raise SnapshotCorrupt("checksum mismatch (the snapshot is damaged or truncated)")
+    payload_bytes, key_count = TRAILER.unpack_from(data, len(data) - TAIL_BYTES)
+    header = SnapshotHeader.from_json(data[PREFIX.size:PREFIX.size + header_len])
+    header.payload_bytes = payload_bytes
+    start = PREFIX.size + header_len
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=0)
+    unpacker.feed(data[start:start + payload_bytes])
+    meta = next(unpacker)
+    return header, meta, (tuple(item) for item in unpacker)

@@ -19,6 +19,10 @@ from snapshots.fsutil import fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
 
+# Where a node keeps its checkpoints inside its data folder (node.settings uses these names).
+SNAPSHOT_DIR = "snapshots"
+DUMP_FILE = "raft.dump"  # PySyncObj's fullDumpFile: a link to the newest snapshot
+
 NAME = re.compile(r"^snap-(\d{20})-(\d{10})\.rkvs$")
 DEFAULT_RETAIN = 3
 

@@ -1,0 +1,70 @@
+"""GET /v1/snapshot (download a consistent snapshot) and PUT /v1/snapshot (restore the cluster).
+
+The file is raftkv's checkpoint format (snapshots/FORMAT.md), not Consul's gzipped tar:
+Consul's tools cannot read it, and raftkv's `raftkv snapshot inspect` can.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+
+from api.context import CTX
+from api.errors import HTTPProblem, bad_request
+from api.reads import barrier
+from node.codec import RestoreOp
+from snapshots import format as fmt
+
+SNAPSHOT_TIMEOUT_S = 120.0
+CHUNK_BYTES = 1 << 20
+
+
+async def get_snapshot(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    if "stale" not in request.query:
+        forwarded = await ctx.forwarder.route(request, None, is_write=False, hold_s=SNAPSHOT_TIMEOUT_S)
+        if forwarded is not None:
+            return forwarded
+        await barrier(ctx)  # the snapshot then holds every write acknowledged before the request
+    path = await ctx.node.snapshot_file(SNAPSHOT_TIMEOUT_S)
+    header = fmt.read_header(path)
+    # Our own link to the file: retention may delete the store's name while we stream.
+    export = f"{path}.export-{id(request)}.tmp"
+    os.link(path, export)
+    try:
+        resp = web.StreamResponse(headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{os.path.basename(path)}"',
+            "X-Consul-Index": str(header.index),
+            "X-Raftkv-Snapshot-Keys": str(header.key_count),
+        })
+        resp.content_length = os.path.getsize(export)
+        await resp.prepare(request)
+        with open(export, "rb") as f:
+            while block := f.read(CHUNK_BYTES):
+                await resp.write(block)
+        await resp.write_eof()
+        return resp
+    finally:
+        os.unlink(export)
+
+
+async def put_snapshot(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    limit = ctx.config.max_restore_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise HTTPProblem(413, f"snapshot too large for an online restore ({request.content_length} > {limit} bytes);"
+                               " use `raftkv snapshot restore --data-dir` on stopped nodes")
+    body = await request.read()
+    try:
+        header, _, _ = fmt.read_bytes(body)
+    except fmt.SnapshotCorrupt as exc:
+        raise bad_request(f"not a usable snapshot: {exc}") from None
+    forwarded = await ctx.forwarder.route(request, body, is_write=True)
+    if forwarded is not None:
+        return forwarded
+    result = await ctx.node.propose(RestoreOp(body), ctx.config.request_timeout_s * 4, len(body))
+    if not result.ok:
+        raise bad_request(result.error or "restore failed")
+    return web.Response(status=200, headers={"X-Raftkv-Restored-Keys": str(header.key_count)})
