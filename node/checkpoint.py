@@ -74,7 +74,8 @@ class Checkpointer:
         """Make raft.dump the newest valid snapshot. Returns (can the local state be rebuilt,
         the header of the snapshot start-up will load); when it cannot, the caller recovers
         from peers."""
-        self.store.remove_leftovers()
+        if removed := self.store.remove_leftovers():
+            log.info("removed %d unfinished snapshot file(s): a crash interrupted a snapshot", removed)
         for leftover in (self.dump_path + ".tmp", self.dump_path + ".1.tmp", self.dump_path + ".new"):
             if os.path.lexists(leftover):
                 os.unlink(leftover)

@@ -337,6 +337,7 @@ class RaftNode:
                 "failed": self.checkpointer.failures,
                 "last_duration_s": self.checkpointer.last_duration_s,
                 "newest": [os.path.basename(p) for p in self.checkpointer.store.list()[:1]],
+                "loaded_index": self.checkpointer.last_index,  # last snapshot loaded (start-up or leader)
             },
         }
 

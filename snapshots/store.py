@@ -33,11 +33,14 @@ class SnapshotStore:
         self.retain = max(1, retain)
         os.makedirs(folder, exist_ok=True)
 
-    def remove_leftovers(self) -> None:
+    def remove_leftovers(self) -> int:
         """Delete half-written files of a crashed writer (never a finished snapshot)."""
+        removed = 0
         for name in os.listdir(self.folder):
             if name.endswith(".tmp"):
                 os.unlink(os.path.join(self.folder, name))
+                removed += 1
+        return removed
 
     @staticmethod
     def name_for(index: int, term: int) -> str:

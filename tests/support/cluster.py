@@ -88,6 +88,7 @@ class NodeProcess:
 class Cluster:
     def __init__(self, root: str, size: int = 3, extra_args: list[str] | None = None) -> None:
         ports = free_ports(2 * size)
+        os.makedirs(root, exist_ok=True)
         self.root = root
         rafts = [f"{HOST}:{p}" for p in ports[:size]]
         https = [f"{HOST}:{p}" for p in ports[size:]]
