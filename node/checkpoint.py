@@ -125,15 +125,19 @@ class Checkpointer:
         header = fmt.SnapshotHeader(
             index=last[1], term=last[2], key_count=len(state.entries), created_unix=time.time(),
             membership=sorted(n.address for n in cluster),
-            raft_last=[bytes(last[0]).hex(), last[1], last[2]], raft_prev=[bytes(prev[0]).hex(), prev[1], prev[2]],
+            raft_last=[last[1], last[2]], raft_prev=[prev[1], prev[2]],
         )
+        # PySyncObj seeds its log with these two entries when it loads the snapshot.
+        raft_entries = [[bytes(prev[0]), prev[1], prev[2]], [bytes(last[0]), last[1], last[2]]]
         self._started = time.monotonic()
         pid = os.fork()
         if pid == 0:  # child: no locks, no logging, no return
             code = 1
             try:
                 ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the node, like a crash
-                path = self.store.write(header, to_image(state))
+                image = to_image(state)
+                image.meta["raft_entries"] = raft_entries
+                path = self.store.write(header, image)
                 deadline = time.monotonic() + 10
                 while os.path.lexists(tmp_file) and time.monotonic() < deadline:
                     time.sleep(0.001)  # PySyncObj renames the placeholder right after we return
@@ -170,9 +174,10 @@ class Checkpointer:
             self.store.quarantine(file_name, str(exc))
             raise
         self.store.adopt(file_name)
+        prev, last = (tuple(e) for e in _raft_entries(meta, header))
         self._install(state)
         self.last_index = header.index
-        return _entry(header.raft_last), _entry(header.raft_prev), self._cluster(header)
+        return (bytes(last[0]), last[1], last[2]), (bytes(prev[0]), prev[1], prev[2]), self._cluster(header)
 
     def _cluster(self, header: fmt.SnapshotHeader) -> set:
         members = header.membership
@@ -196,7 +201,11 @@ class Checkpointer:
             await asyncio.sleep(0.02)
 
 
-def _entry(item: list) -> tuple[bytes, int, int]:
-    command_hex, index, term = item
-    return bytes.fromhex(command_hex), index, term
+def _raft_entries(meta: dict, header: fmt.SnapshotHeader) -> list:
+    """The log entries at index-1 and index; a snapshot made elsewhere (an offline restore of a
+    file from `GET /v1/snapshot`) has them too, since every snapshot is a compaction snapshot."""
+    entries = meta.get("raft_entries")
+    if not entries:
+        raise fmt.SnapshotCorrupt(f"snapshot at index {header.index} lacks its Raft entries")
+    return entries
 

@@ -47,8 +47,8 @@ class SnapshotHeader:
     key_count: int
     created_unix: float
     membership: list[str] = field(default_factory=list)  # Raft addresses; [] = keep the configured peers
-    raft_last: list = field(default_factory=list)  # [command (hex), index, term] of the entry at `index`
-    raft_prev: list = field(default_factory=list)  # the same for index - 1 (PySyncObj needs both)
+    raft_last: list = field(default_factory=list)  # [index, term] of the entry at `index`
+    raft_prev: list = field(default_factory=list)  # [index, term] of the entry before it
     format_version: int = FORMAT_VERSION
     source: str = "raftkv"
     payload_bytes: int = 0  # filled in by read_header from the trailer, not stored in the JSON

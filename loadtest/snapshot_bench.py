@@ -1,0 +1,166 @@
+"""Snapshot benchmark: for N keys of V-byte values on a local 3-node cluster, measure the
+snapshot's time and size, the restart time to serving, peak memory, and write latency p99
+while a snapshot is taken against p99 without one.
+
+    python -m loadtest.snapshot_bench --keys 100000 1000000 [--value-bytes 128] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+
+import aiohttp
+
+from api.http_client import client_session
+from loadtest.cluster import Cluster
+
+TXN_OPS = 128
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def load(urls: list[str], keys: int, value_bytes: int, progress) -> None:
+    value = base64.b64encode(b"x" * value_bytes).decode()
+    batches = [range(i, min(i + TXN_OPS, keys)) for i in range(0, keys, TXN_OPS)]
+    done = [0]
+
+    async with client_session(connector=aiohttp.TCPConnector(limit=0),
+                              timeout=aiohttp.ClientTimeout(total=60)) as s:
+        async def worker(w: int) -> None:
+            for b in range(w, len(batches), 8):
+                ops = [{"KV": {"Verb": "set", "Key": f"bench/{i:08d}", "Value": value}} for i in batches[b]]
+                for _attempt in range(5):
+                    async with s.put(f"{urls[b % len(urls)]}/v1/txn", json=ops) as r:
+                        await r.read()
+                        if r.status == 200:
+                            break
+                    await asyncio.sleep(0.2)
+                done[0] += len(batches[b])
+                progress(done[0])
+
+        await asyncio.gather(*(worker(w) for w in range(8)))
+
+
+async def write_latencies(url: str, seconds: float, clients: int = 4) -> list[float]:
+    lat: list[float] = []
+    stop = time.monotonic() + seconds
+    async with client_session(connector=aiohttp.TCPConnector(limit=0)) as s:
+        async def client(c: int) -> None:
+            n = 0
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                async with s.put(f"{url}/v1/kv/lat/{c}/{n % 100}", data=b"y" * 128) as r:
+                    await r.read()
+                lat.append(time.perf_counter() - t)
+                n += 1
+
+        await asyncio.gather(*(client(c) for c in range(clients)))
+    return sorted(lat)
+
+
+def p(lat: list[float], q: float) -> float:
+    return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
+
+
+def run_one(keys: int, value_bytes: int, root: str) -> dict:
+    cluster = Cluster(os.path.join(root, f"k{keys}"),
+                      extra_args=["--snapshot-entries", "1000000000", "--snapshot-interval", "1000000"]).start()
+    try:
+        leader = cluster.leader(timeout=60)
+        urls = [n.url for n in cluster.nodes]
+        t0 = time.monotonic()
+
+        def progress(done: int) -> None:
+            if done % (TXN_OPS * 200) < TXN_OPS:
+                print(f"  loaded {done}/{keys} keys ({time.monotonic() - t0:.0f}s)", file=sys.stderr, flush=True)
+
+        asyncio.run(load(urls, keys, value_bytes, progress))
+        load_s = time.monotonic() - t0
+        cluster.wait_applied(leader.status()["applied_index"], timeout=120)
+        rss = {n.node_id: round(rss_mb(n.proc.pid), 1) for n in cluster.nodes}
+        base = asyncio.run(write_latencies(leader.url, 5.0))
+
+        async def during():
+            lat_task = asyncio.create_task(write_latencies(leader.url, 6.0))
+            await asyncio.sleep(0.5)
+            t = time.monotonic()
+            async with client_session(timeout=aiohttp.ClientTimeout(total=900)) as s:
+                async with s.get(f"{leader.url}/v1/snapshot", params={"stale": ""}) as r:
+                    size = len(await r.read())
+            return await lat_task, size, time.monotonic() - t
+
+        during_lat, size, get_s = asyncio.run(during())
+        snap = leader.status()["snapshots"]
+        peak = {n.node_id: round(rss_mb(n.proc.pid, "VmHWM"), 1) for n in cluster.nodes}
+        # Restart every node and time until the cluster serves a linearizable read of the data.
+        for n in cluster.nodes:
+            n.signal(signal.SIGKILL)
+            n.proc.wait()
+        t = time.monotonic()
+        for n in cluster.nodes:
+            n.start()
+        cluster.leader(timeout=300)
+        while True:
+            try:
+                with urllib.request.urlopen(f"{cluster.nodes[0].url}/v1/kv/bench/{keys - 1:08d}", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        restart_s = time.monotonic() - t
+        return {
+            "keys": keys, "value_bytes": value_bytes, "load_s": round(load_s, 1),
+            "snapshot_s": round(snap["last_duration_s"] or 0, 2), "snapshot_file_bytes": size,
+            "snapshot_get_s": round(get_s, 2), "restart_to_serving_s": round(restart_s, 2),
+            "rss_mb": rss, "peak_rss_mb": peak,
+            "write_p50_ms": round(p(base, 0.5), 2), "write_p99_ms": round(p(base, 0.99), 2),
+            "write_p99_during_snapshot_ms": round(p(during_lat, 0.99), 2),
+            "write_max_during_snapshot_ms": round(p(during_lat, 1.0), 2),
+            "writes_measured": [len(base), len(during_lat)],
+        }
+    finally:
+        cluster.stop()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtest.snapshot_bench")
+    ap.add_argument("--keys", type=int, nargs="+", default=[100_000])
+    ap.add_argument("--value-bytes", type=int, default=128)
+    ap.add_argument("--out", help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="raftkv-snapbench-") as root:
+        for keys in args.keys:
+            print(f"{keys} keys of {args.value_bytes} bytes:", file=sys.stderr, flush=True)
+            results.append(run_one(keys, args.value_bytes, root))
+            print(json.dumps(results[-1]), flush=True)
+    print(f"{'keys':>9} {'snap s':>7} {'file MB':>8} {'restart s':>9} {'peak RSS MB':>11} "
+          f"{'p99 ms':>7} {'p99 during':>10}")
+    for r in results:
+        print(f"{r['keys']:>9} {r['snapshot_s']:>7} {r['snapshot_file_bytes'] / 1e6:>8.1f} "
+              f"{r['restart_to_serving_s']:>9} {max(r['peak_rss_mb'].values()):>11} "
+              f"{r['write_p99_ms']:>7} {r['write_p99_during_snapshot_ms']:>10}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
