@@ -95,14 +95,16 @@ def run_one(keys: int, value_bytes: int, root: str) -> dict:
         rss = {n.node_id: round(rss_mb(n.proc.pid), 1) for n in cluster.nodes}
         base = asyncio.run(write_latencies(leader.url, 5.0))
 
+        def download() -> tuple[int, float]:
+            t = time.monotonic()
+            with urllib.request.urlopen(f"{leader.url}/v1/snapshot?stale", timeout=900) as r:
+                return len(r.read()), time.monotonic() - t
+
         async def during():
             lat_task = asyncio.create_task(write_latencies(leader.url, 6.0))
             await asyncio.sleep(0.5)
-            t = time.monotonic()
-            async with client_session(timeout=aiohttp.ClientTimeout(total=900)) as s:
-                async with s.get(f"{leader.url}/v1/snapshot", params={"stale": ""}) as r:
-                    size = len(await r.read())
-            return await lat_task, size, time.monotonic() - t
+            size, seconds = await asyncio.to_thread(download)  # the snapshot is taken while writes run
+            return await lat_task, size, seconds
 
         during_lat, size, get_s = asyncio.run(during())
         snap = leader.status()["snapshots"]

@@ -110,10 +110,15 @@ class DurableJournal:
                 elif self._entries and index != self._entries[-1][1] + 1:
                     problem = f"index {index} does not follow {self._entries[-1][1]}"
             if problem:
-                log.warning(
-                    "journal %s: %s at byte %d; dropping %d trailing bytes (the leader resends them)",
-                    self.path, problem, pos, len(data) - pos,
-                )
+                # Keep the damaged tail for inspection (quarantine), then cut it off: the
+                # entries in it are fetched again from the leader.
+                broken = f"{self.path}.{int(time.time())}.tail.broken"
+                with open(broken, "wb") as f:
+                    f.write(data[pos:])
+                    f.flush()
+                    os.fsync(f.fileno())
+                log.warning("journal %s: %s at byte %d; %d trailing bytes moved to %s (the leader resends them)",
+                            self.path, problem, pos, len(data) - pos, os.path.basename(broken))
                 os.ftruncate(fd, pos)
                 os.fsync(fd)
                 break

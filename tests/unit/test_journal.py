@@ -96,6 +96,8 @@ def test_journal_checksum_mismatch_ends_the_log(path, caplog):
     assert [e[1] for e in j2] == [1, 2]
     assert "checksum mismatch" in caplog.text
     assert os.path.getsize(path) == third
+    [broken] = [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tail.broken")]
+    assert os.path.getsize(os.path.join(os.path.dirname(path), broken)) > 0  # quarantined, not deleted
 
 
 def test_journal_rejects_a_foreign_file(path):
