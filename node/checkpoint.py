@@ -61,6 +61,7 @@ class Checkpointer:
         self._started = 0.0
         self._verified: tuple[int, int] | None = None  # (inode, mtime_ns) of a dump verified at start
         self.last_duration_s: float | None = None
+        self.last_fork_pause_ms: float | None = None
         self.last_index: int | None = None
         self.snapshots_taken = 0
         self.failures = 0
@@ -130,6 +131,7 @@ class Checkpointer:
         # PySyncObj seeds its log with these two entries when it loads the snapshot.
         raft_entries = [[bytes(prev[0]), prev[1], prev[2]], [bytes(last[0]), last[1], last[2]]]
         self._started = time.monotonic()
+        fork_started = time.perf_counter()
         pid = os.fork()
         if pid == 0:  # child: no locks, no logging, no return
             code = 1
@@ -145,6 +147,7 @@ class Checkpointer:
                 code = 0
             finally:
                 os._exit(code)
+        self.last_fork_pause_ms = (time.perf_counter() - fork_started) * 1000  # the tick thread's only pause
         self._child = pid
 
     def check(self) -> int:
