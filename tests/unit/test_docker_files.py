@@ -1,0 +1,47 @@
+"""No Docker engine runs here, so the Docker files are checked by reading them."""
+
+import os
+
+import yaml
+
+from api.cli import build_parser
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def load_compose() -> dict:
+    with open(os.path.join(ROOT, "docker", "compose.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def test_compose_runs_three_nodes_that_name_each_other_as_peers():
+    services = load_compose()["services"]
+    nodes = {name: svc for name, svc in services.items() if name != "locust"}
+    assert sorted(nodes) == ["n1", "n2", "n3"]
+    parser = build_parser()
+    rafts = {}
+    for name, svc in nodes.items():
+        args = parser.parse_args(svc["command"])  # every flag exists and parses
+        assert args.command == "serve" and args.id == name
+        rafts[name] = args.raft
+        peers = set(",".join(args.peers).split(","))
+        assert peers == {f"{other}:7001" for other in nodes if other != name}
+        assert args.data_dir == "/data" and svc["volumes"] == [f"{name}-data:/data"]
+        # HTTP published on loopback only; the Raft port (pickle over the wire) never published
+        assert all(p.startswith("127.0.0.1:") and p.endswith(":8500") for p in svc["ports"])
+    assert len(set(rafts.values())) == 3
+
+
+def test_compose_locust_service_targets_every_node_with_our_locustfile():
+    locust = load_compose()["services"]["locust"]
+    assert "/app/loadtest/locustfile.py" in locust["command"]
+    assert set(locust["environment"]["RAFTKV_NODES"].split(",")) == {"n1:8500", "n2:8500", "n3:8500"}
+
+
+def test_dockerfile_installs_the_project_and_runs_raftkv():
+    with open(os.path.join(ROOT, "docker", "Dockerfile")) as f:
+        text = f.read()
+    assert text.startswith("# ") and "FROM python:3.11" in text
+    for folder in ("node", "api", "snapshots", "loadtest"):
+        assert f"COPY {folder} ./{folder}" in text
+    assert "pip install" in text and 'ENTRYPOINT ["raftkv"]' in text
