@@ -2,6 +2,9 @@
 
 Reads: who answers and what is checked first is decided by `api.reads.prepare_read`;
 blocking queries (`?index=N&wait=D`) wait on `node.watch.WatchHub`.
+Writes are proposed on the node that received them: on a follower, PySyncObj carries the
+entry to the leader over the Raft connection (no second HTTP hop), and the answer comes once
+the entry is committed and applied here.
 Writes always go through the leader and answer only once committed on a majority's disk.
 """
 
@@ -120,9 +123,6 @@ async def put_kv(request: web.Request) -> web.Response:
     body = await request.read()
     if len(body) > limit:
         raise HTTPProblem(413, f"value too large: {len(body)} bytes, the limit is {limit}")
-    forwarded = await ctx.forwarder.route(request, body, is_write=True)
-    if forwarded is not None:
-        return forwarded
     result = await ctx.node.propose(SetOp(key, body, flags, cas), ctx.config.request_timeout_s, len(body))
     return web.json_response(result.ok)
 
@@ -134,9 +134,6 @@ async def delete_kv(request: web.Request) -> web.Response:
     cas = uint_param(request, "cas")
     if recurse and cas is not None:
         raise HTTPProblem(400, "Conflicting flags: cas cannot be used with recurse")
-    forwarded = await ctx.forwarder.route(request, None, is_write=True)
-    if forwarded is not None:
-        return forwarded
     if cas == 0:  # Consul: cas=0 never deletes
         return web.json_response(False)
     result = await ctx.node.propose(DeleteOp(key, recurse, cas), ctx.config.request_timeout_s)

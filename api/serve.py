@@ -70,9 +70,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
     try:
-        return asyncio.run(_serve(node, config, http_bind))
+        return _run_loop(_serve(node, config, http_bind))
     finally:
         node.close()
+
+
+def _run_loop(main) -> int:
+    """uvloop when installed (the `load` extra brings it): a faster loop for the same code."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def _serve(node: RaftNode, config: ApiConfig, http_bind: str) -> int:

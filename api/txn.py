@@ -22,9 +22,6 @@ async def put_txn(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     body = await request.read()
     items, value_bytes = parse_txn(body, ctx.config.max_value_bytes)
-    forwarded = await ctx.forwarder.route(request, body, is_write=True)
-    if forwarded is not None:
-        return forwarded
     result = await ctx.node.propose(TxnOp(tuple(items)), ctx.config.request_timeout_s, value_bytes)
     if not result.ok:
         errors = [{"OpIndex": i, "What": what} for i, what in result.errors] or [

@@ -38,11 +38,21 @@ Submit = Callable[[bytes, Callable[[object, int], None]], None]
 
 
 class Proposer:
-    def __init__(self, submit: Submit) -> None:
+    """Batches writes into log entries, with at most `max_in_flight` entries uncommitted.
+
+    While the limit is reached, new writes wait and then leave together in one entry when a
+    slot frees: under load every entry carries many writes (one journal sync, one message
+    per follower, one callback for all of them), while an idle node still proposes at once.
+    """
+
+    def __init__(self, submit: Submit, max_in_flight: int = 2, slot_timeout_s: float = 10.0) -> None:
         self._submit = submit
         self._pending: list[tuple[Op | None, int, asyncio.Future]] = []
         self._pending_bytes = 0
         self._flush_scheduled = False
+        self._max_in_flight = max_in_flight
+        self._in_flight: set[int] = set()  # entry numbers proposed and not yet answered
+        self._slot_timeout_s = slot_timeout_s  # an entry never answered (lost forward) frees its slot
         self.entries_proposed = 0
         self.ops_proposed = 0
         self.barriers_proposed = 0  # read barriers requested
@@ -60,7 +70,7 @@ class Proposer:
         self._pending.append((op, size_bytes, fut))
         self._pending_bytes += size_bytes
         if len(self._pending) >= MAX_BATCH_OPS or self._pending_bytes >= MAX_BATCH_BYTES:
-            self._flush()
+            self._flush(force=True)
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -69,24 +79,40 @@ class Proposer:
         except TimeoutError:
             raise OutcomeUnknownError(f"not committed within {timeout_s:g}s (no quorum?)") from None
 
-    def _flush(self) -> None:
+    def _flush(self, force: bool = False) -> None:
         self._flush_scheduled = False
-        if not self._pending:
-            return
+        if not self._pending or (len(self._in_flight) >= self._max_in_flight and not force):
+            return  # _release flushes when a slot frees
         batch, self._pending, self._pending_bytes = self._pending, [], 0
         ops = [op for op, _, _ in batch if op is not None]
         write_futures = [fut for op, _, fut in batch if op is not None]
         barrier_futures = [fut for op, _, fut in batch if op is None]
         loop = asyncio.get_running_loop()
+        entry = self.entries_proposed
+        self._in_flight.add(entry)
+        timer = loop.call_later(self._slot_timeout_s, self._release, entry)
+
+        def answered(results, fail_reason) -> None:  # on the loop
+            timer.cancel()
+            self._release(entry)
+            _resolve(write_futures, barrier_futures, results, fail_reason)
 
         def on_result(results, fail_reason):  # tick thread, or inline when the queue is full
-            loop.call_soon_threadsafe(_resolve, write_futures, barrier_futures, results, fail_reason)
+            loop.call_soon_threadsafe(answered, results, fail_reason)
 
         self.entries_proposed += 1
         self.ops_proposed += len(ops)
         self.barriers_proposed += len(barrier_futures)
         self.barrier_entries += 1 if barrier_futures else 0
         self._submit(encode(ops), on_result)
+
+
+    def _release(self, entry: int) -> None:
+        if entry in self._in_flight:
+            self._in_flight.discard(entry)
+            if self._pending and not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
 
 def _resolve(

@@ -141,9 +141,11 @@ def test_leader_cut_off_from_the_majority_steps_down_within_the_election_timeout
 
 def test_forwarding_is_one_hop_with_a_loop_guard(cluster):
     follower = cluster.followers()[0]
-    r = requests.put(f"{follower.url}/v1/kv/loop", data=b"x", headers={"X-Raftkv-Forwarded": "n9"}, timeout=10)
+    r = requests.get(f"{follower.url}/v1/kv/loop", headers={"X-Raftkv-Forwarded": "n9"}, timeout=10)
     assert r.status_code == 503 and "already forwarded" in r.text
-    assert get(cluster.leader(), "loop").status_code == 404
+    before = follower.status()["forwarded"]["ok"]
+    assert get(follower, "loop").status_code == 404  # a default read: forwarded once, answered by the leader
+    assert follower.status()["forwarded"]["ok"] == before + 1
 
 
 def test_index_zero_does_not_block(cluster):
