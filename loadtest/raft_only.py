@@ -1,0 +1,97 @@
+"""PySyncObj alone: how many writes/s the Raft layer commits without the HTTP API.
+
+Three node processes, each a `RaftNode` (the same journal, fsync and batching settings as
+`raftkv serve`) with no HTTP server; on every node C/3 closed-loop clients propose SetOps
+of the same size as the HTTP benchmark's. The difference to `raftkv bench --workloads put`
+at the same concurrency is the cost of the HTTP layer.
+
+    python -m loadtest.raft_only [--clients 32] [--duration 10] [--value-bytes 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+from loadtest.cluster import HOST, free_ports
+
+
+def node_main(args) -> int:
+    from node.codec import SetOp
+    from node.raft import NodeAddresses, RaftNode
+
+    node = RaftNode(NodeAddresses(args.id, args.raft, f"{HOST}:1", peers=args.peers.split(",")), args.data_dir)
+    value = b"v" * args.value_bytes
+
+    async def run() -> dict:
+        await node.wait_for_leader(30)
+        await asyncio.sleep(1.0)
+        latencies: list[float] = []
+        start = time.monotonic()
+        measure_from, stop_at = start + args.warmup, start + args.warmup + args.duration
+
+        async def client(c: int) -> None:
+            rng = random.Random(c)
+            while (now := time.monotonic()) < stop_at:
+                t = time.perf_counter()
+                try:
+                    await node.propose(SetOp(f"{rng.randrange(10_000):016d}", value), 10.0)
+                except Exception:
+                    continue
+                if now >= measure_from:
+                    latencies.append(time.perf_counter() - t)
+
+        await asyncio.gather(*(client(c) for c in range(args.clients)))
+        await asyncio.sleep(2.0)  # keep serving Raft while the other nodes finish
+        return {"id": args.id, "commits": len(latencies), "latencies": sorted(latencies)}
+
+    try:
+        print(json.dumps(asyncio.run(run())), flush=True)
+    finally:
+        node.close()
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtest.raft_only")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--value-bytes", type=int, default=128)
+    ap.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--id")
+    ap.add_argument("--raft")
+    ap.add_argument("--peers")
+    ap.add_argument("--data-dir")
+    args = ap.parse_args(argv)
+    if args.node:
+        return node_main(args)
+    ports = free_ports(3)
+    rafts = [f"{HOST}:{p}" for p in ports]
+    shares = [args.clients // 3 + (1 if i < args.clients % 3 else 0) for i in range(3)]
+    with tempfile.TemporaryDirectory(prefix="raftkv-raftonly-") as root:
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "loadtest.raft_only", "--node", "--id", f"n{i + 1}", "--raft", rafts[i],
+             "--peers", ",".join(rafts), "--data-dir", os.path.join(root, f"n{i + 1}"), "--clients", str(shares[i]),
+             "--duration", str(args.duration), "--warmup", str(args.warmup), "--value-bytes", str(args.value_bytes)],
+            stdout=subprocess.PIPE, text=True) for i in range(3)]
+        results = [json.loads(p.communicate(timeout=args.duration + 120)[0].strip().splitlines()[-1]) for p in procs]
+    lat = sorted(x for r in results for x in r["latencies"])
+    commits = sum(r["commits"] for r in results)
+    q = lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 2) if lat else None  # noqa: E731
+    summary = {"clients": args.clients, "value_bytes": args.value_bytes,
+               "commits_per_s": round(commits / args.duration, 1), "p50_ms": q(0.5), "p99_ms": q(0.99),
+               "per_node": {r["id"]: r["commits"] for r in results}}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

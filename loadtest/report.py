@@ -1,0 +1,187 @@
+"""Regenerate BENCHMARKS.md from the JSON files in loadtest/results/.
+
+    python -m loadtest.report [--results loadtest/results] [--out BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+HEADER = """# Benchmarks
+
+Figures, not verdicts: every number here comes from the JSON in `loadtest/results/`, written
+by the commands below on the machine described, and this file is regenerated from them with
+`python -m loadtest.report`. The load generator runs on the same 2 cores as the cluster, so
+it competes with it; its own ceiling (a trivial HTTP server, same client) is shown.
+
+## How to run
+
+```sh
+pip install -e '.[load]'
+raftkv bench                                   # sweep 1/8/32/128 clients on a fresh local 3-node cluster
+raftkv bench --addr 127.0.0.1:8501,127.0.0.1:8502,127.0.0.1:8503   # an existing cluster
+raftkv bench --nodes 5 --value-bytes 4096 --workloads put get-stale --concurrency 32
+python -m loadtest.compare                     # raftkv and etcd 3.4 side by side (needs `etcd` on PATH)
+python -m loadtest.snapshot_bench --keys 100000 1000000
+raftkv loadtest --scenario mixed --time 60s    # locust, CSV and HTML reports
+python -m loadtest.report                      # rewrite this file
+```
+"""
+
+
+def load(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def fmt(v) -> str:
+    return "–" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" if v >= 100 else f"{v:.2f}"
+
+
+def section_machine(results: str) -> str:
+    for path in sorted(glob.glob(os.path.join(results, "*.json"))):
+        doc = load(path)
+        if isinstance(doc, dict) and "machine" in doc:
+            m = doc["machine"]
+            return (f"\n## Machine\n\n{m['cpus']} CPUs ({m['processor']}), {m['platform']}, Python {m['python']}. "
+                    "Three nodes, the load generator and (for the comparison) etcd all on loopback.\n")
+    return ""
+
+
+def section_compare(results: str) -> str:
+    path = os.path.join(results, "compare-etcd.json")
+    if not os.path.exists(path):
+        return ""
+    doc = load(path)
+    lines = ["\n## raftkv against etcd 3.4 (same machine, same load generator, one run)\n",
+             "16-byte keys, 128-byte values, journal/WAL fsynced, requests spread over all 3 nodes. "
+             "etcd: Debian's `etcd-server` 3.4 with default settings, through its JSON gateway "
+             "(`/v3/kv/put`, `/v3/kv/range`; `serializable` for stale reads).\n",
+             f"Client ceiling against a trivial server at {doc['ceiling']['concurrency']} clients: "
+             f"{doc['ceiling']['ops_per_s']:,.0f} req/s.\n",
+             "| workload | clients | raftkv ops/s | etcd ops/s | ratio | raftkv p50 / p99 ms | etcd p50 / p99 ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for t in doc["comparison"]:
+        lines.append(f"| {t['workload']} | {t['concurrency']} | {t['raftkv_ops']:,.0f} | {t['etcd_ops']:,.0f} | "
+                     f"{t['ratio']:.2f}× | {fmt(t['raftkv_p50'])} / {fmt(t['raftkv_p99'])} | "
+                     f"{fmt(t['etcd_p50'])} / {fmt(t['etcd_p99'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def points_table(points: list[dict]) -> str:
+    lines = ["| workload | clients | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for p in points:
+        lines.append(f"| {p['workload']} | {p['concurrency']} | {p['ops_per_s']:,.0f} | {fmt(p['p50_ms'])} | "
+                     f"{fmt(p['p90_ms'])} | {fmt(p['p99_ms'])} | {fmt(p['max_ms'])} | {p['errors']} |")
+    return "\n".join(lines) + "\n"
+
+
+def section_sweep(results: str) -> str:
+    out = []
+    for path in sorted(glob.glob(os.path.join(results, "bench-sweep-*.json"))):
+        doc = load(path)
+        for label, run in doc["runs"].items():
+            out.append(f"\n## Concurrency sweep: {label}\n")
+            if doc.get("ceiling"):
+                out.append(f"Client ceiling (trivial server, {doc['ceiling']['concurrency']} clients): "
+                           f"{doc['ceiling']['ops_per_s']:,.0f} req/s, p99 {fmt(doc['ceiling']['p99_ms'])} ms.\n")
+            png = os.path.basename(path).replace(".json", ".png")
+            if os.path.exists(os.path.join(results, png)):
+                out.append(f"![throughput and p99 against concurrency](loadtest/results/{png})\n")
+            out.append(points_table(run["points"]))
+    return "\n".join(out)
+
+
+def section_scaling(results: str) -> str:
+    rows = []
+    for path in sorted(glob.glob(os.path.join(results, "bench-nodes-*.json"))
+                       + glob.glob(os.path.join(results, "bench-value-*.json"))):
+        doc = load(path)
+        for label, run in doc["runs"].items():
+            for p in run["points"]:
+                rows.append(f"| {label} | {len(run['nodes'])} | {doc['value_bytes']:,} | {p['workload']} | "
+                            f"{p['concurrency']} | {p['ops_per_s']:,.0f} | {fmt(p['p50_ms'])} | {fmt(p['p99_ms'])} |")
+    if not rows:
+        return ""
+    return ("\n## Scaling: cluster size and value size (32 clients)\n\n"
+            "| run | nodes | value bytes | workload | clients | ops/s | p50 ms | p99 ms |\n"
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n")
+
+
+def section_snapshots(results: str) -> str:
+    path = os.path.join(results, "snapshots.json")
+    if not os.path.exists(path):
+        return ""
+    lines = ["\n## Snapshots, restart and memory per key (3 nodes, 128-byte values)\n",
+             "Snapshot time is the forked child's; the fork is the only pause of the node's threads. "
+             "Write latency: 4 clients on the leader, without and while a snapshot is taken.\n",
+             "| keys | snapshot s | fork pause ms | file MB | restart to serving s | RSS MB | bytes/key | "
+             "write p99 ms | p99 during snapshot | max during |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in load(path):
+        rss = max(r["peak_rss_mb"].values())
+        lines.append(f"| {r['keys']:,} | {r['snapshot_s']} | {r.get('fork_pause_ms', '–')} | "
+                     f"{r['snapshot_file_bytes'] / 1e6:.1f} | {r['restart_to_serving_s']} | {rss:.0f} | "
+                     f"{rss * 1024 * 1024 / r['keys']:.0f} | {r['write_p99_ms']} | "
+                     f"{r['write_p99_during_snapshot_ms']} | {r['write_max_during_snapshot_ms']} |")
+    return "\n".join(lines) + "\n"
+
+
+def section_raft_only(results: str) -> str:
+    path = os.path.join(results, "raft-only.json")
+    if not os.path.exists(path):
+        return ""
+    r = load(path)
+    http = None
+    for sweep in glob.glob(os.path.join(results, "bench-sweep-*.json")):
+        for run in load(sweep)["runs"].values():
+            for p in run["points"]:
+                if p["workload"] == "put" and p["concurrency"] == r["clients"]:
+                    http = p["ops_per_s"]
+    lines = ["\n## The cost of the HTTP layer\n",
+             f"The Raft layer alone (`python -m loadtest.raft_only`: the same node code, journal fsync and "
+             f"batching, {r['clients']} in-process clients spread over the 3 nodes, no HTTP) commits "
+             f"**{r['commits_per_s']:,.0f} writes/s** (p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms)."]
+    if http:
+        lines.append(f" Through HTTP at the same concurrency: {http:,.0f} writes/s, "
+                     f"{100 * (1 - http / r['commits_per_s']):.0f} % fewer (the target is at most 25 %).")
+    return "".join(lines) + "\n"
+
+
+PROFILE = """
+## Where the time goes
+
+py-spy on a node under 32 writing clients (`py-spy record --threads`, 8 s): the node's CPU is
+about evenly split between aiohttp's request machinery on the event-loop thread (parsing,
+routing, response writing: ~100 µs of Python per request) and PySyncObj's tick thread
+(pickling AppendEntries, socket I/O); the tick thread also spends a third of its wall time in
+`fdatasync` (GIL released). With writes batched (at most two entries in flight per node, every
+write arriving meanwhile rides in the next entry), Raft's share per write is small; the HTTP
+layer is what each write pays in full, on a machine where three nodes and the client share
+two cores. What would change it: a leaner HTTP/1.1 path for the `/v1/kv` hot routes (a
+hand-written asyncio protocol instead of aiohttp's full stack), or more cores per node.
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtest.report")
+    ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results"))
+    ap.add_argument("--out", default="BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    text = "".join([HEADER, section_machine(args.results), section_compare(args.results),
+                    section_sweep(args.results), section_raft_only(args.results), section_scaling(args.results),
+                    section_snapshots(args.results),
+                    PROFILE])
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
