@@ -9,7 +9,10 @@ import sys
 
 # Looked up by name so that the packages below `api` (loadtest) can add commands without
 # `api` importing them at module level.
-COMMAND_MODULES = ["api.serve", "api.up", "api.client_cli", "snapshots.cli", "loadtest.locust_run", "loadtest.bench"]
+COMMAND_MODULES = [
+    "api.serve", "api.up", "api.client_cli", "snapshots.cli",
+    "loadtest.locust_run", "loadtest.bench", "loadtest.chaos",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -35,6 +35,8 @@ class WorkloadConfig:
     request_timeout_s: float = 3.0
     read_modes: tuple[str, ...] = READ_MODES
     max_ops: int = 100_000  # bound on the whole run, whatever the duration
+    stale_share: float = 0.0  # share of operations that are stale reads (kept out of the checked history)
+    unique_share: float = 0.0  # share that write a never-reused key (for the lost-write check)
 
 
 @dataclass
@@ -44,6 +46,9 @@ class WorkloadResult:
     dropped: int = 0  # certainly failed, left out
     drop_reasons: dict[str, int] = field(default_factory=dict)  # first line of each refusal, counted
     counts: dict[str, int] = field(default_factory=dict)
+    # every operation: (completion time, kind, outcome ok|fail|unknown, node), for timelines
+    timeline: list[tuple[float, str, str, str]] = field(default_factory=list)
+    unique_acked: dict[str, str] = field(default_factory=dict)  # key -> value, acknowledged unique writes
 
 
 async def run_workload(cfg: WorkloadConfig, stale_nodes: list[str] | None = None) -> WorkloadResult:
@@ -70,8 +75,17 @@ async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes
         key = f"lin/k{rng.randrange(cfg.keys)}"
         node = rng.choice(cfg.nodes)
         roll = rng.random()
+        label = None
         if stale_nodes:
             op = await _read(session, rng.choice(stale_nodes), key, "stale", name)
+        elif roll < cfg.stale_share:
+            op = await _read(session, node, key, "stale", name)
+        elif roll < cfg.stale_share + cfg.unique_share:
+            label = "unique-write"
+            key = f"chaos/u/{name}-{seq}"
+            op = await _write(session, node, key, f"{name}-{seq}", name)
+            if op is not None and not op.unknown:
+                result.unique_acked[key] = op.value  # must be readable after healing
         elif roll < 0.5:
             op = await _read(session, node, key, rng.choice(cfg.read_modes), name)
         elif roll < 0.8 or key not in seen:
@@ -81,8 +95,11 @@ async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes
             op = await _write(session, node, key, f"{name}-{seq}", name, cas=(index, value))
         kind = op.meta.get("outcome", "dropped") if op else "dropped"
         result.counts[kind] = result.counts.get(kind, 0) + 1
+        _record(result, op, label, node)
         if op is None:
             result.dropped += 1
+            continue
+        if label == "unique-write":
             continue
         if op.kind == READ and op.meta.get("mode") == "stale":
             result.stale_reads.append(op)
@@ -92,6 +109,16 @@ async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes
             seen[key] = (op.value, op.meta.get("index", 0))
         if op.kind == READ and op.value is None:
             seen[key] = (None, 0)
+
+
+def _record(result: WorkloadResult, op: Operation | None, label: str | None, node: str) -> None:
+    now = time.monotonic()
+    if op is None:
+        result.timeline.append((now, label or "op", "fail", node))
+        return
+    kind = label or (f"read-{op.meta.get('mode')}" if op.kind == READ else op.kind)
+    outcome = "unknown" if op.unknown else "ok"
+    result.timeline.append((now if op.unknown else op.ret, kind, outcome, op.meta.get("node", node)))
 
 
 async def _read(session, node, key, mode, client) -> Operation | None:

@@ -1,0 +1,272 @@
+"""`raftkv chaos`: a node-kill experiment with a verdict and a picture.
+
+Starts a local cluster, runs a recorded workload (writes, check-and-sets, default,
+consistent and stale reads, spread over all nodes) while a schedule of faults is applied
+(SIGKILL of the leader, a follower, a majority, all nodes; SIGSTOP pauses; a rolling
+restart), heals everything, and then judges what happened:
+
+* linearizability of every key's history of writes, check-and-sets, default and consistent
+  reads (the checker of loadtest/linearizability.py);
+* no lost acknowledged write: every write to a never-reused key that was acknowledged is read
+  back after healing;
+* staleness of stale reads (versions and milliseconds behind);
+* per fault: the unavailability window (first failure to first success) and the time until
+  a new leader was seen.
+
+Writes a JSON report, a Markdown summary and a PNG timeline into --out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from loadtest.cluster import Cluster
+from loadtest.faults import SCHEDULES, FaultEvent, apply_fault
+from loadtest.linearizability import check_history
+from loadtest.workload import WorkloadConfig, WorkloadResult, run_workload
+
+STRONG = {"write", "cas", "read-default", "read-consistent"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("chaos", help="kill and pause nodes under load, then check what the cluster did")
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default="short")
+    p.add_argument("--duration", type=float, default=60.0, help="upper bound of the run, seconds")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--clients", type=int, default=6)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="chaos-report")
+    p.set_defaults(_run=run)
+
+
+class LeaderMonitor(threading.Thread):
+    """Samples who leads, every 100 ms, as the nodes themselves report it."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.samples, self.stop = cluster, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            leaders = set()
+            for n in self.cluster.nodes:
+                st = n.status(timeout=0.3) if n.alive() else None
+                if st and st["state"] == "leader":
+                    leaders.add(n.node_id)
+            self.samples.append((time.monotonic(), ",".join(sorted(leaders)) or None))
+
+
+def run(args) -> int:
+    os.makedirs(args.out, exist_ok=True)
+    rng = random.Random(args.seed)
+    root = tempfile.mkdtemp(prefix="raftkv-chaos-")
+    cluster = Cluster(root, size=args.nodes).start()
+    try:
+        cluster.leader(timeout=60)
+        report = experiment(cluster, args, rng)
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    write_reports(report, args.out)
+    print(summary_line(report))
+    return 0 if report["verdict"]["ok"] else 1
+
+
+def experiment(cluster: Cluster, args, rng: random.Random) -> dict:
+    schedule = SCHEDULES[args.schedule]
+    planned = sum(gap + hold + 2 for gap, _, hold in schedule) + 4
+    run_s = min(args.duration, planned)
+    cfg = WorkloadConfig(nodes=[n.http for n in cluster.nodes], duration_s=run_s, clients=args.clients, keys=3,
+                         stale_share=0.15, unique_share=0.1, request_timeout_s=3.0)
+    result = WorkloadResult()
+    monitor = LeaderMonitor(cluster)
+    t0 = time.monotonic()
+    monitor.start()
+    worker = threading.Thread(target=lambda: result.__dict__.update(asyncio.run(run_workload(cfg)).__dict__))
+    worker.start()
+    faults: list[FaultEvent] = []
+    for i, (gap, kind, hold) in enumerate(schedule):
+        deadline = time.monotonic() + gap
+        while time.monotonic() < deadline:
+            progress(t0, i, len(schedule), worker)
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        if time.monotonic() - t0 + hold + 2 > run_s:
+            break
+        print(f"chaos: t={time.monotonic() - t0:5.1f}s  {kind}", file=sys.stderr, flush=True)
+        faults.append(apply_fault(kind, cluster, hold, rng))
+    while worker.is_alive():
+        progress(t0, len(faults), len(schedule), worker)
+        worker.join(1.0)
+    monitor.stop.set()
+    monitor.join()
+    heal(cluster)
+    return judge(cluster, result, faults, monitor.samples, t0, args)
+
+
+def progress(t0: float, done: int, total: int, worker: threading.Thread) -> None:
+    print(f"chaos: t={time.monotonic() - t0:5.1f}s  faults {done}/{total}  workload "
+          f"{'running' if worker.is_alive() else 'done'}", file=sys.stderr, flush=True)
+
+
+def heal(cluster: Cluster) -> None:
+    for n in cluster.nodes:
+        n.signal(18)  # SIGCONT whatever is still paused
+        if not n.alive():
+            n.start()
+    cluster.leader(timeout=60)
+
+
+def read_all(node, prefix: str) -> dict[str, str]:
+    url = f"{node.url}/v1/kv/{prefix}?recurse&consistent"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            entries = json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return {}
+        raise
+    return {e["Key"]: base64.b64decode(e["Value"] or b"").decode() for e in entries}
+
+
+def staleness(result: WorkloadResult) -> dict:
+    """How far behind stale reads were: versions and milliseconds behind the newest acknowledged write."""
+    writes: dict[str, list] = {}
+    for op in result.operations:
+        if op.kind in ("write", "cas") and not op.unknown and (op.kind == "write" or op.ok):
+            writes.setdefault(op.key, []).append(op)
+    behind_versions, behind_ms = [], []
+    for read in result.stale_reads:
+        done = sorted((w for w in writes.get(read.key, []) if w.ret < read.call), key=lambda w: w.ret)
+        if not done or read.value == done[-1].value:
+            behind_versions.append(0)
+            behind_ms.append(0.0)
+            continue
+        seen = next((i for i, w in enumerate(done) if w.value == read.value), None)
+        newer = done[seen + 1:] if seen is not None else done
+        behind_versions.append(len(newer))
+        behind_ms.append((read.call - newer[0].ret) * 1000 if newer else 0.0)
+    if not behind_versions:
+        return {"reads": 0}
+    fresh = sum(1 for v in behind_versions if v == 0)
+    return {"reads": len(behind_versions), "up_to_date": fresh, "max_versions_behind": max(behind_versions),
+            "max_ms_behind": round(max(behind_ms), 1),
+            "p99_ms_behind": round(sorted(behind_ms)[int(0.99 * (len(behind_ms) - 1))], 1)}
+
+
+def windows(result: WorkloadResult, faults: list[FaultEvent], samples: list, t0: float) -> list[dict]:
+    strong = sorted((t, outcome) for t, kind, outcome, _ in result.timeline if kind in STRONG)
+    out = []
+    for i, f in enumerate(faults):
+        end = faults[i + 1].started if i + 1 < len(faults) else float("inf")
+        after = [(t, o) for t, o in strong if f.started <= t < end]
+        first_fail = next((t for t, o in after if o != "ok"), None)
+        first_ok = next((t for t, o in after if o == "ok" and first_fail is not None and t > first_fail), None)
+        window = (first_ok - first_fail) if first_fail and first_ok else 0.0
+        old = f.old_leader
+        new_leader = next((t for t, leader in samples
+                           if t > f.started and leader and (leader != old or f.kind == "kill-all" and t > f.healed)),
+                          None)
+        out.append({**f.to_json(t0), "unavailable_s": round(window, 3),
+                    "new_leader_after_s": round(new_leader - f.started, 3) if new_leader else None,
+                    "failed_ops": sum(1 for _, o in after if o != "ok")})
+    return out
+
+
+def judge(cluster: Cluster, result: WorkloadResult, faults: list[FaultEvent], samples: list, t0: float,
+          args) -> dict:
+    verdicts = check_history(result.operations)
+    leader = cluster.leader(timeout=60)
+    stored = read_all(leader, "chaos/u/")
+    lost = sorted(k for k, v in result.unique_acked.items() if stored.get(k) != v)
+    per_fault = windows(result, faults, samples, t0)
+    ok = all(v.ok for v in verdicts) and not lost
+    return {
+        "schedule": args.schedule, "nodes": args.nodes, "clients": args.clients, "seed": args.seed,
+        "operations": len(result.timeline), "counts": result.counts,
+        "verdict": {"ok": ok, "linearizable": all(v.ok for v in verdicts),
+                    "keys": [str(v) for v in verdicts], "acknowledged_unique_writes": len(result.unique_acked),
+                    "lost_acknowledged_writes": lost},
+        "stale_reads": staleness(result), "faults": per_fault,
+        "timeline": [(round(t - t0, 3), kind, outcome, node) for t, kind, outcome, node in result.timeline],
+        "leaders": [(round(t - t0, 3), leader) for t, leader in samples],
+    }
+
+
+def summary_line(report: dict) -> str:
+    v = report["verdict"]
+    windows_s = [f["unavailable_s"] for f in report["faults"]]
+    return (f"chaos: {'PASS' if v['ok'] else 'FAIL'}  {report['operations']} operations, "
+            f"linearizable={v['linearizable']}, lost acknowledged writes={len(v['lost_acknowledged_writes'])}, "
+            f"worst unavailability {max(windows_s, default=0):.2f}s over {len(windows_s)} faults")
+
+
+def write_reports(report: dict, out: str) -> None:
+    with open(os.path.join(out, "chaos.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    lines = [f"# raftkv chaos: {report['schedule']} schedule, {report['nodes']} nodes, {report['clients']} clients",
+             "", f"**Verdict: {'PASS' if report['verdict']['ok'] else 'FAIL'}** — "
+             f"{report['operations']} operations; linearizable: {report['verdict']['linearizable']}; "
+             f"acknowledged unique writes: {report['verdict']['acknowledged_unique_writes']}, lost: "
+             f"{len(report['verdict']['lost_acknowledged_writes'])}.", "",
+             "| t (s) | fault | nodes | unavailable (s) | new leader after (s) | failed ops |",
+             "| ---: | --- | --- | ---: | ---: | ---: |"]
+    for f in report["faults"]:
+        lines.append(f"| {f['started']} | {f['kind']} | {', '.join(f['nodes'])} | {f['unavailable_s']} | "
+                     f"{f['new_leader_after_s']} | {f['failed_ops']} |")
+    s = report["stale_reads"]
+    lines += ["", f"Stale reads: {s.get('reads', 0)}, up to date {s.get('up_to_date', 0)}, at most "
+              f"{s.get('max_versions_behind', 0)} versions and {s.get('max_ms_behind', 0)} ms behind.", "",
+              "Per key:", *[f"- {k}" for k in report["verdict"]["keys"]], "", "![timeline](chaos.png)", ""]
+    with open(os.path.join(out, "chaos.md"), "w") as f:
+        f.write("\n".join(lines))
+    plot_timeline(report, os.path.join(out, "chaos.png"))
+
+
+def plot_timeline(report: dict, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("chaos: matplotlib is not installed; no PNG (pip install -e '.[load]')", file=sys.stderr)
+        return
+    kinds = sorted({k for _, k, _, _ in report["timeline"]})
+    end = max((t for t, *_ in report["timeline"]), default=1.0)
+    bins = [i * 0.5 for i in range(int(end / 0.5) + 2)]
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(12, 8), sharex=True,
+                                        gridspec_kw={"height_ratios": [3, 2, 1]})
+    for kind in kinds:
+        ok = [t for t, k, o, _ in report["timeline"] if k == kind and o == "ok"]
+        bad = [t for t, k, o, _ in report["timeline"] if k == kind and o != "ok"]
+        ax1.hist(ok, bins=bins, histtype="step", label=kind, weights=[2.0] * len(ok))
+        if bad:
+            ax2.hist(bad, bins=bins, histtype="step", label=kind, weights=[2.0] * len(bad))
+    for f in report["faults"]:
+        for ax in (ax1, ax2, ax3):
+            ax.axvspan(f["started"], max(f["healed"], f["started"] + 0.2), color="red", alpha=0.12)
+        ax1.text(f["started"], ax1.get_ylim()[1] * 0.95, f["kind"], fontsize=7, rotation=90, va="top")
+    names = sorted({leader for _, leader in report["leaders"] if leader})
+    ax3.scatter([t for t, leader in report["leaders"] if leader],
+                [names.index(leader) for _, leader in report["leaders"] if leader], s=4)
+    ax3.set_yticks(range(len(names)), names)
+    ax1.set_ylabel("ok ops/s")
+    ax2.set_ylabel("failed or unknown /s")
+    ax3.set_ylabel("leader")
+    ax3.set_xlabel("seconds")
+    ax1.legend(fontsize=7, ncol=3)
+    ax1.set_title(f"raftkv chaos ({report['schedule']}): "
+                  f"{'PASS' if report['verdict']['ok'] else 'FAIL'}, faults shaded")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
