@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 1
+    if not node.wait_local_replay(timeout_s=600):
+        log.warning("local replay did not finish within 600 s; serving anyway")
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
     try:
         return _run_loop(_serve(node, config, http_bind))

@@ -37,6 +37,7 @@ from loadtest.linearizability import check_history
 from loadtest.workload import WorkloadConfig, WorkloadResult, run_workload
 
 STRONG = {"write", "cas", "read-default", "read-consistent"}
+LEADER_FAULTS = {"kill-leader", "pause-leader", "kill-majority", "kill-all", "rolling-restart"}
 
 
 def register(sub) -> None:
@@ -58,13 +59,14 @@ class LeaderMonitor(threading.Thread):
         self.cluster, self.samples, self.stop = cluster, [], threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(0.1):
-            leaders = set()
-            for n in self.cluster.nodes:
-                st = n.status(timeout=0.3) if n.alive() else None
-                if st and st["state"] == "leader":
-                    leaders.add(n.node_id)
-            self.samples.append((time.monotonic(), ",".join(sorted(leaders)) or None))
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.cluster.nodes)) as pool:
+            while not self.stop.wait(0.1):
+                # in parallel, so that a paused node cannot slow the sampling down
+                statuses = pool.map(lambda n: n.status(timeout=0.3) if n.alive() else None, self.cluster.nodes)
+                leaders = {st["id"] for st in statuses if st and st["state"] == "leader"}
+                self.samples.append((time.monotonic(), ",".join(sorted(leaders)) or None))
 
 
 def run(args) -> int:
@@ -140,20 +142,23 @@ def read_all(node, prefix: str) -> dict[str, str]:
 
 
 def staleness(result: WorkloadResult) -> dict:
-    """How far behind stale reads were: versions and milliseconds behind the newest acknowledged write."""
+    """How far behind stale reads were. A read that returned the value of write W is behind by
+    every acknowledged write that certainly came after W (invoked after W was acknowledged) and
+    was acknowledged before the read began; milliseconds behind count from the first of those."""
     writes: dict[str, list] = {}
+    by_value = {}
     for op in result.operations:
         if op.kind in ("write", "cas") and not op.unknown and (op.kind == "write" or op.ok):
             writes.setdefault(op.key, []).append(op)
+            by_value[(op.key, op.value)] = op
     behind_versions, behind_ms = [], []
     for read in result.stale_reads:
-        done = sorted((w for w in writes.get(read.key, []) if w.ret < read.call), key=lambda w: w.ret)
-        if not done or read.value == done[-1].value:
-            behind_versions.append(0)
-            behind_ms.append(0.0)
-            continue
-        seen = next((i for i, w in enumerate(done) if w.value == read.value), None)
-        newer = done[seen + 1:] if seen is not None else done
+        source = by_value.get((read.key, read.value))
+        if source is None and read.value is not None:
+            continue  # written by a write of unknown outcome: cannot place it
+        after = source.ret if source is not None else float("-inf")
+        newer = sorted((w for w in writes.get(read.key, []) if w.call > after and w.ret < read.call),
+                       key=lambda w: w.ret)
         behind_versions.append(len(newer))
         behind_ms.append((read.call - newer[0].ret) * 1000 if newer else 0.0)
     if not behind_versions:
@@ -170,13 +175,15 @@ def windows(result: WorkloadResult, faults: list[FaultEvent], samples: list, t0:
     for i, f in enumerate(faults):
         end = faults[i + 1].started if i + 1 < len(faults) else float("inf")
         after = [(t, o) for t, o in strong if f.started <= t < end]
-        first_fail = next((t for t, o in after if o != "ok"), None)
-        first_ok = next((t for t, o in after if o == "ok" and first_fail is not None and t > first_fail), None)
-        window = (first_ok - first_fail) if first_fail and first_ok else 0.0
+        # The unavailability window: the longest time in which no strong operation succeeded,
+        # from the fault on (first failure to the next success, at its worst).
+        oks = [f.started] + [t for t, o in after if o == "ok"]
+        window = max((b - a for a, b in zip(oks, oks[1:], strict=False)), default=0.0)
         old = f.old_leader
-        new_leader = next((t for t, leader in samples
-                           if t > f.started and leader and (leader != old or f.kind == "kill-all" and t > f.healed)),
-                          None)
+        new_leader = None
+        if f.kind in LEADER_FAULTS:  # the time until a leader other than the old one (any, after kill-all)
+            new_leader = next((t for t, leader in samples if t > f.started and leader and "," not in leader
+                               and (leader != old or f.kind == "kill-all" and t > f.healed)), None)
         out.append({**f.to_json(t0), "unavailable_s": round(window, 3),
                     "new_leader_after_s": round(new_leader - f.started, 3) if new_leader else None,
                     "failed_ops": sum(1 for _, o in after if o != "ok")})

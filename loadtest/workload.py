@@ -77,8 +77,10 @@ async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes
         roll = rng.random()
         label = None
         if stale_nodes:
+            label = "read-stale"
             op = await _read(session, rng.choice(stale_nodes), key, "stale", name)
         elif roll < cfg.stale_share:
+            label = "read-stale"
             op = await _read(session, node, key, "stale", name)
         elif roll < cfg.stale_share + cfg.unique_share:
             label = "unique-write"
@@ -87,10 +89,14 @@ async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes
             if op is not None and not op.unknown:
                 result.unique_acked[key] = op.value  # must be readable after healing
         elif roll < 0.5:
-            op = await _read(session, node, key, rng.choice(cfg.read_modes), name)
+            mode = rng.choice(cfg.read_modes)
+            label = f"read-{mode}"
+            op = await _read(session, node, key, mode, name)
         elif roll < 0.8 or key not in seen:
+            label = "write"
             op = await _write(session, node, key, f"{name}-{seq}", name)
         else:
+            label = "cas"
             value, index = seen[key]
             op = await _write(session, node, key, f"{name}-{seq}", name, cas=(index, value))
         kind = op.meta.get("outcome", "dropped") if op else "dropped"
@@ -111,12 +117,12 @@ async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes
             seen[key] = (None, 0)
 
 
-def _record(result: WorkloadResult, op: Operation | None, label: str | None, node: str) -> None:
+def _record(result: WorkloadResult, op: Operation | None, label: str, node: str) -> None:
     now = time.monotonic()
     if op is None:
-        result.timeline.append((now, label or "op", "fail", node))
+        result.timeline.append((now, label, "fail", node))
         return
-    kind = label or (f"read-{op.meta.get('mode')}" if op.kind == READ else op.kind)
+    kind = label
     outcome = "unknown" if op.unknown else "ok"
     result.timeline.append((now if op.unknown else op.ret, kind, outcome, op.meta.get("node", node)))
 

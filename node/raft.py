@@ -159,6 +159,9 @@ class RaftNode:
             raise StartupError(f"cannot listen on raft address {bind}")
         # Leader's own copy: also sync once per tick (covers a cluster of one).
         self._syncobj.addOnTickCallback(self.journal.sync)
+        # The commit index recorded before the restart: entries up to it are replayed locally
+        # before the node answers anything (see wait_local_replay).
+        self.replay_target = self.journal.getRaftCommitIndex()
         self.proposer = Proposer(self._submit)
         self.read_barrier = ReadBarrier(self.proposer)
         self.started_at = time.monotonic()
@@ -172,6 +175,16 @@ class RaftNode:
         """Replicate `op` and return its result once committed and applied on this node."""
         await self.wait_for_leader(timeout_s)
         return await self.proposer.propose(op, timeout_s, size_bytes)
+
+    def wait_local_replay(self, timeout_s: float) -> bool:
+        """Block until the snapshot is loaded and the journal replayed up to the commit index
+        known before the restart, so that no request sees a half-rebuilt store."""
+        deadline = time.monotonic() + timeout_s
+        while self.applied_index < self.replay_target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     async def barrier(self, timeout_s: float) -> None:
         """Return once every write committed before the call is applied on this node."""
