@@ -77,43 +77,53 @@ def check_key(ops: list[Operation], initial=None, max_states: int = 1_000_000) -
     ops = sorted(ops, key=lambda o: o.call)
     n = len(ops)
     key = ops[0].key if ops else ""
-    must = 0  # ops that must be linearized: every op that returned
-    for i, op in enumerate(ops):
-        if not op.unknown:
-            must |= 1 << i
+    known = [i for i in range(n) if not ops[i].unknown]  # in call order
+    unknown = [i for i in range(n) if ops[i].unknown]  # few: scanned whole at every step
+    by_ret = sorted(known, key=lambda i: ops[i].ret)
     seen: set[tuple[int, object]] = set()
-    stack = [(0, initial)]
-    best_mask, explored = 0, 0
+    # A search node: (linearized mask, register state, first unlinearized position in `known`,
+    # first unlinearized position in `by_ret`). Both positions only move forward down a path,
+    # so finding the candidates costs the width of the concurrency window, not the history.
+    stack = [(0, initial, 0, 0)]
+    best, explored = 0, 0
     while stack:
-        mask, state = stack.pop()
-        if mask & must == must:
+        mask, state, lo, rp = stack.pop()
+        while lo < len(known) and mask >> known[lo] & 1:
+            lo += 1
+        while rp < len(by_ret) and mask >> by_ret[rp] & 1:
+            rp += 1
+        if rp == len(by_ret):
             return Verdict(True, key, n, bin(mask).count("1"), explored)
         explored += 1
         if explored > max_states:
-            return Verdict(False, key, n, bin(best_mask).count("1"), explored, inconclusive=True)
-        if bin(mask).count("1") > bin(best_mask).count("1"):
-            best_mask = mask
-        min_ret = min(ops[i].ret for i in range(n) if not mask >> i & 1)
-        known, unknown = [], []
-        for i in range(n):
-            op = ops[i]
-            if op.call > min_ret:
+            return Verdict(False, key, n, best, explored, inconclusive=True)
+        best = max(best, lo)
+        min_ret = ops[by_ret[rp]].ret
+        found_known, found_unknown = [], []
+        for pos in range(lo, len(known)):
+            i = known[pos]
+            if ops[i].call > min_ret:
                 break
-            if mask >> i & 1:
-                continue
-            valid, new_state = _step(state, op)
-            if valid:
-                nxt = (mask | 1 << i, new_state)
-                if nxt not in seen:
-                    seen.add(nxt)
-                    (unknown if op.unknown else known).append(nxt)
+            if not mask >> i & 1:
+                valid, new_state = _step(state, ops[i])
+                if valid and (mask | 1 << i, new_state) not in seen:
+                    seen.add((mask | 1 << i, new_state))
+                    found_known.append((mask | 1 << i, new_state, lo, rp))
+        for i in unknown:
+            if ops[i].call > min_ret:
+                break
+            if not mask >> i & 1:
+                valid, new_state = _step(state, ops[i])
+                if valid and (mask | 1 << i, new_state) not in seen:
+                    seen.add((mask | 1 << i, new_state))
+                    found_unknown.append((mask | 1 << i, new_state, lo, rp))
         # Depth first, completed operations first: an operation of unknown outcome most often
         # never took effect, so try the orders that leave it out before those that use it.
-        stack.extend(reversed(unknown))
-        stack.extend(reversed(known))
-    first_stuck = next((i for i in range(n) if not best_mask >> i & 1), 0)
-    witness = ops[max(0, first_stuck - 3): first_stuck + 5]
-    return Verdict(False, key, n, bin(best_mask).count("1"), explored, witness)
+        stack.extend(reversed(found_unknown))
+        stack.extend(reversed(found_known))
+    stuck = known[best] if best < len(known) else 0
+    witness = ops[max(0, stuck - 3): stuck + 5]
+    return Verdict(False, key, n, best, explored, witness)
 
 
 def check_history(ops: list[Operation]) -> list[Verdict]:
