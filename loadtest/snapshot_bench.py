@@ -129,7 +129,7 @@ def run_one(keys: int, value_bytes: int, root: str) -> dict:
         return {
             "keys": keys, "value_bytes": value_bytes, "load_s": round(load_s, 1),
             "snapshot_s": round(snap["last_duration_s"] or 0, 2), "snapshot_file_bytes": size,
-            "fork_pause_ms": round(snap["last_fork_pause_ms"] or 0, 1),
+            "capture_pause_ms": round(snap["last_capture_pause_ms"] or 0, 3),
             "snapshot_get_s": round(get_s, 2), "restart_to_serving_s": round(restart_s, 2),
             "rss_mb": rss, "peak_rss_mb": peak,
             "write_p50_ms": round(p(base, 0.5), 2), "write_p99_ms": round(p(base, 0.99), 2),
@@ -153,10 +153,10 @@ def main(argv=None) -> int:
             print(f"{keys} keys of {args.value_bytes} bytes:", file=sys.stderr, flush=True)
             results.append(run_one(keys, args.value_bytes, root))
             print(json.dumps(results[-1]), flush=True)
-    print(f"{'keys':>9} {'snap s':>7} {'fork ms':>7} {'file MB':>8} {'restart s':>9} {'peak RSS MB':>11} "
+    print(f"{'keys':>9} {'snap s':>7} {'pause ms':>8} {'file MB':>8} {'restart s':>9} {'peak RSS MB':>11} "
           f"{'p99 ms':>7} {'p99 during':>10} {'max during':>10}")
     for r in results:
-        print(f"{r['keys']:>9} {r['snapshot_s']:>7} {r['fork_pause_ms']:>7} {r['snapshot_file_bytes'] / 1e6:>8.1f} "
+        print(f"{r['keys']:>9} {r['snapshot_s']:>7} {r['capture_pause_ms']:>8} {r['snapshot_file_bytes'] / 1e6:>8.1f} "
               f"{r['restart_to_serving_s']:>9} {max(r['peak_rss_mb'].values()):>11} "
               f"{r['write_p99_ms']:>7} {r['write_p99_during_snapshot_ms']:>10} "
               f"{r['write_max_during_snapshot_ms']:>10}")

@@ -4,15 +4,18 @@ PySyncObj calls three hooks we give it (SyncObjConf serializer / deserializer /
 serializeChecker), all on its tick thread:
 
 * `serialize(tmp_file, (last, prev, cluster))` when the log is long enough or old enough.
-  We fork: the child holds the state exactly as it is after entry `last` (the tick thread
-  is between two applies) and writes it to the snapshot store in our format (temporary
-  file, fsync, rename, directory fsync), then points `raft.dump` at it. The parent returns
-  at once, so encoding and disk I/O never run on the threads that serve Raft or HTTP; the
-  pause is the fork itself. `tmp_file` is a symbolic link to the previous snapshot, because
+  The tick thread is between two applies, so the state is exactly the state after `last`;
+  we freeze its tables in O(1) (`freeze_image`: later writes go to a delta on top) and a
+  writer thread encodes the frozen tables into the snapshot store in our format (temporary
+  file, fsync, rename, directory fsync), then points `raft.dump` at it. The hook returns at
+  once: no pause grows with the data, and encoding and disk I/O run off the Raft and HTTP
+  paths (they share the GIL with them, which is the cost of not forking). `tmp_file` is a
+  symbolic link to the previous snapshot, because
   PySyncObj renames it over `raft.dump` as soon as we return (a hard link would not do:
   renaming a link onto another link of the same file leaves both in place).
-* `check()` reports the child: SERIALIZING, then SUCCESS (PySyncObj then drops the log up to
-  the snapshot; our journal first fsyncs the dump) or FAILED.
+* `check()` reports the writer: SERIALIZING, then (after folding the delta back into the
+  tables) SUCCESS (PySyncObj then drops the log up to the snapshot; our journal first fsyncs
+  the dump) or FAILED.
 * `deserialize(raft.dump)` at start-up and when the leader sent us its snapshot: verify the
   file, load it into the state machine, keep a copy in the store.
 
@@ -30,23 +33,20 @@ caught up (it never serves an empty store as if it were the data).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
-import signal
+import threading
 import time
 
 from pysyncobj import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
 
-from node.state_machine import from_image, to_image
+from node.state_machine import freeze_image, from_image
 from snapshots import format as fmt
 from snapshots.fsutil import fsync_dir
 from snapshots.store import SnapshotStore
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
 
 
 class Checkpointer:
@@ -57,11 +57,13 @@ class Checkpointer:
         self.configured = configured  # every member's Raft address, from the command line
         self._install = install  # callable(KVStateMachine): replace the replicated state
         self._state_getter = None  # set by the node: returns the live state machine
-        self._child: int | None = None
+        self._writer: threading.Thread | None = None
+        self._writer_ok = False
+        self._thaw = None
         self._started = 0.0
         self._verified: tuple[int, int] | None = None  # (inode, mtime_ns) of a dump verified at start
         self.last_duration_s: float | None = None
-        self.last_fork_pause_ms: float | None = None
+        self.last_capture_pause_ms: float | None = None
         self.last_index: int | None = None
         self.snapshots_taken = 0
         self.failures = 0
@@ -131,38 +133,41 @@ class Checkpointer:
         # PySyncObj seeds its log with these two entries when it loads the snapshot.
         raft_entries = [[bytes(prev[0]), prev[1], prev[2]], [bytes(last[0]), last[1], last[2]]]
         self._started = time.monotonic()
-        fork_started = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:  # child: no locks, no logging, no return
-            code = 1
-            try:
-                ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the node, like a crash
-                image = to_image(state)
-                image.meta["raft_entries"] = raft_entries
-                path = self.store.write(header, image)
-                deadline = time.monotonic() + 10
-                while os.path.lexists(tmp_file) and time.monotonic() < deadline:
-                    time.sleep(0.001)  # PySyncObj renames the placeholder right after we return
-                self._point_dump_at(path)
-                code = 0
-            finally:
-                os._exit(code)
-        self.last_fork_pause_ms = (time.perf_counter() - fork_started) * 1000  # the tick thread's only pause
-        self._child = pid
+        capture_started = time.perf_counter()
+        image, thaw = freeze_image(state)  # O(1): later writes go to a delta over frozen tables
+        image.meta["raft_entries"] = raft_entries
+        self.last_capture_pause_ms = (time.perf_counter() - capture_started) * 1000
+        self._thaw = thaw
+        self._writer = threading.Thread(target=self._write, args=(header, image, tmp_file),
+                                        name="snapshot-writer", daemon=True)
+        self._writer_ok = False
+        self._writer.start()
+
+    def _write(self, header: fmt.SnapshotHeader, image, tmp_file: str) -> None:
+        """Writer thread: encode the frozen tables, write, fsync, rename, then repoint raft.dump."""
+        try:
+            path = self.store.write(header, image)
+            deadline = time.monotonic() + 10
+            while os.path.lexists(tmp_file) and time.monotonic() < deadline:
+                time.sleep(0.001)  # PySyncObj renames the placeholder right after the hook returns
+            self._point_dump_at(path)
+            self._writer_ok = True
+        except Exception:
+            log.exception("writing a snapshot failed")
 
     def check(self) -> int:
-        if self._child is None:
+        if self._writer is None:
             return SERIALIZER_STATE.NOT_SERIALIZING
-        pid, status = os.waitpid(self._child, os.WNOHANG)
-        if pid == 0:
+        if self._writer.is_alive():
             return SERIALIZER_STATE.SERIALIZING
-        self._child = None
+        self._writer = None
+        self._thaw()  # tick thread: fold the writes made meanwhile back into the tables
         self.last_duration_s = time.monotonic() - self._started
-        if status == 0:
+        if self._writer_ok:
             self.snapshots_taken += 1
             return SERIALIZER_STATE.SUCCESS
         self.failures += 1
-        log.warning("writing a snapshot failed (exit status %d); the log is kept until the next try", status)
+        log.warning("the log is kept until the next snapshot attempt")
         return SERIALIZER_STATE.FAILED
 
     def deserialize(self, file_name: str):

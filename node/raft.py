@@ -349,7 +349,7 @@ class RaftNode:
                 "taken": self.checkpointer.snapshots_taken,
                 "failed": self.checkpointer.failures,
                 "last_duration_s": self.checkpointer.last_duration_s,
-                "last_fork_pause_ms": self.checkpointer.last_fork_pause_ms,
+                "last_capture_pause_ms": self.checkpointer.last_capture_pause_ms,
                 "newest": [os.path.basename(p) for p in self.checkpointer.store.list()[:1]],
                 "loaded_index": self.checkpointer.last_index,  # last snapshot loaded (start-up or leader)
             },

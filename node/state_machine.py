@@ -21,9 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
-from sortedcontainers import SortedDict
-
 from node.codec import CodecError, DeleteOp, Op, RestoreOp, SetMemberOp, SetOp, TxnItem, TxnOp, decode
+from node.layered import LayeredSortedMap
 from snapshots.format import SnapshotCorrupt, StoreImage, read_bytes
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,8 @@ ChangeListener = Callable[[list[str] | None, int], None]
 
 class KVStateMachine:
     def __init__(self) -> None:
-        self.entries: SortedDict = SortedDict()  # key -> KVEntry
-        self.tombstones: SortedDict = SortedDict()  # deleted key -> index of the delete
+        self.entries = LayeredSortedMap()  # key -> KVEntry
+        self.tombstones = LayeredSortedMap()  # deleted key -> index of the delete
         self._tombstone_order: deque = deque()  # (index, key) in delete order, for reaping
         self.applied_index = 0  # index of the last entry applied (any command)
         self.kv_index = 0  # index of the last entry that changed a key (sets and deletes)
@@ -261,10 +260,10 @@ class KVStateMachine:
                 result.append((key, entry))
         return result
 
-    def _keys_with_prefix(self, prefix: str, table: SortedDict | None = None) -> list[str]:
+    def _keys_with_prefix(self, prefix: str, table: LayeredSortedMap | None = None) -> list[str]:
         table = self.entries if table is None else table
         # Called from the asyncio thread while the tick thread may insert or delete: a
-        # SortedDict iterator can then fail or skip, so retry; the next call sees a settled dict.
+        # sorted-table iterator can then fail or skip, so retry; the next call sees a settled one.
         for _ in range(100):
             try:
                 keys = []
@@ -285,9 +284,36 @@ def _cas_matches(entry: KVEntry | None, cas: int) -> bool:
     return entry is not None and entry.modify_index == cas
 
 
+def freeze_image(sm: KVStateMachine) -> tuple[StoreImage, Callable[[], None]]:
+    """Capture `sm` in O(1) for a checkpoint: (image to write from any thread, thaw).
+
+    Call on the tick thread between two applies; the image's entries come from tables frozen
+    at that instant, which later writes do not touch. Call `thaw` on the tick thread once the
+    image has been written (it folds the writes made meanwhile back in).
+    """
+    entries_map, tombstones_map = sm.entries, sm.tombstones
+    entries = entries_map.freeze()
+    tombstones = tombstones_map.freeze()
+    meta = {
+        "applied_index": sm.applied_index,
+        "kv_index": sm.kv_index,
+        "index_offset": sm.index_offset,
+        "members": {raft: list(member) for raft, member in sm.members.items()},
+        # bounded by MAX_TOMBSTONES, whatever the size of the store
+        "tombstones": [[key, index] for index, key in sm._tombstone_order if tombstones.get(key) == index],
+    }
+    rows = ((k, e.value, e.flags, e.create_index, e.modify_index, e.lock_index) for k, e in entries.items())
+
+    def thaw() -> None:
+        entries_map.thaw()
+        tombstones_map.thaw()
+
+    return StoreImage(meta, rows), thaw
+
+
 def to_image(sm: KVStateMachine) -> StoreImage:
     """What a snapshot stores of `sm`. Iterates live structures: call it where nothing mutates
-    them (in the forked child that writes a checkpoint, or on the tick thread)."""
+    them (on the tick thread, or in tests)."""
     meta = {
         "applied_index": sm.applied_index,
         "kv_index": sm.kv_index,
@@ -301,7 +327,7 @@ def to_image(sm: KVStateMachine) -> StoreImage:
 
 def from_image(meta: dict, entries) -> KVStateMachine:
     sm = KVStateMachine()
-    sm.entries = SortedDict((item[0], KVEntry(bytes(item[1]), *item[2:6])) for item in entries)
+    sm.entries = LayeredSortedMap((item[0], KVEntry(bytes(item[1]), *item[2:6])) for item in entries)
     sm.applied_index = meta["applied_index"]
     sm.kv_index = meta["kv_index"]
     sm.index_offset = meta.get("index_offset", 0)

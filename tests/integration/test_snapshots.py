@@ -70,7 +70,7 @@ def test_sigkill_while_snapshots_are_written_never_loses_an_acknowledged_write(t
             time.sleep(rng.uniform(0.05, 0.6))
             victims = cluster.nodes if round_ % 4 == 2 else [rng.choice(cluster.nodes)]
             for node in victims:
-                node.kill()  # its snapshot-writing child dies with it (PR_SET_PDEATHSIG)
+                node.kill()  # its snapshot writer thread dies with it, mid-file or not
             for node in victims:
                 node.start()
             cluster.leader(timeout=30)

@@ -1,0 +1,125 @@
+"""A sorted map that can be frozen in O(1) while writes go on: the state machine's tables.
+
+`freeze()` hands out the current table as an immutable snapshot and starts recording every
+later change in a small delta on top of it; reads see the delta over the frozen table, so
+the live view never changes meaning. `thaw()` folds the delta back in once the snapshot has
+been written (the work is proportional to the writes made meanwhile, not to the table).
+
+Only the tick thread mutates; readers on other threads see either value of a key, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sortedcontainers import SortedDict
+
+_DELETED = object()
+
+
+class LayeredSortedMap:
+    def __init__(self, items=None) -> None:
+        self._base = SortedDict(items or ())
+        self._delta: SortedDict | None = None  # key -> value or _DELETED, while frozen
+        self._len = len(self._base)
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def freeze(self) -> SortedDict:
+        """The table as it is now; it is not modified until `thaw()`."""
+        if self._delta is None:
+            self._delta = SortedDict()
+        return self._base
+
+    def thaw(self) -> None:
+        delta, self._delta = self._delta, None
+        if not delta:
+            return
+        for key, value in delta.items():
+            if value is _DELETED:
+                self._base.pop(key, None)
+            else:
+                self._base[key] = value
+
+    @property
+    def frozen(self) -> bool:
+        return self._delta is not None
+
+    # -- mapping -------------------------------------------------------------------------------
+
+    def get(self, key, default=None):
+        delta = self._delta
+        if delta is not None and key in delta:
+            value = delta[key]
+            return default if value is _DELETED else value
+        return self._base.get(key, default)
+
+    def __getitem__(self, key):
+        value = self.get(key, _DELETED)
+        if value is _DELETED:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key) -> bool:
+        return self.get(key, _DELETED) is not _DELETED
+
+    def __setitem__(self, key, value) -> None:
+        existed = key in self
+        if self._delta is None:
+            self._base[key] = value
+        else:
+            self._delta[key] = value
+        if not existed:
+            self._len += 1
+
+    def __delitem__(self, key) -> None:
+        if key not in self:
+            raise KeyError(key)
+        if self._delta is None:
+            del self._base[key]
+        else:
+            self._delta[key] = _DELETED
+        self._len -= 1
+
+    def pop(self, key, default=None):
+        if key in self:
+            value = self[key]
+            del self[key]
+            return value
+        return default
+
+    def __len__(self) -> int:
+        return self._len
+
+    def irange(self, minimum=None) -> Iterator:
+        """Keys >= minimum in order (the delta merged over the base)."""
+        base = self._base.irange(minimum=minimum)
+        delta = self._delta
+        if not delta:
+            yield from base
+            return
+        changes = iter(delta.irange(minimum=minimum))
+        b, d = next(base, _DELETED), next(changes, _DELETED)
+        while b is not _DELETED or d is not _DELETED:
+            if d is _DELETED or (b is not _DELETED and b < d):
+                yield b
+                b = next(base, _DELETED)
+                continue
+            if b is not _DELETED and b == d:
+                b = next(base, _DELETED)
+            if delta[d] is not _DELETED:
+                yield d
+            d = next(changes, _DELETED)
+
+    def keys(self) -> Iterator:
+        return self.irange()
+
+    def __iter__(self) -> Iterator:
+        return self.irange()
+
+    def items(self) -> Iterator:
+        for key in self.irange():
+            yield key, self.get(key)
+
+    def __eq__(self, other) -> bool:
+        return dict(self.items()) == dict(other.items() if hasattr(other, "items") else other)
