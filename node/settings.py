@@ -36,8 +36,8 @@ class RaftSettings:
     # Snapshot when the log has this many entries since the last one, or this long has passed
     # with changes. etcd 3.4 keeps 100,000 entries (10,000 in older releases), Consul snapshots
     # every 30 s past 16,384 entries. A raftkv entry is a batch of up to 512 writes, so 10,000
-    # entries bound a restart's replay to seconds, while a snapshot (a forked child, off the
-    # serving threads) costs one fork per 10,000 entries.
+    # entries bound a restart's replay to seconds, while a snapshot (written by a thread from
+    # tables frozen in O(1)) costs one pass over the store per 10,000 entries.
     snapshot_min_entries: int = 10_000
     snapshot_min_time_s: float = 120.0
     snapshot_retain: int = 3
