@@ -32,14 +32,16 @@ class LayeredSortedMap:
         return self._base
 
     def thaw(self) -> None:
-        delta, self._delta = self._delta, None
-        if not delta:
-            return
-        for key, value in delta.items():
-            if value is _DELETED:
-                self._base.pop(key, None)
-            else:
-                self._base[key] = value
+        delta = self._delta
+        if delta:
+            # Fold into the base while the delta is still attached, so that a reader on another
+            # thread never sees a key fall back to its frozen value; detach only when done.
+            for key, value in delta.items():
+                if value is _DELETED:
+                    self._base.pop(key, None)
+                else:
+                    self._base[key] = value
+        self._delta = None
 
     @property
     def frozen(self) -> bool:
