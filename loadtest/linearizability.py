@@ -99,24 +99,10 @@ def check_key(ops: list[Operation], initial=None, max_states: int = 1_000_000) -
             return Verdict(False, key, n, best, explored, inconclusive=True)
         best = max(best, lo)
         min_ret = ops[by_ret[rp]].ret
-        found_known, found_unknown = [], []
-        for pos in range(lo, len(known)):
-            i = known[pos]
-            if ops[i].call > min_ret:
-                break
-            if not mask >> i & 1:
-                valid, new_state = _step(state, ops[i])
-                if valid and (mask | 1 << i, new_state) not in seen:
-                    seen.add((mask | 1 << i, new_state))
-                    found_known.append((mask | 1 << i, new_state, lo, rp))
-        for i in unknown:
-            if ops[i].call > min_ret:
-                break
-            if not mask >> i & 1:
-                valid, new_state = _step(state, ops[i])
-                if valid and (mask | 1 << i, new_state) not in seen:
-                    seen.add((mask | 1 << i, new_state))
-                    found_unknown.append((mask | 1 << i, new_state, lo, rp))
+
+        node = (mask, state, lo, rp)
+        found_known = _successors((known[pos] for pos in range(lo, len(known))), ops, node, min_ret, seen)
+        found_unknown = _successors(unknown, ops, node, min_ret, seen)
         # Depth first, completed operations first: an operation of unknown outcome most often
         # never took effect, so try the orders that leave it out before those that use it.
         stack.extend(reversed(found_unknown))
@@ -124,6 +110,21 @@ def check_key(ops: list[Operation], initial=None, max_states: int = 1_000_000) -
     stuck = known[best] if best < len(known) else 0
     witness = ops[max(0, stuck - 3): stuck + 5]
     return Verdict(False, key, n, best, explored, witness)
+
+
+def _successors(candidates, ops: list[Operation], node: tuple, min_ret: float, seen: set) -> list:
+    """Search nodes reached by linearizing one more of `candidates` (in call order) next."""
+    mask, state, lo, rp = node
+    found = []
+    for i in candidates:
+        if ops[i].call > min_ret:
+            break
+        if not mask >> i & 1:
+            valid, new_state = _step(state, ops[i])
+            if valid and (mask | 1 << i, new_state) not in seen:
+                seen.add((mask | 1 << i, new_state))
+                found.append((mask | 1 << i, new_state, lo, rp))
+    return found
 
 
 def check_history(ops: list[Operation]) -> list[Verdict]:

@@ -23,7 +23,6 @@ from api.http_client import client_session
 from loadtest.linearizability import CAS, READ, WRITE, Operation
 
 READ_MODES = ("default", "consistent")
-_REFUSALS: dict[str, int] = {}
 
 
 @dataclass
@@ -61,8 +60,6 @@ async def run_workload(cfg: WorkloadConfig, stale_nodes: list[str] | None = None
             _client(f"c{i}", session, cfg, deadline, result, budget, random.Random(i), stale_nodes)
             for i in range(cfg.clients)
         ))
-    result.drop_reasons = dict(_REFUSALS)
-    _REFUSALS.clear()
     return result
 
 
@@ -85,7 +82,7 @@ async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes
         elif roll < cfg.stale_share + cfg.unique_share:
             label = "unique-write"
             key = f"chaos/u/{name}-{seq}"
-            op = await _write(session, node, key, f"{name}-{seq}", name)
+            op = await _write(session, node, key, f"{name}-{seq}", name, result)
             if op is not None and not op.unknown:
                 result.unique_acked[key] = op.value  # must be readable after healing
         elif roll < 0.5:
@@ -94,11 +91,11 @@ async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes
             op = await _read(session, node, key, mode, name)
         elif roll < 0.8 or key not in seen:
             label = "write"
-            op = await _write(session, node, key, f"{name}-{seq}", name)
+            op = await _write(session, node, key, f"{name}-{seq}", name, result)
         else:
             label = "cas"
             value, index = seen[key]
-            op = await _write(session, node, key, f"{name}-{seq}", name, cas=(index, value))
+            op = await _write(session, node, key, f"{name}-{seq}", name, result, cas=(index, value))
         kind = op.meta.get("outcome", "dropped") if op else "dropped"
         result.counts[kind] = result.counts.get(kind, 0) + 1
         _record(result, op, label, node)
@@ -148,7 +145,7 @@ async def _read(session, node, key, mode, client) -> Operation | None:
                      meta={"node": node, "mode": mode, "index": index, "outcome": "ok"})
 
 
-async def _write(session, node, key, value, client, cas=None) -> Operation | None:
+async def _write(session, node, key, value, client, result: WorkloadResult, cas=None) -> Operation | None:
     params = {}
     kind, expected = WRITE, None
     if cas is not None:
@@ -170,7 +167,7 @@ async def _write(session, node, key, value, client, cas=None) -> Operation | Non
             if resp.status == 503 and body.startswith(b"outcome unknown"):
                 return op
             reason = f"{resp.status} {body.decode('utf-8', 'replace').strip()[:60]}"
-            _REFUSALS[reason] = _REFUSALS.get(reason, 0) + 1
+            result.drop_reasons[reason] = result.drop_reasons.get(reason, 0) + 1
             return None  # refused before reaching the log: changed nothing
     except aiohttp.ClientConnectorError:
         return None  # never connected: nothing sent
