@@ -99,22 +99,14 @@ def _run_kv(args: argparse.Namespace) -> int:
     if args.verb == "put":
         value = sys.stdin.buffer.read() if args.value == "-" else args.value.encode()
         query = {k: v for k, v in (("flags", args.flags), ("cas", args.cas)) if v is not None}
-        status, _, body = request(args.addr, "PUT", key_path, query, value)
-        if status != 200:
-            raise _fail(status, body)
-        if json.loads(body) is not True:
-            raise ClientError(f"check-and-set failed: {args.key!r} is not at ModifyIndex {args.cas}")
+        _write(args, "PUT", key_path, query, value)
         print(f"OK: {args.key}")
         return 0
     if args.verb == "delete":
         query = {"recurse": ""} if args.recurse else {}
         if args.cas is not None:
             query["cas"] = args.cas
-        status, _, body = request(args.addr, "DELETE", key_path, query)
-        if status != 200:
-            raise _fail(status, body)
-        if json.loads(body) is not True:
-            raise ClientError(f"check-and-set failed: {args.key!r} is not at ModifyIndex {args.cas}")
+        _write(args, "DELETE", key_path, query)
         print(f"Deleted: {args.key}{' (recursively)' if args.recurse else ''}")
         return 0
     status, _, body = request(args.addr, "GET", key_path, {"recurse": ""})
@@ -125,6 +117,15 @@ def _run_kv(args: argparse.Namespace) -> int:
     for entry in json.loads(body):
         print(f"{entry['Key']}\t(flags {entry['Flags']}, modified at {entry['ModifyIndex']})")
     return 0
+
+
+def _write(args, method: str, path: str, query: dict, body: bytes | None = None) -> None:
+    """Send a PUT or DELETE; raise ClientError unless the cluster answered `true`."""
+    status, _, answer = request(args.addr, method, path, query, body)
+    if status != 200:
+        raise _fail(status, answer)
+    if json.loads(answer) is not True:
+        raise ClientError(f"check-and-set failed: {args.key!r} is not at ModifyIndex {args.cas}")
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -95,12 +95,8 @@ def read_params(request: web.Request) -> ReadParams:
     else:
         consistency = ReadConsistency.DEFAULT
     separator = q.get("separator", q.get("seperator"))  # Consul accepts its old misspelling
-    max_stale_s = None
-    if "max_stale" in q:
-        try:
-            max_stale_s = parse_duration(q["max_stale"])
-        except ValueError:
-            raise bad_request("Invalid max_stale value") from None
+    max_stale_s = _duration_param(q, "max_stale", "Invalid max_stale value")
+    if max_stale_s is not None:
         if max_stale_s > 0:
             consistency = ReadConsistency.STALE
         if consistency is ReadConsistency.CONSISTENT:
@@ -113,13 +109,18 @@ def read_params(request: web.Request) -> ReadParams:
                 raise ValueError
         except ValueError:
             raise bad_request("Invalid index") from None
-    wait_s = DEFAULT_WAIT_S
-    if "wait" in q:
-        try:
-            wait_s = parse_duration(q["wait"])
-        except ValueError:
-            raise bad_request("Invalid wait time") from None
-        if wait_s <= 0:
-            wait_s = DEFAULT_WAIT_S
+    wait_s = _duration_param(q, "wait", "Invalid wait time")
+    if wait_s is None or wait_s <= 0:
+        wait_s = DEFAULT_WAIT_S
     return ReadParams(consistency, "recurse" in q, "keys" in q, "raw" in q, separator or None,
                       max_stale_s, index, min(wait_s, MAX_WAIT_S))
+
+
+def _duration_param(query, name: str, error: str) -> float | None:
+    """A Go-style duration parameter in seconds, None when absent; 400 with `error` if malformed."""
+    if name not in query:
+        return None
+    try:
+        return parse_duration(query[name])
+    except ValueError:
+        raise bad_request(error) from None
