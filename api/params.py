@@ -97,10 +97,10 @@ def read_params(request: web.Request) -> ReadParams:
     separator = q.get("separator", q.get("seperator"))  # Consul accepts its old misspelling
     max_stale_s = _duration_param(q, "max_stale", "Invalid max_stale value")
     if max_stale_s is not None:
-        if max_stale_s > 0:
-            consistency = ReadConsistency.STALE
         if consistency is ReadConsistency.CONSISTENT:
             raise bad_request("Cannot specify ?max_stale with ?consistent, conflicting semantics.")
+        if max_stale_s > 0:
+            consistency = ReadConsistency.STALE
     index = 0
     if "index" in q:
         try:

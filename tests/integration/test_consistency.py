@@ -72,6 +72,8 @@ def test_max_stale_is_served_locally_when_the_leader_was_heard_recently(cluster)
     assert follower.status()["forwarded"]["ok"] == before
     bad = requests.get(f"{follower.url}/v1/kv/m", params={"max_stale": "soon"}, timeout=10)
     assert bad.status_code == 400 and "max_stale" in bad.text
+    bad = requests.get(f"{follower.url}/v1/kv/m", params={"max_stale": "1s", "consistent": ""}, timeout=10)
+    assert bad.status_code == 400 and "conflicting" in bad.text
     bad = requests.get(f"{follower.url}/v1/kv/m", params={"index": "1", "wait": "forever"}, timeout=10)
     assert bad.status_code == 400 and "wait" in bad.text
 
