@@ -1,7 +1,8 @@
 """HTTP errors and the one middleware that translates every failure into a status and a line.
 
 Handlers raise `HTTPProblem` (or let a `node.errors` exception escape); nothing else in
-`api/` builds error responses. No traceback ever reaches a client.
+`api/` builds error responses (the lean front in api.fast_http uses `problem_for` too).
+No traceback ever reaches a client.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 
 from aiohttp import web
 
+from api.reply import Reply
 from node.errors import NoLeaderError, NotAppliedError, OutcomeUnknownError
 
 log = logging.getLogger(__name__)
@@ -33,26 +35,30 @@ def unavailable(reason: str) -> HTTPProblem:
     return HTTPProblem(503, reason, {"Retry-After": RETRY_AFTER_S})
 
 
-def _text(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=reason + "\n", headers=headers)
+def problem_for(exc: Exception) -> Reply | None:
+    """The status and line a known failure is answered with; None for an unexpected one."""
+    if isinstance(exc, HTTPProblem):
+        return Reply.text(exc.status, exc.reason, exc.headers)
+    for kind, prefix in ((NoLeaderError, "no leader"), (NotAppliedError, "not applied"),
+                         (OutcomeUnknownError, "outcome unknown")):
+        if isinstance(exc, kind):
+            return Reply.text(503, f"{prefix}: {exc}", {"Retry-After": RETRY_AFTER_S})
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return Reply.text(413, f"request body too large (limit {exc.max_size} bytes)")
+    return None
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
-    except HTTPProblem as exc:
-        return _text(exc.status, exc.reason, exc.headers)
-    except NoLeaderError as exc:
-        return _text(503, f"no leader: {exc}", {"Retry-After": RETRY_AFTER_S})
-    except NotAppliedError as exc:
-        return _text(503, f"not applied: {exc}", {"Retry-After": RETRY_AFTER_S})
-    except OutcomeUnknownError as exc:
-        return _text(503, f"outcome unknown: {exc}", {"Retry-After": RETRY_AFTER_S})
-    except web.HTTPRequestEntityTooLarge as exc:
-        return _text(413, f"request body too large (limit {exc.max_size} bytes)")
-    except web.HTTPException:
-        raise  # aiohttp's own 404/405 for unknown routes
-    except Exception:
-        log.exception("unhandled error serving %s %s", request.method, request.path)
-        return _text(500, "internal error (see the node's log)")
+    except web.HTTPException as exc:
+        if not isinstance(exc, web.HTTPRequestEntityTooLarge):
+            raise  # aiohttp's own 404/405 for unknown routes
+        return problem_for(exc).to_web()
+    except Exception as exc:
+        reply = problem_for(exc)
+        if reply is None:
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            reply = Reply.text(500, "internal error (see the node's log)")
+        return reply.to_web()

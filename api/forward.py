@@ -12,10 +12,10 @@ import asyncio
 import time
 
 import aiohttp
-from aiohttp import web
 
 from api.errors import HTTPProblem, unavailable
 from api.http_client import client_session
+from api.reply import Reply
 from node.raft import RaftNode
 
 FORWARDED_HEADER = "X-Raftkv-Forwarded"
@@ -34,11 +34,10 @@ class LeaderForwarder:
         if self._session is not None:
             await self._session.close()
 
-    async def route(
-        self, request: web.Request, body: bytes | None, is_write: bool, hold_s: float = 0.0
-    ) -> web.Response | None:
+    async def route(self, request, body: bytes | None, is_write: bool, hold_s: float = 0.0) -> Reply | None:
         """None when this node is the leader and serves the request itself, else the
-        leader's response to the forwarded request."""
+        leader's response to the forwarded request. `request` is aiohttp's or the lean
+        front's: both have `method`, `rel_url` and case-insensitive `headers`."""
         deadline = time.monotonic() + self.timeout_s
         while True:
             await self.node.wait_for_leader(max(0.0, deadline - time.monotonic()))
@@ -54,9 +53,7 @@ class LeaderForwarder:
                 raise unavailable("the leader has not published its HTTP address yet")
             await asyncio.sleep(0.02)
 
-    async def _send(
-        self, request: web.Request, target: str, body: bytes | None, is_write: bool, hold_s: float
-    ) -> web.Response:
+    async def _send(self, request, target: str, body: bytes | None, is_write: bool, hold_s: float) -> Reply:
         if self._session is None:
             self._session = client_session(auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-consul") or k == "Content-Type"}
@@ -66,11 +63,11 @@ class LeaderForwarder:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s + hold_s + 1)
             async with self._session.request(request.method, url, data=body, headers=headers, timeout=timeout) as resp:
                 payload = await resp.read()
-                out_headers = {
-                    k: v for k, v in resp.headers.items() if k.startswith("X-Consul-") or k in _COPIED_HEADERS
-                }
+                out_headers = {k: v for k, v in resp.headers.items()
+                               if k.startswith("X-Consul-") or k in _COPIED_HEADERS}
+                content_type = out_headers.pop("Content-Type", None)
                 self.forwarded += 1
-                return web.Response(status=resp.status, body=payload, headers=out_headers)
+                return Reply(resp.status, payload, out_headers, content_type)
         except aiohttp.ClientConnectorError:
             self.forward_failures += 1
             raise unavailable(f"leader {target} is unreachable; nothing was applied") from None

@@ -6,6 +6,8 @@ Writes are proposed on the node that received them: on a follower, PySyncObj car
 entry to the leader over the Raft connection (no second HTTP hop), and the answer comes once
 the entry is committed and applied here.
 Writes always go through the leader and answer only once committed on a majority's disk.
+The handlers are thin aiohttp adapters over `read_value`, `write_value` and `delete_value`,
+which api.fast_http's lean front calls directly.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from __future__ import annotations
 import base64
 import random
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from api.context import CTX, ApiContext
 from api.errors import HTTPProblem
-from api.params import ReadConsistency, ReadParams, key_from_path, read_params, uint_param
+from api.params import ReadConsistency, ReadParams, parse_key, read_params, uint_param
 from api.reads import barrier, prepare_read
+from api.reply import Reply
 from node.codec import DeleteOp, SetOp
 from node.state_machine import KVEntry
 
@@ -49,9 +53,13 @@ def meta_headers(ctx: ApiContext, index: int, consistency: ReadConsistency) -> d
 
 
 async def get_kv(request: web.Request) -> web.StreamResponse:
-    ctx = request.app[CTX]
-    params = read_params(request)
-    key = key_from_path(request, allow_empty=params.recurse or params.keys)
+    params = read_params(request.query)
+    key = parse_key(request.match_info.get("key", ""), allow_empty=params.recurse or params.keys)
+    return (await read_value(request.app[CTX], request, key, params)).to_web()
+
+
+async def read_value(ctx: ApiContext, request, key: str, params: ReadParams) -> Reply:
+    """A read of one key or a prefix, blocking when asked to. `request` is only forwarded."""
     hold_s = params.wait_s * (1 + 1 / 16) if params.index else 0.0
     forwarded = await prepare_read(ctx, request, params, hold_s)
     if forwarded is not None:
@@ -71,7 +79,7 @@ async def get_kv(request: web.Request) -> web.StreamResponse:
 
 
 def _query(ctx: ApiContext, key: str, params: ReadParams):
-    """Run the read on this node's state: (index it reflects, a function building the response)."""
+    """Run the read on this node's state: (index it reflects, a function building the reply)."""
     state = ctx.node.state
     if params.keys or params.recurse:
         items = state.items_with_prefix(key)
@@ -80,20 +88,20 @@ def _query(ctx: ApiContext, key: str, params: ReadParams):
         if params.keys:
             names = _fold_keys(items, key, params.separator)
             if not names and key:
-                return index, lambda: web.Response(status=404, headers=headers)
-            return index, lambda: web.json_response(names, headers=headers)
+                return index, lambda: Reply(404, headers=headers, content_type=None)
+            return index, lambda: Reply.json(names, headers)
         if not items:
-            return index, lambda: web.Response(status=404, headers=headers)
-        return index, lambda: web.json_response([entry_json(k, e) for k, e in items], headers=headers)
+            return index, lambda: Reply(404, headers=headers, content_type=None)
+        return index, lambda: Reply.json([entry_json(k, e) for k, e in items], headers)
     entry = state.get(key)
     index = state.key_index(key)
     headers = meta_headers(ctx, index, params.consistency)
     if entry is None:
-        return index, lambda: web.Response(status=404, headers=headers)
+        return index, lambda: Reply(404, headers=headers, content_type=None)
     if params.raw:
         headers.update({"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
-        return index, lambda: web.Response(body=entry.value, content_type="text/plain", headers=headers)
-    return index, lambda: web.json_response([entry_json(key, entry)], headers=headers)
+        return index, lambda: Reply(200, entry.value, headers, "text/plain")
+    return index, lambda: Reply.json([entry_json(key, entry)], headers)
 
 
 def _fold_keys(items, prefix: str, sep: str | None) -> list[str]:
@@ -111,30 +119,39 @@ def _fold_keys(items, prefix: str, sep: str | None) -> list[str]:
 
 async def put_kv(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    key = key_from_path(request, allow_empty=False)
-    flags = uint_param(request, "flags") or 0
-    cas = uint_param(request, "cas")
-    for unsupported in ("acquire", "release"):
-        if unsupported in request.query:
-            raise HTTPProblem(400, f"?{unsupported} needs sessions, which raftkv does not support yet")
+    key = parse_key(request.match_info.get("key", ""), allow_empty=False)
     limit = ctx.config.max_value_bytes
     if request.content_length is not None and request.content_length > limit:
         raise HTTPProblem(413, f"value too large: {request.content_length} bytes, the limit is {limit}")
     body = await request.read()
+    return (await write_value(ctx, key, request.query, body)).to_web()
+
+
+async def write_value(ctx: ApiContext, key: str, query: Mapping[str, str], body: bytes) -> Reply:
+    flags = uint_param(query, "flags") or 0
+    cas = uint_param(query, "cas")
+    for unsupported in ("acquire", "release"):
+        if unsupported in query:
+            raise HTTPProblem(400, f"?{unsupported} needs sessions, which raftkv does not support yet")
+    limit = ctx.config.max_value_bytes
     if len(body) > limit:
         raise HTTPProblem(413, f"value too large: {len(body)} bytes, the limit is {limit}")
     result = await ctx.node.propose(SetOp(key, body, flags, cas), ctx.config.request_timeout_s, len(body))
-    return web.json_response(result.ok)
+    return Reply.json(result.ok)
 
 
 async def delete_kv(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
     recurse = "recurse" in request.query
-    key = key_from_path(request, allow_empty=recurse)
-    cas = uint_param(request, "cas")
+    key = parse_key(request.match_info.get("key", ""), allow_empty=recurse)
+    return (await delete_value(request.app[CTX], key, request.query)).to_web()
+
+
+async def delete_value(ctx: ApiContext, key: str, query: Mapping[str, str]) -> Reply:
+    recurse = "recurse" in query
+    cas = uint_param(query, "cas")
     if recurse and cas is not None:
         raise HTTPProblem(400, "Conflicting flags: cas cannot be used with recurse")
     if cas == 0:  # Consul: cas=0 never deletes
-        return web.json_response(False)
+        return Reply.json(False)
     result = await ctx.node.propose(DeleteOp(key, recurse, cas), ctx.config.request_timeout_s)
-    return web.json_response(result.ok)
+    return Reply.json(result.ok)

@@ -1,5 +1,6 @@
 """Parsing of request parameters, in one place, into typed values (Consul's rules).
 
+Both HTTP fronts (aiohttp and api.fast_http) pass the query as a mapping.
 Boolean parameters are presence-tested (`?recurse`, `?recurse=1`, `?keys=True` alike).
 """
 
@@ -7,9 +8,8 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-
-from aiohttp import web
 
 from api.errors import bad_request
 
@@ -54,8 +54,8 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def key_from_path(request: web.Request, allow_empty: bool) -> str:
-    key = request.match_info.get("key", "")
+def parse_key(key: str, allow_empty: bool) -> str:
+    """The key named by a /v1/kv/<key> path (already URL-decoded), validated."""
     if not key:
         if allow_empty:
             return ""
@@ -71,8 +71,8 @@ def key_from_path(request: web.Request, allow_empty: bool) -> str:
     return key
 
 
-def uint_param(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
+def uint_param(query: Mapping[str, str], name: str) -> int | None:
+    raw = query.get(name)
     if raw is None:
         return None
     try:
@@ -84,8 +84,7 @@ def uint_param(request: web.Request, name: str) -> int | None:
     return value
 
 
-def read_params(request: web.Request) -> ReadParams:
-    q = request.query
+def read_params(q: Mapping[str, str]) -> ReadParams:
     if "stale" in q and "consistent" in q:
         raise bad_request("Cannot specify ?stale with ?consistent, conflicting semantics.")
     if "stale" in q:

@@ -21,14 +21,13 @@ while the old leader still believes its lease).
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from api.context import ApiContext
 from api.errors import unavailable
 from api.params import ReadConsistency, ReadParams
+from api.reply import Reply
 
 
-async def prepare_read(ctx: ApiContext, request: web.Request, params: ReadParams, hold_s: float = 0.0):
+async def prepare_read(ctx: ApiContext, request, params: ReadParams, hold_s: float = 0.0) -> Reply | None:
     """None when this node serves the read (and is fit to), else the leader's forwarded response.
 
     `hold_s` is how long a blocking query may hold the connection (for the forwarding timeout).

@@ -12,7 +12,8 @@ from aiohttp import web
 
 from api.addresses import AddressError, parse_hostport, parse_peer_list
 from api.app import make_app
-from api.context import DEFAULT_MAX_VALUE_BYTES, ApiConfig
+from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
+from api.fast_http import LeanProtocol
 from node.errors import StartupError
 from node.raft import NodeAddresses, RaftNode
 from node.settings import RaftSettings
@@ -38,6 +39,8 @@ def register(sub) -> None:
                    help="or when this long has passed with changes (default %(default)s)")
     p.add_argument("--snapshot-retain", type=int, default=RaftSettings.snapshot_retain,
                    help="snapshots kept on disk (default %(default)s)")
+    p.add_argument("--http-front", choices=["lean", "aiohttp"], default="lean",
+                   help="lean: hot /v1/kv requests skip aiohttp (api/fast_http.py); aiohttp: all through aiohttp")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(_run=run)
 
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("local replay did not finish within 600 s; serving anyway")
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
     try:
-        return _run_loop(_serve(node, config, http_bind))
+        return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean"))
     finally:
         node.close()
 
@@ -86,13 +89,19 @@ def _run_loop(main) -> int:
     return uvloop.run(main)
 
 
-async def _serve(node: RaftNode, config: ApiConfig, http_bind: str) -> int:
+async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool = True) -> int:
     app = make_app(node, config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, _, port = http_bind.rpartition(":")
+    lean_server = None
     try:
-        await web.TCPSite(runner, host, int(port), reuse_address=True).start()
+        if lean:
+            ctx = app[CTX]
+            lean_server = await asyncio.get_running_loop().create_server(
+                lambda: LeanProtocol(ctx, runner.server), host, int(port), reuse_address=True)
+        else:
+            await web.TCPSite(runner, host, int(port), reuse_address=True).start()
     except OSError as exc:
         print(f"raftkv serve: cannot listen on HTTP address {http_bind}: {exc.strerror}", file=sys.stderr)
         await runner.cleanup()
@@ -109,5 +118,7 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str) -> int:
     log.info("node %s stopping", a.node_id)
     for task in background:
         task.cancel()
+    if lean_server is not None:
+        lean_server.close()  # stop accepting; connections handed to aiohttp close with the runner
     await runner.cleanup()
     return 0

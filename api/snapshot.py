@@ -25,7 +25,7 @@ async def get_snapshot(request: web.Request) -> web.StreamResponse:
     if "stale" not in request.query:
         forwarded = await ctx.forwarder.route(request, None, is_write=False, hold_s=SNAPSHOT_TIMEOUT_S)
         if forwarded is not None:
-            return forwarded
+            return forwarded.to_web()
         await barrier(ctx)  # the snapshot then holds every write acknowledged before the request
     path = await ctx.node.snapshot_file(SNAPSHOT_TIMEOUT_S)
     header = fmt.read_header(path)
@@ -63,7 +63,7 @@ async def put_snapshot(request: web.Request) -> web.Response:
         raise bad_request(f"not a usable snapshot: {exc}") from None
     forwarded = await ctx.forwarder.route(request, body, is_write=True)
     if forwarded is not None:
-        return forwarded
+        return forwarded.to_web()
     result = await ctx.node.propose(RestoreOp(body), ctx.config.request_timeout_s * 4, len(body))
     if not result.ok:
         raise bad_request(result.error or "restore failed")

@@ -1,0 +1,157 @@
+"""A lean HTTP/1.1 front for the hot /v1/kv requests; aiohttp serves everything else.
+
+Every connection starts here. A request that is plain and hot (HTTP/1.1, Content-Length
+framing, no Expect, a /v1/kv/<key> PUT, DELETE or simple GET) is parsed with a few bytes
+operations and answered by the same service functions aiohttp's handlers use, with the
+response written as one prepared byte string. The first request that is anything else
+hands the connection, with its unread bytes, to aiohttp's own protocol for good, so
+validation, blocking queries, transactions, snapshots and malformed input keep aiohttp's
+complete HTTP handling. Why: aiohttp's per-request machinery (request and response objects,
+router, middleware, header serialisation) was half of a node's CPU under load (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import parse_qsl, unquote
+
+from multidict import CIMultiDict
+
+from api import kv
+from api.context import ApiContext
+from api.errors import problem_for
+from api.params import parse_key, read_params
+from api.reply import Reply
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES = 8192
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+# GET parameters the lean path serves; any other (index, recurse, keys, ...) goes to aiohttp.
+_LEAN_GET_PARAMS = frozenset({"raw", "stale", "consistent", "max_stale", "dc"})
+_LEAN_PUT_PARAMS = frozenset({"flags", "cas", "dc"})
+_LEAN_DELETE_PARAMS = frozenset({"cas", "dc"})
+_LEAN = {"GET": _LEAN_GET_PARAMS, "PUT": _LEAN_PUT_PARAMS, "DELETE": _LEAN_DELETE_PARAMS}
+
+
+class LeanRequest:
+    """What the service functions and the leader forwarder read of a request."""
+
+    __slots__ = ("method", "rel_url", "key", "query", "headers", "body")
+
+    def __init__(self, method: str, rel_url: str, key: str, query: dict, headers: CIMultiDict, body: bytes) -> None:
+        self.method, self.rel_url, self.key, self.query = method, rel_url, key, query
+        self.headers, self.body = headers, body
+
+
+def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
+    lines = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}", f"Content-Length: {len(reply.body)}"]
+    if reply.content_type is not None:
+        lines.append(f"Content-Type: {reply.content_type}")
+    lines.extend(f"{k}: {v}" for k, v in reply.headers.items())
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body
+
+
+class LeanProtocol(asyncio.Protocol):
+    def __init__(self, ctx: ApiContext, fallback_factory) -> None:
+        self.ctx = ctx
+        self.fallback_factory = fallback_factory  # aiohttp's web.Server: builds its RequestHandler
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.busy = False  # a request is being served: later ones wait (responses stay in order)
+        self.handed_off = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        while self.transport is not None and not self.busy and self.buf:
+            request = self._parse()
+            if request is None:
+                return
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._serve(request))
+
+    def _parse(self) -> LeanRequest | None:
+        """The next complete lean request, consumed from the buffer; None to wait for more
+        bytes, or (after handing the connection to aiohttp) when the request is not lean."""
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_HEAD_BYTES:
+                self._hand_off()
+            return None
+        lines = self.buf[:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in _LEAN or not parts[1].startswith("/v1/kv/"):
+            return self._hand_off()
+        method, target = parts[0], parts[1]
+        headers = CIMultiDict()
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                return self._hand_off()
+            headers.add(name.strip(), value.strip())
+        if "transfer-encoding" in headers or "expect" in headers:
+            return self._hand_off()
+        length_text = headers.get("content-length", "0")
+        if not length_text.isdigit() or int(length_text) > self.ctx.config.max_value_bytes:
+            return self._hand_off()  # aiohttp answers the 400 or 413
+        length = int(length_text)
+        if len(self.buf) < end + 4 + length:
+            return None
+        path, _, query_text = target.partition("?")
+        query = dict(parse_qsl(query_text, keep_blank_values=True)) if query_text else {}
+        if not query.keys() <= _LEAN[method] or "%" in path or "/." in path:
+            return self._hand_off()  # unusual keys keep aiohttp's exact URL decoding
+        body = bytes(self.buf[end + 4:end + 4 + length])
+        del self.buf[:end + 4 + length]
+        return LeanRequest(method, target, unquote(path[len("/v1/kv/"):]), query, headers, body)
+
+    def _hand_off(self) -> None:
+        """From now on this connection is aiohttp's, starting with the unread bytes."""
+        protocol = self.fallback_factory()
+        transport, self.transport = self.transport, None
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self.buf:
+            protocol.data_received(bytes(self.buf))
+        self.buf.clear()
+        return None
+
+    async def _serve(self, request: LeanRequest) -> None:
+        try:
+            reply = await self._dispatch(request)
+        except Exception as exc:  # the same translation aiohttp's error middleware applies
+            reply = problem_for(exc)
+            if reply is None:
+                log.exception("unhandled error serving %s %s", request.method, request.rel_url)
+                reply = Reply.text(500, "internal error (see the node's log)")
+        keep_alive = request.headers.get("connection", "").lower() != "close"
+        if self.transport is not None:
+            self.transport.write(encode_reply(reply, keep_alive))
+            if not keep_alive:
+                self.transport.close()
+                self.transport = None
+        self.busy = False
+        self._next()
+
+    async def _dispatch(self, request: LeanRequest) -> Reply:
+        ctx, query = self.ctx, request.query
+        if request.method == "PUT":
+            return await kv.write_value(ctx, parse_key(request.key, allow_empty=False), query, request.body)
+        if request.method == "DELETE":
+            return await kv.delete_value(ctx, parse_key(request.key, allow_empty=False), query)
+        return await kv.read_value(ctx, request, parse_key(request.key, allow_empty=False), read_params(query))
+
