@@ -6,10 +6,11 @@ duck-typed `Journal` interface with our own file format and explicit durability:
 
 * `add()` appends the record with one write(); nothing is synced yet.
 * `sync()` makes every record added so far durable with one fdatasync. It is called by
-  `node.transport.DurableTransport` before a follower acknowledges entries and before the
-  leader ships entries (so no peer can count an entry the leader itself could still lose),
-  and once per tick. Concurrent writes batched into one log entry, and several log entries
-  added in one tick, share one sync: group commit.
+  `node.transport.DurableTransport` before a follower acknowledges entries, and once per
+  tick before PySyncObj polls: on the leader, entries appended and shipped in a tick are
+  durable before the next tick's commit computation counts the leader's own copy.
+  Concurrent writes batched into one log entry, and several log entries added in one tick,
+  share one sync: group commit.
 * term and vote are written with fsync + rename + directory fsync before `setCurrentTerm`
   returns, i.e. before any vote or request that reflects them is sent.
 * `deleteEntriesTo` (log compaction) first makes the snapshot PySyncObj just wrote durable,
