@@ -157,8 +157,10 @@ class RaftNode:
             )
         if not self._syncobj.tick_thread_alive():
             raise StartupError(f"cannot listen on raft address {bind}")
-        # Leader's own copy: also sync once per tick (covers a cluster of one).
+        # Once per tick, before PySyncObj polls: the leader's own copy of what it appended and
+        # shipped this tick is durable before the next commit computation counts it.
         self._syncobj.addOnTickCallback(self.journal.sync)
+        self._syncobj.addOnTickCallback(self._transport.keep_alive)
         # The commit index recorded before the restart: entries up to it are replayed locally
         # before the node answers anything (see wait_local_replay).
         self.replay_target = self.journal.getRaftCommitIndex()

@@ -5,8 +5,11 @@ The choices (see README "Tuning"):
   command is queued and ships it at once (about 1 ms on loopback instead of 100-200 ms).
   Throughput comes from our own batching instead: `node.proposer` packs every write that
   arrives in one event-loop turn into a single log entry.
-* heartbeat 50 ms, election timeout 0.6-1.2 s: failover in about a second, yet tolerant of
-  GIL and GC pauses of a few hundred milliseconds on a busy 2-core machine.
+* heartbeat 50 ms, election timeout 0.4-1.0 s: a new leader about 0.6 s after a leader dies
+  (the first of two followers' random timeouts), the wide range keeping split votes rare,
+  yet tolerant of GIL and GC pauses of a few hundred milliseconds on a busy 2-core machine
+  (measured: `raftkv chaos --schedule failover`, BENCHMARKS.md; no leader change in the
+  benchmarks at 128 clients).
 * `leaderFallbackTimeout` = the minimum election timeout: a leader cut off from the majority
   steps down no later than the majority can elect a new one (PySyncObj's default is 30 s).
 * journal and dump always together (a journal without a dump loses state, reference §4.3);
@@ -29,8 +32,8 @@ JOURNAL_FILE = "raft.journal"
 @dataclass(frozen=True)
 class RaftSettings:
     heartbeat_s: float = 0.05
-    election_min_s: float = 0.6
-    election_max_s: float = 1.2
+    election_min_s: float = 0.4
+    election_max_s: float = 1.0
     connection_timeout_s: float = 2.0
     reconnect_s: float = 0.3
     # Snapshot when the log has this many entries since the last one, or this long has passed
