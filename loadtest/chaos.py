@@ -1,9 +1,11 @@
 """`raftkv chaos`: a node-kill experiment with a verdict and a picture.
 
-Starts a local cluster, runs a recorded workload (writes, check-and-sets, default,
-consistent and stale reads, spread over all nodes) while a schedule of faults is applied
-(SIGKILL of the leader, a follower, a majority, all nodes; SIGSTOP pauses; a rolling
-restart), heals everything, and then judges what happened:
+Starts a local cluster (or attaches to nodes described in a TOML file: loadtest/attach.py),
+runs a recorded workload (writes, check-and-sets, default, consistent and stale reads, spread
+over all nodes) while a schedule of faults is applied (SIGKILL of the leader, a follower, a
+majority, all nodes; SIGSTOP pauses; a rolling restart; partitions: leader or follower
+isolated, leader in a minority, one link cut; slow and lossy links), heals everything, and
+then judges what happened:
 
 * linearizability of every key's history of writes, check-and-sets, default and consistent
   reads (the checker of loadtest/linearizability.py);
@@ -13,6 +15,11 @@ restart), heals everything, and then judges what happened:
 * per fault: the unavailability window (first failure to first success) and the time until
   a new leader was seen.
 
+Partitions need root: each node then runs in its own network namespace (loadtest/netlab.py)
+and cuts are nftables DROP rules; without root they are skipped, and the report says why.
+Latency and loss come from a relay between the nodes (loadtest/relay.py), started only when
+the schedule has such faults.
+
 Writes a JSON report, a Markdown summary and a PNG timeline into --out.
 """
 
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -31,19 +39,24 @@ import time
 import urllib.error
 import urllib.request
 
-from loadtest.cluster import Cluster
-from loadtest.faults import SCHEDULES, FaultEvent, apply_fault
+from loadtest import attach, netlab
+from loadtest.cluster import HOST, NAMESPACE_RAFT_PORT, Cluster, free_ports
+from loadtest.faults import LINK_FAULTS, SCHEDULES, FaultEvent, Network, apply_fault, mixed_schedule, unsupported
 from loadtest.linearizability import check_history
+from loadtest.relay import Relay
 from loadtest.workload import WorkloadConfig, WorkloadResult, run_workload
 
 STRONG = {"write", "cas", "read-default", "read-consistent"}
-LEADER_FAULTS = {"kill-leader", "pause-leader", "kill-majority", "kill-all", "rolling-restart"}
+LEADER_FAULTS = {"kill-leader", "pause-leader", "kill-majority", "kill-all", "rolling-restart", "isolate-leader",
+                 "split-leader-minority"}
 
 
 def register(sub) -> None:
     p = sub.add_parser("chaos", help="kill and pause nodes under load, then check what the cluster did")
-    p.add_argument("--schedule", choices=sorted(SCHEDULES), default="short")
+    p.add_argument("--schedule", choices=sorted([*SCHEDULES, "mixed"]), default="short",
+                   help="mixed: faults of every kind in random order for the whole --duration")
     p.add_argument("--duration", type=float, default=60.0, help="upper bound of the run, seconds")
+    p.add_argument("--attach", metavar="NODES.toml", help="use running nodes described in this file (see docs)")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--seed", type=int, default=1)
@@ -72,21 +85,53 @@ class LeaderMonitor(threading.Thread):
 def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     rng = random.Random(args.seed)
+    schedule = mixed_schedule(args.duration, rng) if args.schedule == "mixed" else SCHEDULES[args.schedule]
     root = tempfile.mkdtemp(prefix="raftkv-chaos-")
-    cluster = Cluster(root, size=args.nodes).start()
     try:
-        cluster.leader(timeout=60)
-        report = experiment(cluster, args, rng)
+        with contextlib.ExitStack() as stack:
+            cluster, net = start_cluster(args, root, schedule, stack)
+            cluster.leader(timeout=60)
+            report = experiment(cluster, net, schedule, args, rng)
+    except (attach.ConfigError, netlab.NetLabError) as exc:
+        print(f"raftkv chaos: {exc}", file=sys.stderr)
+        return 2
     finally:
-        cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
     write_reports(report, args.out)
     print(summary_line(report))
     return 0 if report["verdict"]["ok"] else 1
 
 
-def experiment(cluster: Cluster, args, rng: random.Random) -> dict:
-    schedule = SCHEDULES[args.schedule]
+def start_cluster(args, root: str, schedule, stack: contextlib.ExitStack) -> tuple[Cluster, Network]:
+    """The nodes (started here, or attached) and the means for network faults; all undone by `stack`."""
+    if args.attach:
+        cluster = attach.load(args.attach).start()
+        return cluster, Network(why_not="attached nodes: partitions need nodes that raftkv chaos starts")
+    names = [f"n{i + 1}" for i in range(args.nodes)]
+    lab_ok, why_not = netlab.available()
+    lab = stack.enter_context(netlab.NetLab(names)) if lab_ok else None
+    if lab is not None:  # each node in its own namespace, at its own address
+        hosts = [lab.address(n) for n in names]
+        cluster = Cluster(root, args.nodes, hosts=hosts, prefixes=[lab.wrap(n, []) for n in names])
+        real = {n.raft: f"{h}:{NAMESPACE_RAFT_PORT + 1}" for n, h in zip(cluster.nodes, hosts, strict=True)}
+    else:
+        print(f"chaos: partitions skipped: {why_not}", file=sys.stderr)
+        cluster = Cluster(root, args.nodes)
+        real = {n.raft: f"{HOST}:{p}" for n, p in zip(cluster.nodes, free_ports(args.nodes), strict=True)}
+    relay = None
+    if any(kind in LINK_FAULTS for _, kind, _ in schedule):
+        # Nodes advertise the relay's address and bind their real one behind it.
+        by_raft = {n.raft: n.node_id for n in cluster.nodes}
+        listen = (lambda adv: lab.listen_socket(by_raft[adv], NAMESPACE_RAFT_PORT)) if lab else None
+        relay = stack.enter_context(Relay(real, allowed=lab.subnet if lab else None, listen=listen))
+        for n in cluster.nodes:
+            n.extra_args += ["--raft-bind", real[n.raft]]
+    stack.callback(cluster.stop)
+    cluster.start()
+    return cluster, Network(lab, relay, "" if lab_ok else why_not)
+
+
+def experiment(cluster: Cluster, net: Network, schedule, args, rng: random.Random) -> dict:
     planned = sum(gap + hold + 2 for gap, _, hold in schedule) + 4
     run_s = min(args.duration, planned)
     cfg = WorkloadConfig(nodes=[n.http for n in cluster.nodes], duration_s=run_s, clients=args.clients, keys=3,
@@ -98,7 +143,12 @@ def experiment(cluster: Cluster, args, rng: random.Random) -> dict:
     worker = threading.Thread(target=lambda: result.__dict__.update(asyncio.run(run_workload(cfg)).__dict__))
     worker.start()
     faults: list[FaultEvent] = []
+    skipped: dict[str, str] = {}
     for i, (gap, kind, hold) in enumerate(schedule):
+        why = unsupported(kind, cluster, net)
+        if why:
+            skipped[kind] = why
+            continue
         deadline = time.monotonic() + gap
         while time.monotonic() < deadline:
             progress(t0, i, len(schedule), worker)
@@ -106,14 +156,18 @@ def experiment(cluster: Cluster, args, rng: random.Random) -> dict:
         if time.monotonic() - t0 + hold + 2 > run_s:
             break
         print(f"chaos: t={time.monotonic() - t0:5.1f}s  {kind}", file=sys.stderr, flush=True)
-        faults.append(apply_fault(kind, cluster, hold, rng))
+        faults.append(apply_fault(kind, cluster, hold, rng, net))
     while worker.is_alive():
         progress(t0, len(faults), len(schedule), worker)
         worker.join(1.0)
     monitor.stop.set()
     monitor.join()
-    heal(cluster)
-    return judge(cluster, result, faults, monitor.samples, t0, args)
+    heal(cluster, net)
+    report = judge(cluster, result, faults, monitor.samples, t0, args)
+    report["skipped_faults"] = skipped
+    report["network"] = {"namespaces": net.lab is not None, "relay": net.relay is not None,
+                         "relay_links": {" - ".join(k): v for k, v in net.relay.stats().items()} if net.relay else {}}
+    return report
 
 
 def progress(t0: float, done: int, total: int, worker: threading.Thread) -> None:
@@ -121,7 +175,8 @@ def progress(t0: float, done: int, total: int, worker: threading.Thread) -> None
           f"{'running' if worker.is_alive() else 'done'}", file=sys.stderr, flush=True)
 
 
-def heal(cluster: Cluster) -> None:
+def heal(cluster: Cluster, net: Network) -> None:
+    net.heal()
     for n in cluster.nodes:
         n.signal(18)  # SIGCONT whatever is still paused
         if not n.alive():

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
+NAMESPACE_RAFT_PORT, NAMESPACE_HTTP_PORT = 7000, 8500
 
 
 def free_ports(count: int) -> list[int]:
@@ -41,6 +42,7 @@ class NodeProcess:
     log_path: str
     peers: list[str]
     extra_args: list[str] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list)  # e.g. `ip netns exec NS`: run the node in a namespace
     proc: subprocess.Popen | None = None
 
     @property
@@ -53,7 +55,7 @@ class NodeProcess:
         log = open(self.log_path, "ab")
         log.write(f"--- start {time.time():.3f}\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([*self.prefix, *cmd], stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
     def alive(self) -> bool:
@@ -87,16 +89,23 @@ class NodeProcess:
 
 
 class Cluster:
-    def __init__(self, root: str, size: int = 3, extra_args: list[str] | None = None) -> None:
-        ports = free_ports(2 * size)
+    def __init__(self, root: str, size: int = 3, extra_args: list[str] | None = None,
+                 hosts: list[str] | None = None, prefixes: list[list[str]] | None = None) -> None:
+        """`hosts`: one address per node, each in its own network namespace (fixed ports then,
+        as every namespace has its own), with `prefixes` the commands that enter them."""
         os.makedirs(root, exist_ok=True)
         self.root = root
-        rafts = [f"{HOST}:{p}" for p in ports[:size]]
-        https = [f"{HOST}:{p}" for p in ports[size:]]
+        if hosts is None:
+            ports = free_ports(2 * size)
+            rafts = [f"{HOST}:{p}" for p in ports[:size]]
+            https = [f"{HOST}:{p}" for p in ports[size:]]
+        else:
+            rafts = [f"{h}:{NAMESPACE_RAFT_PORT}" for h in hosts]
+            https = [f"{h}:{NAMESPACE_HTTP_PORT}" for h in hosts]
         self.nodes = [
             NodeProcess(f"n{i + 1}", rafts[i], https[i], os.path.join(root, f"n{i + 1}"),
                         os.path.join(root, f"n{i + 1}.log"), [r for r in rafts if r != rafts[i]],
-                        list(extra_args or []))
+                        list(extra_args or []), list(prefixes[i]) if prefixes else [])
             for i in range(size)
         ]
 

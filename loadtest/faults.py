@@ -37,10 +37,72 @@ def _kill_and_restart(cluster: Cluster, victims: list[NodeProcess], hold_s: floa
         n.start()
 
 
-def apply_fault(kind: str, cluster: Cluster, hold_s: float, rng: random.Random) -> FaultEvent:
+@dataclass
+class Network:
+    """The means for network faults: a namespace lab (partitions) and a relay (latency, loss)."""
+
+    lab: object = None  # loadtest.netlab.NetLab, keyed by node id
+    relay: object = None  # loadtest.relay.Relay, keyed by advertised Raft address
+    why_not: str = ""  # why partitions are unavailable, for the report
+
+    def heal(self) -> None:
+        if self.lab is not None:
+            self.lab.heal()
+        if self.relay is not None:
+            self.relay.clear()
+
+
+PARTITIONS = {"isolate-leader", "isolate-follower", "split-leader-minority", "cut-leader-link"}
+LINK_FAULTS = {"slow-links": {"delay_ms": 60, "jitter_ms": 40}, "lossy-links": {"loss": 0.2}}
+KILLS = {"kill-leader", "kill-follower", "kill-majority", "kill-all"}
+PAUSES = {"pause-leader", "pause-follower"}
+
+
+def unsupported(kind: str, cluster: Cluster, net: Network) -> str | None:
+    """Why this fault cannot be applied here, or None."""
+    if kind in PARTITIONS and net.lab is None:
+        return f"partitions unavailable: {net.why_not or 'no network lab'}"
+    if kind in LINK_FAULTS and net.relay is None:
+        return "latency and loss need the relay (nodes started by raftkv chaos)"
+    can = getattr(cluster.nodes[0], "can", None)  # attached nodes run what their config gives
+    if can is not None:
+        needs = {"rolling-restart": ("start",)}.get(kind) or (
+            ("kill", "start") if kind in KILLS else ("pause", "resume") if kind in PAUSES else ())
+        if not all(n.can(*needs) for n in cluster.nodes):
+            return f"the node config has no {'/'.join(needs)} command for every node"
+    return None
+
+
+def _network_fault(kind: str, cluster: Cluster, net: Network, leader: NodeProcess, followers: list[NodeProcess],
+                   hold_s: float, rng: random.Random, event: FaultEvent) -> FaultEvent:
+    if kind in LINK_FAULTS:
+        event.nodes = [n.node_id for n in cluster.nodes]
+        net.relay.set_all(**LINK_FAULTS[kind])
+    elif kind in ("isolate-leader", "isolate-follower"):
+        victim = leader if kind == "isolate-leader" else rng.choice(followers)
+        event.nodes = [victim.node_id]
+        net.lab.isolate(victim.node_id)  # clients still reach it: they must not be fooled by it
+    elif kind == "split-leader-minority":
+        minority = [leader] + rng.sample(followers, (len(cluster.nodes) - 1) // 2 - 1)
+        event.nodes = [n.node_id for n in minority]
+        net.lab.split(event.nodes, [n.node_id for n in cluster.nodes if n not in minority])
+    elif kind == "cut-leader-link":  # non-transitive: the other followers still see both ends
+        victim = rng.choice(followers)
+        event.nodes = [leader.node_id, victim.node_id]
+        net.lab.cut(leader.node_id, victim.node_id)
+    time.sleep(hold_s)
+    net.heal()
+    event.healed = time.monotonic()
+    return event
+
+
+def apply_fault(kind: str, cluster: Cluster, hold_s: float, rng: random.Random,
+                net: Network | None = None) -> FaultEvent:
     leader = cluster.leader(timeout=30)
     followers = [n for n in cluster.nodes if n is not leader]
     event = FaultEvent(kind, time.monotonic(), old_leader=leader.node_id)
+    if kind in PARTITIONS or kind in LINK_FAULTS:
+        return _network_fault(kind, cluster, net or Network(), leader, followers, hold_s, rng, event)
     if kind == "kill-leader":
         victims = [leader]
     elif kind == "kill-follower":
@@ -77,5 +139,25 @@ SCHEDULES = {
     # (seconds after the previous fault healed, fault, seconds it is held)
     "short": [(6, "kill-leader", 1.5), (6, "pause-leader", 2.5), (6, "kill-follower", 1.5), (6, "kill-all", 1.0)],
     "full": [(8, "kill-leader", 2), (8, "kill-follower", 2), (8, "pause-leader", 3), (8, "kill-majority", 3),
-             (8, "pause-follower", 3), (8, "rolling-restart", 0), (8, "kill-all", 2), (8, "kill-leader", 2)],
+             (8, "pause-follower", 3), (8, "rolling-restart", 0), (8, "kill-all", 2), (8, "kill-leader", 2),
+             (8, "isolate-leader", 3), (8, "isolate-follower", 3), (8, "cut-leader-link", 4),
+             (8, "split-leader-minority", 3), (8, "slow-links", 5), (8, "lossy-links", 5)],
+    "network": [(6, "isolate-leader", 3), (6, "cut-leader-link", 4), (6, "isolate-follower", 3),
+                (6, "slow-links", 4), (6, "lossy-links", 4)],
+    # ten leader kills: the failover figures (median and worst unavailability)
+    "failover": [(5, "kill-leader", 1.5)] * 10,
 }
+HOLDS = {"kill-leader": 2, "kill-follower": 2, "kill-majority": 3, "kill-all": 2, "pause-leader": 3,
+         "pause-follower": 3, "rolling-restart": 0, "isolate-leader": 3, "isolate-follower": 3,
+         "cut-leader-link": 4, "split-leader-minority": 3, "slow-links": 5, "lossy-links": 5}
+
+
+def mixed_schedule(duration_s: float, rng: random.Random, gap_s: float = 8.0) -> list[tuple[float, str, float]]:
+    """Faults of every kind in random order until `duration_s` is filled (`--schedule mixed`)."""
+    out, used = [], 0.0
+    while True:
+        kind = rng.choice(sorted(HOLDS))
+        used += gap_s + HOLDS[kind] + 2
+        if used > duration_s - 4:
+            return out
+        out.append((gap_s, kind, HOLDS[kind]))
