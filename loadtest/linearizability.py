@@ -1,16 +1,35 @@
 """A linearizability checker for per-key histories of reads, writes and check-and-sets.
 
-Wing & Gong's search with Lowe's memoisation (as in Porcupine): repeatedly pick an operation
-that may take effect next (one invoked before every remaining operation has returned), apply
-it to a sequential model of one register, and backtrack when the model disagrees with what
-the system answered. Already-visited (set of linearized ops, model state) pairs are skipped.
-
 Operations whose outcome is unknown (timeouts, "outcome unknown") have no return time: they
 may take effect at any point after their invocation, or never. Operations that certainly
-failed must be left out of the history by the caller.
+failed must be left out of the history by the caller. Model: one register per key holding a
+value (None = absent); values written should be unique per key, so that a check-and-set's
+expected ModifyIndex can be given as the value it names.
 
-Model: a register holding a value (None = absent). Values written must be unique per key,
-so that a check-and-set's expected ModifyIndex can be given as the value it names.
+The search walks the history's events in time order, carrying the exact set of possible
+configurations: (register value, which in-flight completed operations are already linearized,
+which unknown operations are still pending, how many "junk writes" are in hand). An operation
+is linearized only when its return forces it ("just in time", as in Lowe's checker), preceded
+by any order of other pending operations; any linearization can be cut this way, so nothing is
+lost. Every event is thus a cut: quiescent points (nothing completed in flight) are the special
+case where only unknown operations carry over, and histories with no quiescent point at all
+(clients issuing back to back) cost no more. Linearizable iff a configuration survives the end.
+
+Why the set stays small, each rule exact (it neither adds nor removes a possible outcome):
+* A read is linearized as soon as the register holds its value, a refused CAS as soon as it
+  does not hold the expected value: that changes nothing and only drops an obligation. (It is
+  also an invariant the search relies on: a read is otherwise linearized only when a step makes
+  the register take its value.)
+* A value is dead once no completed operation still to return reads or expects it, nor
+  observes a value an unknown CAS could turn it into. Dead values are indistinguishable (every
+  read and every CAS expecting them fails alike; an unknown CAS can only turn one into another)
+  so all become one value, JUNK, and an unknown CAS expecting a dead value is dropped.
+* An unknown write of a dead value cannot be dropped: taking effect just before a refused CAS
+  it explains the refusal, and it hides the previous value until the next write. But such
+  writes are interchangeable, so a configuration counts them instead of naming them.
+* An unknown operation may never take effect, so a configuration whose pending unknown
+  operations include another's, with as many junk writes, the same value and the same known
+  obligations, can do all the other can: the other is dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +56,19 @@ class Operation:
     def unknown(self) -> bool:
         return self.ret == math.inf
 
+    def __str__(self) -> str:
+        ret = "?" if self.unknown else f"{self.ret:.4f}"
+        return (f"{self.client} {self.kind} {self.value!r} exp={self.expected!r} ok={self.ok} "
+                f"[{self.call:.4f}, {ret}]")
+
+
+class _Junk:
+    def __repr__(self) -> str:
+        return "<unobservable>"
+
+
+JUNK = _Junk()  # stands for any value no remaining operation can observe
+
 
 def _step(state, op: Operation):
     """(valid, new state) for `op` applied to a register holding `state`."""
@@ -57,74 +89,240 @@ class Verdict:
     ok: bool
     key: str = ""
     operations: int = 0
-    longest_prefix: int = 0  # most operations linearized on any path (diagnostics)
-    explored: int = 0
+    longest_prefix: int = 0  # completed operations verified before the failure (all of them if ok)
+    explored: int = 0  # search states generated, in all
     witness: list[Operation] = field(default_factory=list)
     inconclusive: bool = False  # the search gave up (too many states): neither proof nor violation
+    failed_at: Operation | None = None  # the operation whose return no configuration could explain
+    window: tuple[float, float] | None = None  # quiescent window holding the failure (or the give-up)
+    windows: int = 0  # quiescent windows in the history (diagnostics)
+    peak_states: int = 0  # most configurations carried across one event
+    reason: str = ""
 
     def __str__(self) -> str:
         if self.inconclusive:
-            return f"{self.key}: INCONCLUSIVE after {self.explored} states ({self.operations} ops)"
+            return (f"{self.key}: INCONCLUSIVE after {self.explored} states ({self.operations} ops): "
+                    f"{self.reason}")
         if self.ok:
-            return f"{self.key}: linearizable ({self.operations} ops, {self.explored} states explored)"
-        ops = "\n  ".join(f"{o.client} {o.kind} {o.value!r} exp={o.expected!r} ok={o.ok} "
-                          f"[{o.call:.4f}, {o.ret:.4f}]" for o in self.witness)
-        return (f"{self.key}: NOT linearizable: no order fits {self.operations} ops; the longest "
-                f"linearizable prefix has {self.longest_prefix}. Operations near the failure:\n  {ops}")
+            return (f"{self.key}: linearizable ({self.operations} ops, {self.windows} quiescent windows, "
+                    f"{self.explored} states explored, at most {self.peak_states} carried)")
+        ops = "\n  ".join(str(o) for o in self.witness)
+        lo, hi = self.window or (0.0, 0.0)
+        return (f"{self.key}: NOT linearizable: no order fits the return of {self.failed_at} after "
+                f"{self.longest_prefix} completed ops verified; it lies in the quiescent window "
+                f"[{lo:.4f}, {hi:.4f}]. Operations around it:\n  {ops}")
 
 
 def check_key(ops: list[Operation], initial=None, max_states: int = 1_000_000) -> Verdict:
+    """Exact check of one key's history. `max_states` bounds the configurations carried across
+    an event and those explored while processing one event; beyond it: inconclusive."""
     ops = sorted(ops, key=lambda o: o.call)
-    n = len(ops)
-    key = ops[0].key if ops else ""
-    known = [i for i in range(n) if not ops[i].unknown]  # in call order
-    unknown = [i for i in range(n) if ops[i].unknown]  # few: scanned whole at every step
-    by_ret = sorted(known, key=lambda i: ops[i].ret)
-    seen: set[tuple[int, object]] = set()
-    # A search node: (linearized mask, register state, first unlinearized position in `known`,
-    # first unlinearized position in `by_ret`). Both positions only move forward down a path,
-    # so finding the candidates costs the width of the concurrency window, not the history.
-    stack = [(0, initial, 0, 0)]
-    best, explored = 0, 0
-    while stack:
-        mask, state, lo, rp = stack.pop()
-        while lo < len(known) and mask >> known[lo] & 1:
-            lo += 1
-        while rp < len(by_ret) and mask >> by_ret[rp] & 1:
-            rp += 1
-        if rp == len(by_ret):
-            return Verdict(True, key, n, bin(mask).count("1"), explored)
-        explored += 1
-        if explored > max_states:
-            return Verdict(False, key, n, best, explored, inconclusive=True)
-        best = max(best, lo)
-        min_ret = ops[by_ret[rp]].ret
+    n, key = len(ops), ops[0].key if ops else ""
+    hist = [o for o in ops if not (o.unknown and o.kind == READ)]  # an unanswered read constrains nothing
+    # Events in time order, invocations before returns at equal times (so they overlap).
+    events = sorted([(o.call, 0, i) for i, o in enumerate(hist)]
+                    + [(max(o.ret, o.call), 1, i) for i, o in enumerate(hist) if not o.unknown])
+    ret_event = {i: e for e, (_, kind, i) in enumerate(events) if kind}
 
-        node = (mask, state, lo, rp)
-        found_known = _successors((known[pos] for pos in range(lo, len(known))), ops, node, min_ret, seen)
-        found_unknown = _successors(unknown, ops, node, min_ret, seen)
-        # Depth first, completed operations first: an operation of unknown outcome most often
-        # never took effect, so try the orders that leave it out before those that use it.
-        stack.extend(reversed(found_unknown))
-        stack.extend(reversed(found_known))
-    stuck = known[best] if best < len(known) else 0
-    witness = ops[max(0, stuck - 3): stuck + 5]
-    return Verdict(False, key, n, best, explored, witness)
+    # When each value stops being observable: after the return of the last completed operation
+    # that reads or expects it, or that observes a value an unknown CAS could turn it into
+    # (a fixpoint over the unknown CASes' edges expected -> value). Never referenced: at once.
+    dead_after: dict = {}
+    for i, o in enumerate(hist):
+        if not o.unknown and o.kind != WRITE:
+            ref = o.value if o.kind == READ else o.expected
+            dead_after[ref] = max(dead_after.get(ref, -1), ret_event[i])
+    edges = [(o.expected, o.value) for o in hist if o.unknown and o.kind == CAS]
+    changed = True
+    while changed:
+        changed = False
+        for exp, val in edges:
+            if dead_after.get(val, -1) > dead_after.get(exp, -1):
+                dead_after[exp], changed = dead_after[val], True
+    goes_dead: dict[int, list] = {}
+    for v, e in dead_after.items():
+        goes_dead.setdefault(e, []).append(v)
+
+    # An unknown write whose value is dead is a junk write; an unknown CAS whose expected value is
+    # dead can no longer fire (the register never holds that value again, in canonical terms:
+    # from a dead value it could only reach another dead one) and is dropped. Until then, each
+    # unknown operation has a bit in the configurations' `pending` mask.
+    unknown_bit: dict[int, int] = {}
+    unknown_ops: list[Operation] = []
+    junk_writes: set[int] = set()  # unknown writes that are junk from their invocation on
+    expiry: dict[int, tuple[int, int]] = {}  # event -> (bits turning into junk writes, bits dropped)
+    unknown_writes, unknown_cas = 0, {}  # bits of unknown writes; expected value -> bits of unknown CASes
+    inv_event = {i: e for e, (_, kind, i) in enumerate(events) if not kind}
+    for i, o in enumerate(hist):
+        if o.unknown:
+            dead = dead_after.get(o.value if o.kind == WRITE else o.expected, -1)
+            if dead < inv_event[i]:
+                if o.kind == WRITE:
+                    junk_writes.add(i)
+                continue
+            bit = unknown_bit[i] = 1 << len(unknown_ops)
+            unknown_ops.append(o)
+            junk, drop = expiry.get(dead, (0, 0))
+            if o.kind == WRITE:
+                unknown_writes |= bit
+                expiry[dead] = (junk | bit, drop)
+            else:
+                unknown_cas[o.expected] = unknown_cas.get(o.expected, 0) | bit
+                expiry[dead] = (junk, drop | bit)
+
+    def canon(v, e):
+        return JUNK if dead_after.get(v, -1) < e else v
+
+    # Completed operations in flight hold a small slot; `known` masks are sets of slots.
+    free_slots: list[int] = []
+    slot_op: dict[int, Operation] = {}
+    slot_bit: dict[int, int] = {}
+    movers = 0  # slots of in-flight writes and CASes that may change the register
+    reads: dict = {}  # value -> slots of in-flight reads of it
+    refused, refused_all = {}, 0  # expected value -> slots of in-flight refused CASes; all of them
+
+    def absorbed(v) -> int:
+        """Slots of in-flight operations that may be linearized for free while holding v."""
+        return reads.get(v, 0) | (refused_all & ~refused.get(v, 0))
+
+    # A frontier: (value, known mask) -> antichain of (pending unknown bits, junk writes in hand).
+    frontier: dict[tuple, list[tuple[int, int]]] = {(canon(initial, 0), 0): [(0, 0)]}
+    explored = peak = done = 0
+
+    def verdict(ok: bool, at: Operation | None = None, reason: str = "") -> Verdict:
+        v = Verdict(ok, key, n, done, explored, windows=len(_quiescent_windows(hist)), peak_states=peak)
+        if at is not None:
+            v.failed_at, v.inconclusive, v.reason = (at if not reason else None), bool(reason), reason
+            v.window, v.witness = _around(hist, at)
+        return v
+
+    for e, (_, is_ret, i) in enumerate(events):
+        o = hist[i]
+        if o.unknown:
+            if i in unknown_bit:
+                bit = unknown_bit[i]
+                frontier = {g: [(up | bit, j) for up, j in lst] for g, lst in frontier.items()}
+            elif i in junk_writes:
+                frontier = {g: [(up, j + 1) for up, j in lst] for g, lst in frontier.items()}
+            continue
+        if not is_ret:  # invocation of a completed operation: give it a slot
+            s = free_slots.pop() if free_slots else len(slot_op)
+            b = slot_bit[i] = 1 << s
+            slot_op[s] = o
+            if o.kind == READ:
+                reads[o.value] = reads.get(o.value, 0) | b
+                frontier = {(v, k | b if v == o.value else k): lst for (v, k), lst in frontier.items()}
+            elif o.kind == CAS and o.ok is False:
+                refused[o.expected] = refused.get(o.expected, 0) | b
+                refused_all |= b
+                frontier = {(v, k | b if v != o.expected else k): lst for (v, k), lst in frontier.items()}
+            else:
+                movers |= b
+            continue
+
+        # Return of a completed operation: it must be linearized by now.
+        b = slot_bit.pop(i)
+        new: dict[tuple, list[tuple[int, int]]] = {}
+        seen: set = set()
+        stack = []
+        for (v, k), lst in frontier.items():
+            for up, j in lst:
+                if k & b:
+                    _add(new, v, k & ~b, up, j)
+                else:
+                    stack.append((v, k, up, j))
+        # Depth first over orders of pending operations ending with o.
+        while stack:
+            v, k, up, j = stack.pop()
+            explored += 1
+            if len(seen) > max_states:
+                return verdict(False, o, f"over {max_states} states explored at one event")
+            succ = []
+            m = movers & ~k
+            while m:
+                low = m & -m
+                m ^= low
+                valid, nv = _step(v, slot_op[low.bit_length() - 1])
+                if valid:
+                    nv = canon(nv, e)
+                    succ.append((nv, k | low | absorbed(nv), up, j))
+            # Unknown CASes that would fail change nothing (and may never fire): not worth trying.
+            m = up & (unknown_writes | unknown_cas.get(v, 0))
+            while m:
+                low = m & -m
+                m ^= low
+                nv = canon(unknown_ops[low.bit_length() - 1].value, e)
+                succ.append((nv, k | absorbed(nv), up & ~low, j))
+            if j and v is not JUNK:
+                succ.append((JUNK, k | absorbed(JUNK), up, j - 1))
+            for c in succ:
+                if c[1] & b:  # o is linearized: this order is done, the rest waits for later returns
+                    _add(new, c[0], c[1] & ~b, c[2], c[3])
+                elif c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+
+        s = b.bit_length() - 1
+        del slot_op[s]
+        free_slots.append(s)
+        movers &= ~b
+        refused_all &= ~b
+        for d, v in ((reads, o.value), (refused, o.expected)):
+            if d.get(v, 0) & b:
+                d[v] &= ~b
+                if not d[v]:
+                    del d[v]
+        # Values and unknown operations that no later operation can observe collapse into junk.
+        if e in goes_dead:
+            dead, (junk, drop) = set(goes_dead[e]), expiry.get(e, (0, 0))
+            old, new = new, {}
+            for (v, k), lst in old.items():
+                for up, j in lst:
+                    _add(new, *((JUNK, k | absorbed(JUNK)) if v in dead else (v, k)), up & ~junk & ~drop,
+                         j + (up & junk).bit_count())
+        if not new:
+            return verdict(False, o)
+        frontier, done = new, done + 1
+        size = sum(len(lst) for lst in frontier.values())
+        peak = max(peak, size)
+        if size > max_states:
+            return verdict(False, o, f"over {max_states} configurations carried")
+    return verdict(True)
 
 
-def _successors(candidates, ops: list[Operation], node: tuple, min_ret: float, seen: set) -> list:
-    """Search nodes reached by linearizing one more of `candidates` (in call order) next."""
-    mask, state, lo, rp = node
-    found = []
-    for i in candidates:
-        if ops[i].call > min_ret:
-            break
-        if not mask >> i & 1:
-            valid, new_state = _step(state, ops[i])
-            if valid and (mask | 1 << i, new_state) not in seen:
-                seen.add((mask | 1 << i, new_state))
-                found.append((mask | 1 << i, new_state, lo, rp))
-    return found
+def _add(frontier: dict, v, k: int, up: int, j: int) -> None:
+    """Add a configuration, keeping only those not dominated (same value and known mask, and
+    pending unknown operations and junk writes that include another's)."""
+    lst = frontier.get((v, k))
+    if lst is None:
+        frontier[(v, k)] = [(up, j)]
+        return
+    for u2, j2 in lst:
+        if up & ~u2 == 0 and j <= j2:
+            return
+    lst[:] = [(u2, j2) for u2, j2 in lst if not (u2 & ~up == 0 and j2 <= j)]
+    lst.append((up, j))
+
+
+def _quiescent_windows(ops: list[Operation]) -> list[tuple[float, float]]:
+    """Stretches between instants when no completed operation is in flight."""
+    known = sorted((o for o in ops if not o.unknown), key=lambda o: o.call)
+    windows: list[tuple[float, float]] = []
+    for o in known:
+        if windows and o.call <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], o.ret))
+        else:
+            windows.append((o.call, o.ret))
+    return windows
+
+
+def _around(ops: list[Operation], at: Operation) -> tuple[tuple[float, float], list[Operation]]:
+    """The quiescent window holding `at`, and the operations overlapping it plus a few before."""
+    window = next((w for w in _quiescent_windows(ops) if w[0] <= at.call <= w[1]), (at.call, at.ret))
+    overlapping = [o for o in ops if o is not at and o.call <= at.ret
+                   and (o.call >= window[0] if o.unknown else o.ret >= at.call)]
+    before = [o for o in ops if o.ret < at.call and not o.unknown][-3:]
+    return window, (before + [at] + overlapping)[:20]
 
 
 def check_history(ops: list[Operation]) -> list[Verdict]:
