@@ -19,6 +19,7 @@ from api.reply import Reply
 from node.raft import RaftNode
 
 FORWARDED_HEADER = "X-Raftkv-Forwarded"
+LEADER_CHECK_S = 0.05  # how often a forwarded read looks whether the leader changed meanwhile
 _COPIED_HEADERS = ("Content-Type", "Retry-After", "X-Content-Type-Options", "Content-Security-Policy")
 
 
@@ -48,10 +49,29 @@ class LeaderForwarder:
                 raise unavailable(f"not the leader (this request was already forwarded by {origin})")
             target = self.node.leader_http()
             if target is not None:
-                return await self._send(request, target, body, is_write, hold_s)
+                if is_write:
+                    return await self._send(request, target, body, is_write, hold_s)
+                reply = await self._read_unless_leader_changes(request, target, hold_s)
+                if reply is not None:
+                    return reply
+                continue
             if time.monotonic() >= deadline:  # a fresh leader publishes its address within a second
                 raise unavailable("the leader has not published its HTTP address yet")
             await asyncio.sleep(0.02)
+
+    async def _read_unless_leader_changes(self, request, target: str, hold_s: float) -> Reply | None:
+        """The leader's answer, or None if this node learns of another leader first: a read
+        sent to a leader that was then cut off would otherwise hang until its timeout, long
+        after the cluster had moved on. (A read can be abandoned; a write could not be.)"""
+        task = asyncio.ensure_future(self._send(request, target, None, False, hold_s))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=LEADER_CHECK_S)
+            if done:
+                return task.result()
+            if self.node.leader_http() not in (target, None):
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return None
 
     async def _send(self, request, target: str, body: bytes | None, is_write: bool, hold_s: float) -> Reply:
         if self._session is None:

@@ -137,7 +137,8 @@ def apply_fault(kind: str, cluster: Cluster, hold_s: float, rng: random.Random,
 
 SCHEDULES = {
     # (seconds after the previous fault healed, fault, seconds it is held)
-    "short": [(6, "kill-leader", 1.5), (6, "pause-leader", 2.5), (6, "kill-follower", 1.5), (6, "kill-all", 1.0)],
+    "short": [(6, "kill-leader", 1.5), (6, "pause-leader", 2.5), (6, "kill-follower", 1.5), (6, "kill-all", 1.0),
+              (6, "isolate-leader", 2.5), (6, "lossy-links", 3)],
     "full": [(8, "kill-leader", 2), (8, "kill-follower", 2), (8, "pause-leader", 3), (8, "kill-majority", 3),
              (8, "pause-follower", 3), (8, "rolling-restart", 0), (8, "kill-all", 2), (8, "kill-leader", 2),
              (8, "isolate-leader", 3), (8, "isolate-follower", 3), (8, "cut-leader-link", 4),

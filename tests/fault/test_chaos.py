@@ -1,5 +1,7 @@
 """The short chaos scenario of `raftkv chaos` (leader kill, leader pause, follower kill,
-whole-cluster kill, under a recorded workload) must end with a passing verdict."""
+whole-cluster kill, isolated leader, lossy links, under a recorded workload) must end with a
+passing verdict. The partition needs root and nftables; without them it is skipped and the
+report must say why."""
 
 from __future__ import annotations
 
@@ -7,13 +9,22 @@ import json
 import subprocess
 import sys
 
+from loadtest import netlab
+
 
 def test_chaos_short_scenario_passes_and_writes_its_reports(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "api.cli", "chaos", "--schedule", "short", "--duration", "60",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=240)
+    r = subprocess.run([sys.executable, "-m", "api.cli", "chaos", "--schedule", "short", "--duration", "90",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     report = json.loads((tmp_path / "chaos.json").read_text())
     print(r.stdout, (tmp_path / "chaos.md").read_text())
-    assert [f["kind"] for f in report["faults"]] == ["kill-leader", "pause-leader", "kill-follower", "kill-all"]
+    kinds = ["kill-leader", "pause-leader", "kill-follower", "kill-all", "isolate-leader", "lossy-links"]
+    lab_ok, why_not = netlab.available()
+    if not lab_ok:
+        kinds.remove("isolate-leader")
+        assert why_not in report["skipped_faults"]["isolate-leader"]
+    assert [f["kind"] for f in report["faults"]] == kinds
+    assert report["network"]["namespaces"] == lab_ok and report["network"]["relay"]
+    assert any(link["bytes"] > 0 and link["retransmits"] > 0 for link in report["network"]["relay_links"].values())
     assert report["verdict"]["linearizable"], report["verdict"]["keys"]
     assert report["verdict"]["lost_acknowledged_writes"] == []
     assert report["verdict"]["acknowledged_unique_writes"] > 50
