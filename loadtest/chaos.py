@@ -135,7 +135,8 @@ def experiment(cluster: Cluster, net: Network, schedule, args, rng: random.Rando
     planned = sum(gap + hold + 2 for gap, _, hold in schedule) + 4
     run_s = min(args.duration, planned)
     cfg = WorkloadConfig(nodes=[n.http for n in cluster.nodes], duration_s=run_s, clients=args.clients, keys=3,
-                         stale_share=0.15, unique_share=0.1, request_timeout_s=3.0)
+                         stale_share=0.15, unique_share=0.1, request_timeout_s=3.0,
+                         max_ops=int(3000 * run_s))  # a bound above what 6 clients reach on 2 cores
     result = WorkloadResult()
     monitor = LeaderMonitor(cluster)
     t0 = time.monotonic()

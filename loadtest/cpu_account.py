@@ -1,0 +1,110 @@
+"""Where a write's CPU goes: CPU microseconds per operation, per process and per thread.
+
+    python -m loadtest.cpu_account [--workload put] [--clients 32] [--duration 8] [--out FILE]
+
+Starts a 3-node cluster, runs one closed-loop point of `raftkv bench` against it and reads
+/proc before and after: the client process, and for every node its event-loop thread (the
+HTTP front, the proposer, the replies) and its other threads (PySyncObj's tick thread:
+AppendEntries pickling, sockets, apply, journal writes and fdatasync; the snapshot writer).
+The same for etcd (Go: its main thread is one of many) when `etcd` is installed. On this
+2-core machine the sums say which part would have to get cheaper for more throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from loadtest.cluster import Cluster
+from loadtest.etcd import EtcdCluster
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of every thread of a process."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtest.cpu_account")
+    ap.add_argument("--workload", default="put")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--out", help="write the figures as JSON here")
+    args = ap.parse_args(argv)
+    figures = {"raftkv": account(args, "raftkv"), "etcd": account(args, "etcd") if shutil.which("etcd") else None}
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(figures, f, indent=2)
+    return 0
+
+
+def account(args, system: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="raftkv-cpu-") as root:
+        if system == "etcd":
+            cluster = EtcdCluster(root).start()
+            pids, addr = [p.pid for p in cluster.procs], ",".join(cluster.clients)
+            leader_pid = None
+        else:
+            cluster = Cluster(root).start()
+            leader_pid = cluster.leader(timeout=60).proc.pid
+            pids, addr = [n.proc.pid for n in cluster.nodes], ",".join(n.http for n in cluster.nodes)
+        try:
+            before = {pid: thread_cpu(pid) for pid in pids}
+            client_before = children_cpu()
+            flag = "--etcd" if system == "etcd" else "--addr"
+            subprocess.run([sys.executable, "-m", "api.cli", "bench", flag, addr, "--workloads", args.workload,
+                            "--concurrency", str(args.clients), "--duration", str(args.duration), "--warmup", "0",
+                            "--no-ceiling", "--out", os.path.join(root, "bench")],
+                           stdout=subprocess.DEVNULL, check=True, timeout=args.duration + 120)
+            client_s = children_cpu() - client_before
+            after = {pid: thread_cpu(pid) for pid in pids}
+            with open(os.path.join(root, "bench", f"bench-{system}.json")) as f:
+                point = json.load(f)["runs"][system]["points"][0]
+        finally:
+            cluster.stop()
+    ops = point["ops_per_s"] * args.duration  # bench start-up is idle time for the nodes: a slight overcount
+    rows = []
+    for i, pid in enumerate(pids):
+        loop_s = after[pid].get(pid, 0) - before[pid].get(pid, 0)  # the main thread runs the event loop
+        other_s = sum(v - before[pid].get(t, 0) for t, v in after[pid].items() if t != pid)
+        role = "node" if leader_pid is None else "leader" if pid == leader_pid else "follower"
+        rows.append({"node": f"n{i + 1}", "role": role, "main_thread_us": round(1e6 * loop_s / ops),
+                     "other_threads_us": round(1e6 * other_s / ops)})
+    nodes_us = sum(r["main_thread_us"] + r["other_threads_us"] for r in rows)
+    figures = {"system": system, "workload": args.workload, "clients": args.clients, "ops_per_s": point["ops_per_s"],
+               "p99_ms": point["p99_ms"], "client_us": round(1e6 * client_s / ops), "nodes": rows,
+               "nodes_total_us": nodes_us}
+    print(f"{system} {args.workload} x{args.clients}: {point['ops_per_s']} ops/s, p99 {point['p99_ms']} ms; "
+          f"CPU per operation (µs):")
+    print(f"  client (load generator)   {figures['client_us']:>6}")
+    for r in rows:
+        what = ("event loop (HTTP)", "Raft threads") if system == "raftkv" else ("main thread", "other threads")
+        print(f"  {r['node']} {r['role']:<8}  {what[0]:<17} {r['main_thread_us']:>6}   "
+              f"{what[1]} {r['other_threads_us']:>6}")
+    print(f"  all nodes                 {nodes_us:>6}")
+    return figures
+
+
+def children_cpu() -> float:
+    """CPU seconds of the waited-for children of this process (the bench client and its workers)."""
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
+if __name__ == "__main__":
+    sys.exit(main())
