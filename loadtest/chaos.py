@@ -255,7 +255,7 @@ def judge(cluster: Cluster, result: WorkloadResult, faults: list[FaultEvent], sa
     per_fault = windows(result, faults, samples, t0)
     ok = all(v.ok for v in verdicts) and not lost
     return {
-        "schedule": args.schedule, "nodes": args.nodes, "clients": args.clients, "seed": args.seed,
+        "schedule": args.schedule, "nodes": len(cluster.nodes), "clients": args.clients, "seed": args.seed,
         "operations": len(result.timeline), "counts": result.counts,
         "verdict": {"ok": ok, "linearizable": all(v.ok for v in verdicts),
                     "keys": [str(v) for v in verdicts], "acknowledged_unique_writes": len(result.unique_acked),

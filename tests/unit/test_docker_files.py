@@ -45,3 +45,16 @@ def test_dockerfile_installs_the_project_and_runs_raftkv():
     for folder in ("node", "api", "snapshots", "loadtest"):
         assert f"COPY {folder} ./{folder}" in text
     assert "pip install" in text and 'ENTRYPOINT ["raftkv"]' in text
+
+
+def test_chaos_attach_config_drives_the_compose_services():
+    from loadtest import attach
+
+    cluster = attach.load(os.path.join(ROOT, "docker", "chaos-nodes.toml"))
+    services = load_compose()["services"]
+    for node in cluster.nodes:
+        published = services[node.node_id]["ports"][0]  # "127.0.0.1:8501:8500"
+        assert published.rsplit(":", 1)[0] == node.http
+        assert node.can("kill", "start", "pause", "resume", "stop")
+        for command in node.commands.values():
+            assert command.startswith("docker compose -f docker/compose.yaml ") and command.endswith(f" {node.node_id}")
