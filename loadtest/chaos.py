@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -166,6 +167,7 @@ def experiment(cluster: Cluster, net: Network, schedule, args, rng: random.Rando
     heal(cluster, net)
     report = judge(cluster, result, faults, monitor.samples, t0, args)
     report["skipped_faults"] = skipped
+    report["per_kind"] = per_kind(report["faults"])
     report["network"] = {"namespaces": net.lab is not None, "relay": net.relay is not None,
                          "relay_links": {" - ".join(k): v for k, v in net.relay.stats().items()} if net.relay else {}}
     return report
@@ -287,6 +289,14 @@ def write_reports(report: dict, out: str) -> None:
     for f in report["faults"]:
         lines.append(f"| {f['started']} | {f['kind']} | {', '.join(f['nodes'])} | {f['unavailable_s']} | "
                      f"{f['new_leader_after_s']} | {f['failed_ops']} |")
+    lines += ["", "Per kind of fault (seconds):", "",
+              "| fault | times | unavailable median | worst | new leader after, median | worst |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, s in per_kind(report["faults"]).items():
+        lines.append(f"| {kind} | {s['times']} | {s['unavailable_median']} | {s['unavailable_worst']} | "
+                     f"{s['new_leader_median']} | {s['new_leader_worst']} |")
+    for kind, why in report.get("skipped_faults", {}).items():
+        lines.append(f"\nSkipped {kind}: {why}.")
     s = report["stale_reads"]
     lines += ["", f"Stale reads: {s.get('reads', 0)}, up to date {s.get('up_to_date', 0)}, at most "
               f"{s.get('max_versions_behind', 0)} versions and {s.get('max_ms_behind', 0)} ms behind.", "",
@@ -294,6 +304,19 @@ def write_reports(report: dict, out: str) -> None:
     with open(os.path.join(out, "chaos.md"), "w") as f:
         f.write("\n".join(lines))
     plot_timeline(report, os.path.join(out, "chaos.png"))
+
+
+def per_kind(faults: list[dict]) -> dict[str, dict]:
+    """Median and worst unavailability and time to a new leader, per kind of fault."""
+    out = {}
+    for kind in sorted({f["kind"] for f in faults}):
+        down = [f["unavailable_s"] for f in faults if f["kind"] == kind]
+        elected = [f["new_leader_after_s"] for f in faults if f["kind"] == kind and f["new_leader_after_s"]]
+        out[kind] = {"times": len(down), "unavailable_median": round(statistics.median(down), 2),
+                     "unavailable_worst": max(down),
+                     "new_leader_median": round(statistics.median(elected), 2) if elected else None,
+                     "new_leader_worst": max(elected, default=None)}
+    return out
 
 
 def plot_timeline(report: dict, path: str) -> None:
@@ -319,7 +342,8 @@ def plot_timeline(report: dict, path: str) -> None:
     for f in report["faults"]:
         for ax in (ax1, ax2, ax3):
             ax.axvspan(f["started"], max(f["healed"], f["started"] + 0.2), color="red", alpha=0.12)
-        ax1.text(f["started"], ax1.get_ylim()[1] * 0.95, f["kind"], fontsize=7, rotation=90, va="top")
+        if len(report["faults"]) <= 20:  # beyond that the labels only cover each other; see chaos.md
+            ax1.text(f["started"], ax1.get_ylim()[1] * 0.95, f["kind"], fontsize=7, rotation=90, va="top")
     names = sorted({leader for _, leader in report["leaders"] if leader})
     ax3.scatter([t for t, leader in report["leaders"] if leader],
                 [names.index(leader) for _, leader in report["leaders"] if leader], s=4)
