@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from urllib.parse import parse_qsl, unquote
 
 from multidict import CIMultiDict
@@ -27,6 +28,7 @@ from api.reply import Reply
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 8192
+KEEPALIVE_S = 75.0  # aiohttp's keepalive_timeout
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
             500: "Internal Server Error", 503: "Service Unavailable"}
 # GET parameters the lean path serves; any other (index, recurse, keys, ...) goes to aiohttp.
@@ -63,18 +65,40 @@ class LeanProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.busy = False  # a request is being served: later ones wait (responses stay in order)
-        self.handed_off = False
+        self.paused = False
+        self.last_active = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.last_active = time.monotonic()
+        self.idle_timer = asyncio.get_running_loop().call_later(KEEPALIVE_S, self._close_if_idle)
 
     def connection_lost(self, exc) -> None:
         self.transport = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+
+    def _close_if_idle(self) -> None:
+        """Close a kept-alive connection idle for KEEPALIVE_S, as aiohttp would (one timer per
+        connection, re-armed for the time left instead of on every request)."""
+        if self.transport is None:
+            return
+        left = self.last_active + KEEPALIVE_S - time.monotonic()
+        if left <= 0 and not self.busy:
+            self.transport.close()
+            self.transport = None
+            return
+        self.idle_timer = asyncio.get_running_loop().call_later(max(left, 1.0), self._close_if_idle)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self.last_active = time.monotonic()
         if not self.busy:
             self._next()
+        elif len(self.buf) > self.ctx.config.max_value_bytes + 2 * MAX_HEAD_BYTES and not self.paused:
+            self.paused = True  # a client pipelining faster than we answer: stop reading for now
+            self.transport.pause_reading()
 
     def _next(self) -> None:
         while self.transport is not None and not self.busy and self.buf:
@@ -123,6 +147,8 @@ class LeanProtocol(asyncio.Protocol):
         """From now on this connection is aiohttp's, starting with the unread bytes."""
         protocol = self.fallback_factory()
         transport, self.transport = self.transport, None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()  # aiohttp keeps its own keep-alive timeout
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if self.buf:
@@ -145,6 +171,10 @@ class LeanProtocol(asyncio.Protocol):
                 self.transport.close()
                 self.transport = None
         self.busy = False
+        self.last_active = time.monotonic()
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
         self._next()
 
     async def _dispatch(self, request: LeanRequest) -> Reply:

@@ -97,3 +97,16 @@ def test_oversized_values_garbage_and_connection_close(cluster):
         assert (status, body, headers.get("connection")) == (200, b"true", "close")
         assert s.recv(1) == b"", "the server closes the connection after Connection: close"
     assert all(n.alive() for n in cluster.nodes)
+
+
+def test_a_client_pipelining_megabytes_is_throttled_and_still_answered_in_order(cluster):
+    node = cluster.leader()
+    value = b"v" * 100_000
+    request = b"PUT /v1/kv/front/flood HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + value
+    with connect(node) as s:
+        s.sendall(request * 40)  # 4 MB at once: more than the front buffers while it is busy
+        replies = read_responses(s, 40)
+        assert [r[:1] + (r[2],) for r in replies] == [(200, b"true")] * 40
+        s.sendall(b"GET /v1/kv/front/flood?raw HTTP/1.1\r\nHost: x\r\n\r\n")
+        [(status, _, body)] = read_responses(s, 1)
+        assert (status, body) == (200, value)
