@@ -40,6 +40,12 @@ def load(path: str):
         return json.load(f)
 
 
+def result(results: str, name: str) -> dict | None:
+    """One results file, or None when that benchmark has not been run (its section is left out)."""
+    path = os.path.join(results, name)
+    return load(path) if os.path.exists(path) else None
+
+
 def fmt(v) -> str:
     return "–" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" if v >= 100 else f"{v:.2f}"
 
@@ -55,10 +61,9 @@ def section_machine(results: str) -> str:
 
 
 def section_compare(results: str) -> str:
-    path = os.path.join(results, "compare-etcd.json")
-    if not os.path.exists(path):
+    doc = result(results, "compare-etcd.json")
+    if doc is None:
         return ""
-    doc = load(path)
     lines = ["\n## raftkv against etcd 3.4 (same machine, same load generator, one run)\n",
              "16-byte keys, 128-byte values, journal/WAL fsynced, requests spread over all 3 nodes. "
              "etcd: Debian's `etcd-server` 3.4 with default settings, through its JSON gateway "
@@ -116,8 +121,8 @@ def section_scaling(results: str) -> str:
 
 
 def section_snapshots(results: str) -> str:
-    path = os.path.join(results, "snapshots.json")
-    if not os.path.exists(path):
+    runs = result(results, "snapshots.json")
+    if runs is None:
         return ""
     lines = ["\n## Snapshots, restart and memory per key (3 nodes, 128-byte values)\n",
              "Snapshot time is the writer thread's; the capture (freezing the tables) is the only pause "
@@ -126,7 +131,7 @@ def section_snapshots(results: str) -> str:
              "| keys | snapshot s | capture pause ms | file MB | restart to serving s | RSS MB | bytes/key | "
              "write p99 ms | p99 during snapshot | max during |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in load(path):
+    for r in runs:
         rss = max(r["peak_rss_mb"].values())
         pause = r.get("capture_pause_ms", r.get("fork_pause_ms", "–"))
         lines.append(f"| {r['keys']:,} | {r['snapshot_s']} | {pause} | "
@@ -137,10 +142,9 @@ def section_snapshots(results: str) -> str:
 
 
 def section_raft_only(results: str) -> str:
-    path = os.path.join(results, "raft-only.json")
-    if not os.path.exists(path):
+    r = result(results, "raft-only.json")
+    if r is None:
         return ""
-    r = load(path)
     http = None
     for sweep in glob.glob(os.path.join(results, "bench-sweep-*.json")):
         for run in load(sweep)["runs"].values():
@@ -158,10 +162,9 @@ def section_raft_only(results: str) -> str:
 
 
 def section_cpu(results: str) -> str:
-    path = os.path.join(results, "cpu-put-32.json")
-    if not os.path.exists(path):
+    doc = result(results, "cpu-put-32.json")
+    if doc is None:
         return ""
-    doc = load(path)
     lines = ["\n## Where the time goes\n",
              "CPU per write at 32 clients, read from /proc around one closed-loop run of each system "
              "(`python -m loadtest.cpu_account --out loadtest/results/cpu-put-32.json`): the load "
