@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import json
 import os
@@ -209,14 +210,21 @@ def staleness(result: WorkloadResult) -> dict:
         if op.kind in ("write", "cas") and not op.unknown and (op.kind == "write" or op.ok):
             writes.setdefault(op.key, []).append(op)
             by_value[(op.key, op.value)] = op
+    rets = {}
+    for key, ops in writes.items():  # by acknowledgement time, so each read looks at a slice
+        ops.sort(key=lambda w: w.ret)
+        rets[key] = [w.ret for w in ops]
     behind_versions, behind_ms = [], []
     for read in result.stale_reads:
         source = by_value.get((read.key, read.value))
         if source is None and read.value is not None:
             continue  # written by a write of unknown outcome: cannot place it
         after = source.ret if source is not None else float("-inf")
-        newer = sorted((w for w in writes.get(read.key, []) if w.call > after and w.ret < read.call),
-                       key=lambda w: w.ret)
+        # A write invoked after `after` was acknowledged after it too: only acknowledgements in
+        # (after, read.call) can count (a scan of every write per read took hours on 30 minutes).
+        ops, times = writes.get(read.key, []), rets.get(read.key, [])
+        window = ops[bisect.bisect_right(times, after):bisect.bisect_left(times, read.call)]
+        newer = [w for w in window if w.call > after]
         behind_versions.append(len(newer))
         behind_ms.append((read.call - newer[0].ret) * 1000 if newer else 0.0)
     if not behind_versions:

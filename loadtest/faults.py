@@ -154,11 +154,12 @@ HOLDS = {"kill-leader": 2, "kill-follower": 2, "kill-majority": 3, "kill-all": 2
 
 
 def mixed_schedule(duration_s: float, rng: random.Random, gap_s: float = 8.0) -> list[tuple[float, str, float]]:
-    """Faults of every kind in random order until `duration_s` is filled (`--schedule mixed`)."""
+    """Faults of every kind in random order, planned past `duration_s` (`--schedule mixed`):
+    faults take less than their allowance, and the experiment stops injecting when its time
+    is up, so the faults last the whole run (a plan that fitted exactly ended 14 % early)."""
     out, used = [], 0.0
-    while True:
+    while used < duration_s:
         kind = rng.choice(sorted(HOLDS))
-        used += gap_s + HOLDS[kind] + 2
-        if used > duration_s - 4:
-            return out
+        used += gap_s + HOLDS[kind]
         out.append((gap_s, kind, HOLDS[kind]))
+    return out

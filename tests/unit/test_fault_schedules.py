@@ -6,12 +6,11 @@ from loadtest.attach import AttachedCluster, AttachedNode
 from loadtest.faults import HOLDS, SCHEDULES, Network, mixed_schedule, unsupported
 
 
-def test_mixed_schedule_fills_the_duration_with_every_kind_and_never_overruns():
+def test_mixed_schedule_plans_every_kind_past_the_duration():
     schedule = mixed_schedule(1800, random.Random(7))
-    planned = sum(gap + hold + 2 for gap, _, hold in schedule)
-    assert 1800 - 30 < planned <= 1800 - 4
+    assert 1800 <= sum(gap + hold for gap, _, hold in schedule) < 1800 + 8 + max(HOLDS.values())
     assert {kind for _, kind, _ in schedule} == set(HOLDS)
-    assert mixed_schedule(10, random.Random(1)) == []
+    assert len(mixed_schedule(10, random.Random(1))) == 1
 
 
 def test_every_named_schedule_uses_known_faults():
