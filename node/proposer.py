@@ -51,7 +51,9 @@ class Proposer:
         self._pending_bytes = 0
         self._flush_scheduled = False
         self._max_in_flight = max_in_flight
-        self._in_flight: set[int] = set()  # entry numbers proposed and not yet answered
+        # entry number -> its futures, for entries proposed and not yet answered
+        self._in_flight: dict[int, tuple[list[asyncio.Future], list[asyncio.Future]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._slot_timeout_s = slot_timeout_s  # an entry never answered (lost forward) frees its slot
         self.entries_proposed = 0
         self.ops_proposed = 0
@@ -65,7 +67,7 @@ class Proposer:
         is pending) and returns once that entry is committed and applied here, i.e. after
         every write committed before the call. Concurrent barriers share one entry.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((op, size_bytes, fut))
         self._pending_bytes += size_bytes
@@ -89,7 +91,7 @@ class Proposer:
         barrier_futures = [fut for op, _, fut in batch if op is None]
         loop = asyncio.get_running_loop()
         entry = self.entries_proposed
-        self._in_flight.add(entry)
+        self._in_flight[entry] = (write_futures, barrier_futures)
         timer = loop.call_later(self._slot_timeout_s, self._release, entry)
 
         def answered(results, fail_reason) -> None:  # on the loop
@@ -107,9 +109,23 @@ class Proposer:
         self._submit(encode(ops), on_result)
 
 
+    def abandon_in_flight(self, reason: str) -> None:
+        """Answer every entry in flight with "outcome unknown" now (the node stopped leading:
+        they may still commit under the next leader, or never). Without this a deposed leader,
+        cut off from the others, held its clients until their own timeouts; PySyncObj answers
+        them only once a new leader overwrites or commits the entries. Thread-safe."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._abandon, reason)
+
+    def _abandon(self, reason: str) -> None:
+        for entry, (write_futures, barrier_futures) in list(self._in_flight.items()):
+            self._release(entry)
+            _fail(write_futures + barrier_futures, OutcomeUnknownError(reason))
+
     def _release(self, entry: int) -> None:
         if entry in self._in_flight:
-            self._in_flight.discard(entry)
+            del self._in_flight[entry]
             if self._pending and not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
@@ -133,6 +149,10 @@ def _resolve(
         exc = NotAppliedError(_NOT_APPLIED[fail_reason])
     else:  # LEADER_CHANGED, UNKNOWN_OUTCOME: the entry may still commit
         exc = OutcomeUnknownError("the leader changed while the write was in flight")
+    _fail(futures, exc)
+
+
+def _fail(futures: list[asyncio.Future], exc: Exception) -> None:
     for fut in futures:
         if not fut.done():
             fut.set_exception(exc)

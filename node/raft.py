@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # Our seams (journal substitution, transport message fields) are written against this exact
 # release; a different one must be re-read before it is allowed in.
 SUPPORTED_PYSYNCOBJ = "0.3.17"
+_LEADER_STATE = _pysyncobj_module._RAFT_STATE.LEADER
 
 
 class ReplicatedKV(SyncObjConsumer):
@@ -151,7 +152,7 @@ class RaftNode:
             self._syncobj = SyncObj(
                 addresses.raft,
                 [p for p in addresses.peers if p != addresses.raft],
-                conf=self.settings.to_conf(data_dir, bind, self.checkpointer),
+                conf=self.settings.to_conf(data_dir, bind, self.checkpointer, self._on_state_changed),
                 consumers=[self.kv],
                 transportClass=transport_factory,
             )
@@ -167,6 +168,12 @@ class RaftNode:
         self.proposer = Proposer(self._submit)
         self.read_barrier = ReadBarrier(self.proposer)
         self.started_at = time.monotonic()
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        """Tick thread. A leader that steps down (no majority heard within the step-down
+        timeout, or a higher term seen) answers its writes and reads in flight at once."""
+        if old == _LEADER_STATE and new != _LEADER_STATE and hasattr(self, "proposer"):
+            self.proposer.abandon_in_flight("this node stopped being the leader while the request was in flight")
 
     def _submit(self, payload: bytes, callback) -> None:
         self.kv.apply(payload, callback=callback)

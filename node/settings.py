@@ -45,8 +45,9 @@ class RaftSettings:
     snapshot_min_time_s: float = 120.0
     snapshot_retain: int = 3
 
-    def to_conf(self, data_dir: str, bind_addr: str, checkpointer=None) -> SyncObjConf:
+    def to_conf(self, data_dir: str, bind_addr: str, checkpointer=None, on_state_changed=None) -> SyncObjConf:
         return SyncObjConf(
+            onStateChanged=on_state_changed,
             bindAddress=bind_addr,
             journalFile=os.path.join(data_dir, JOURNAL_FILE),
             fullDumpFile=os.path.join(data_dir, DUMP_FILE),
