@@ -249,7 +249,7 @@ def windows(result: WorkloadResult, faults: list[FaultEvent], samples: list, t0:
         new_leader = None
         if f.kind in LEADER_FAULTS:  # the time until a leader other than the old one (any, after kill-all)
             new_leader = next((t for t, leader in samples if t > f.started and leader and "," not in leader
-                               and (leader != old or f.kind == "kill-all" and t > f.healed)), None)
+                               and (leader != old or f.kind in ("kill-all", "kill-majority") and t > f.healed)), None)
         out.append({**f.to_json(t0), "unavailable_s": round(window, 3),
                     "new_leader_after_s": round(new_leader - f.started, 3) if new_leader else None,
                     "failed_ops": sum(1 for _, o in after if o != "ok")})
