@@ -19,6 +19,7 @@ tool starts itself (they live in namespaces it creates).
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import tomllib
 
@@ -55,7 +56,7 @@ class AttachedNode(NodeProcess):
         return not self.killed
 
     def signal(self, sig: int) -> None:
-        self._run({19: "pause", 18: "resume"}[int(sig)])
+        self._run({signal.SIGSTOP: "pause", signal.SIGCONT: "resume"}[sig])
 
     def kill(self) -> None:
         self._run("kill")

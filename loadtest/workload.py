@@ -57,19 +57,18 @@ async def run_workload(cfg: WorkloadConfig, stale_nodes: list[str] | None = None
     budget = [cfg.max_ops]
     async with client_session(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
         await asyncio.gather(*(
-            _client(f"c{i}", session, cfg, deadline, result, budget, random.Random(i), stale_nodes)
+            _client(f"c{i}", i % len(cfg.nodes), session, cfg, deadline, result, budget, random.Random(i), stale_nodes)
             for i in range(cfg.clients)
         ))
     return result
 
 
-async def _client(name, session, cfg, deadline, result, budget, rng, stale_nodes) -> None:
+async def _client(name, home, session, cfg, deadline, result, budget, rng, stale_nodes) -> None:
     seen: dict[str, tuple[object, int]] = {}  # key -> (value, ModifyIndex) last read by this client
     seq = 0
     # Each client talks to one node and moves to the next after a failure, as etcd's and
     # Consul's clients do. (Picking a random node per request made every client end up
     # waiting on the one stuck node, which measured the clients, not the cluster.)
-    home = int(name[1:]) % len(cfg.nodes)
     while time.monotonic() < deadline and budget[0] > 0:
         budget[0] -= 1
         seq += 1

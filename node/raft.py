@@ -143,6 +143,9 @@ class RaftNode:
         except (JournalError, OSError) as exc:
             raise StartupError(str(exc)) from None
         self._transport: DurableTransport | None = None
+        # Before SyncObj exists: its state-change callback may already reach the proposer.
+        self.proposer = Proposer(self._submit)
+        self.read_barrier = ReadBarrier(self.proposer)
 
         def transport_factory(syncobj, self_node, other_nodes):
             self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal, on_ack=on_ack)
@@ -165,14 +168,12 @@ class RaftNode:
         # The commit index recorded before the restart: entries up to it are replayed locally
         # before the node answers anything (see wait_local_replay).
         self.replay_target = self.journal.getRaftCommitIndex()
-        self.proposer = Proposer(self._submit)
-        self.read_barrier = ReadBarrier(self.proposer)
         self.started_at = time.monotonic()
 
     def _on_state_changed(self, old: int, new: int) -> None:
         """Tick thread. A leader that steps down (no majority heard within the step-down
         timeout, or a higher term seen) answers its writes and reads in flight at once."""
-        if old == _LEADER_STATE and new != _LEADER_STATE and hasattr(self, "proposer"):
+        if old == _LEADER_STATE and new != _LEADER_STATE:
             self.proposer.abandon_in_flight("this node stopped being the leader while the request was in flight")
 
     def _submit(self, payload: bytes, callback) -> None:

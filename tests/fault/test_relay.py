@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from loadtest.relay import Relay, link
-from tests.support.cluster import HOST, Cluster, NodeProcess, free_ports
+from tests.support.cluster import HOST, NodeProcess, free_ports
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -196,18 +196,6 @@ def test_stop_closes_live_connections_and_leaves_no_thread_listener_or_traceback
         Relay({"10.0.0.1:80": "127.0.0.1:80"})
 
 
-def _relayed_cluster(root: str) -> tuple[Cluster, dict[str, str]]:
-    """Three nodes that advertise relay addresses and bind real ones."""
-    ports = free_ports(9)
-    adv, real, http = ([f"{HOST}:{p}" for p in ports[i:i + 3]] for i in (0, 3, 6))
-    nodes = [NodeProcess(f"n{i + 1}", adv[i], http[i], os.path.join(root, f"n{i + 1}"),
-                         os.path.join(root, f"n{i + 1}.log"), [a for a in adv if a != adv[i]], ["--raft-bind", real[i]])
-             for i in range(3)]
-    cluster = Cluster.__new__(Cluster)
-    cluster.root, cluster.nodes = root, nodes
-    return cluster, dict(zip(adv, real, strict=True))
-
-
 def _write_ms(node: NodeProcess, count: int) -> float:
     times = []
     for i in range(count):
@@ -217,56 +205,53 @@ def _write_ms(node: NodeProcess, count: int) -> float:
     return statistics.median(times) * 1000
 
 
-def test_raftkv_cluster_through_relays_delay_and_leader_partition(tmp_path):
-    cluster, routes = _relayed_cluster(str(tmp_path))
-    with Relay(routes) as relay:
-        cluster.start()
-        try:
-            leader = cluster.leader(timeout=10)
-            assert requests.put(f"{leader.url}/v1/kv/k", data=b"v1", timeout=5).json() is True
-            other = next(n for n in cluster.nodes if n is not leader)
-            assert requests.get(f"{other.url}/v1/kv/k?raw", timeout=5).content == b"v1"
-            # Every link is identified by the connecting node's first frame (no "?" link).
-            cluster.wait_for("a connection on each link", lambda: set(relay.stats()) == {
-                link(a, b) for a in routes for b in routes if a < b}, 5)
+def test_raftkv_cluster_through_relays_delay_and_leader_partition(relayed_cluster):
+    cluster, relay = relayed_cluster
+    routes = relay.routes
+    leader = cluster.leader(timeout=10)
+    assert requests.put(f"{leader.url}/v1/kv/k", data=b"v1", timeout=5).json() is True
+    other = next(n for n in cluster.nodes if n is not leader)
+    assert requests.get(f"{other.url}/v1/kv/k?raw", timeout=5).content == b"v1"
+    # Every link is identified by the connecting node's first frame (no "?" link).
+    cluster.wait_for("a connection on each link", lambda: set(relay.stats()) == {
+        link(a, b) for a in routes for b in routes if a < b}, 5)
 
-            base = _write_ms(leader, 5)
-            relay.set_all(delay_ms=100)
-            delayed = _write_ms(leader, 5)
-            relay.clear()
-            print(f"\nwrite latency at the leader: {base:.1f} ms, with 100 ms on every link {delayed:.1f} ms")
-            assert delayed >= base + 100
+    base = _write_ms(leader, 5)
+    relay.set_all(delay_ms=100)
+    delayed = _write_ms(leader, 5)
+    relay.clear()
+    print(f"\nwrite latency at the leader: {base:.1f} ms, with 100 ms on every link {delayed:.1f} ms")
+    assert delayed >= base + 100
 
-            t0 = time.monotonic()
-            relay.isolate(leader.raft)
-            others = [n for n in cluster.nodes if n is not leader]
-            new = cluster.leader(timeout=8, among=others)
-            elected = time.monotonic() - t0
-            assert new is not leader
-            assert requests.put(f"{new.url}/v1/kv/k", data=b"v2", timeout=5).json() is True
-            deposed = cluster.wait_for("the isolated leader to step down",
-                                       lambda: (s := leader.status()) and s["state"] != "leader" and s, 5)
-            stepped_down = time.monotonic() - t0
-            # Past PySyncObj's 2 s connection timeout the silent connections are dropped; the relay
-            # refuses the reconnections, so the partition holds.
-            cluster.wait_for("reconnections to the isolated leader to be refused", lambda: sum(
-                s["refused"] for (a, b), s in relay.stats().items() if leader.raft in (a, b)), 6)
-            refused_after = time.monotonic() - t0
+    t0 = time.monotonic()
+    relay.isolate(leader.raft)
+    others = [n for n in cluster.nodes if n is not leader]
+    new = cluster.leader(timeout=8, among=others)
+    elected = time.monotonic() - t0
+    assert new is not leader
+    assert requests.put(f"{new.url}/v1/kv/k", data=b"v2", timeout=5).json() is True
+    deposed = cluster.wait_for("the isolated leader to step down",
+                               lambda: (s := leader.status()) and s["state"] != "leader" and s, 5)
+    stepped_down = time.monotonic() - t0
+    # Past PySyncObj's 2 s connection timeout the silent connections are dropped; the relay
+    # refuses the reconnections, so the partition holds.
+    cluster.wait_for("reconnections to the isolated leader to be refused", lambda: sum(
+        s["refused"] for (a, b), s in relay.stats().items() if leader.raft in (a, b)), 6)
+    refused_after = time.monotonic() - t0
 
-            terms = {n.node_id: (n.status() or {}).get("term") for n in cluster.nodes}
-            relay.rejoin(leader.raft)
-            t1 = time.monotonic()
-            # The old leader lacks the write above, so it cannot win; but with a higher term (PySyncObj has
-            # no pre-vote) it may force one more election, so the leader after healing may not be `new`.
-            healed = cluster.leader(timeout=8)
-            assert healed is not leader and (leader.status() or {}).get("state") == "follower"
-            cluster.wait_for("the old leader to catch up", lambda: requests.get(
-                f"{leader.url}/v1/kv/k?raw&stale", timeout=2).content == b"v2", 5)
-            rejoined = time.monotonic() - t1
-            print(f"leader {leader.node_id} isolated: {new.node_id} elected after {elected:.2f} s, "
-                  f"old leader {deposed['state']} after {stepped_down:.2f} s, first reconnection refused after "
-                  f"{refused_after:.2f} s; rejoined {rejoined:.2f} s after healing; terms before healing {terms}, "
-                  f"leader after healing {healed.node_id}")
-            print({f"{a}<->{b}": s for (a, b), s in relay.stats().items()})
-        finally:
-            cluster.stop()
+    terms = {n.node_id: (n.status() or {}).get("term") for n in cluster.nodes}
+    relay.rejoin(leader.raft)
+    t1 = time.monotonic()
+    # The old leader lacks the write above, so it cannot win; but with a higher term (PySyncObj has
+    # no pre-vote) it may force one more election, so the leader after healing may not be `new`.
+    healed = cluster.leader(timeout=8)
+    assert healed is not leader and (leader.status() or {}).get("state") == "follower"
+    cluster.wait_for("the old leader to catch up", lambda: requests.get(
+        f"{leader.url}/v1/kv/k?raw&stale", timeout=2).content == b"v2", 5)
+    rejoined = time.monotonic() - t1
+    print(f"leader {leader.node_id} isolated: {new.node_id} elected after {elected:.2f} s, "
+          f"old leader {deposed['state']} after {stepped_down:.2f} s, first reconnection refused after "
+          f"{refused_after:.2f} s; rejoined {rejoined:.2f} s after healing; terms before healing {terms}, "
+          f"leader after healing {healed.node_id}")
+    print({f"{a}<->{b}": s for (a, b), s in relay.stats().items()})
+
