@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from api import kv, snapshot, status, txn
+from api import kv, operator, snapshot, status, txn
 from api.context import CTX, ApiConfig, ApiContext
 from api.errors import error_middleware
 from api.forward import LeaderForwarder
@@ -39,4 +39,5 @@ def make_app(node: RaftNode, config: ApiConfig | None = None) -> web.Application
     app.router.add_get("/v1/status/leader", status.status_leader)
     app.router.add_get("/v1/status/peers", status.status_peers)
     app.router.add_get("/v1/raftkv/status", status.raftkv_status)
+    operator.register(app)
     return app

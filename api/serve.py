@@ -14,9 +14,11 @@ from api.addresses import AddressError, parse_hostport, parse_peer_list
 from api.app import make_app
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
 from api.fast_http import LeanProtocol
+from api.join import JoinError, ask_to_join, hand_over_leadership, parse_join_urls, voters_to_join
 from node.errors import StartupError
+from node.membership import is_fresh
 from node.raft import NodeAddresses, RaftNode
-from node.settings import RaftSettings
+from node.settings import JOURNAL_FILE, SNAPSHOT_DIR, RaftSettings
 
 log = logging.getLogger("raftkv")
 
@@ -29,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--peers", action="append", default=[], metavar="HOST:PORT[,...]",
                    help="the other nodes' Raft addresses (repeat or comma-separate)")
     p.add_argument("--data-dir", required=True, help="folder for the journal and snapshots")
+    p.add_argument("--join", metavar="URL[,URL]",
+                   help="join a running cluster through any of its members' HTTP addresses (empty data folder); "
+                        "the node catches up as a learner and becomes a voter")
     p.add_argument("--raft-bind", metavar="HOST:PORT", help="listen here for Raft (default: --raft)")
     p.add_argument("--http-bind", metavar="HOST:PORT", help="listen here for HTTP (default: --http)")
     p.add_argument("--max-value-bytes", type=int, default=DEFAULT_MAX_VALUE_BYTES)
@@ -66,16 +71,29 @@ def run(args: argparse.Namespace) -> int:
             return 2
     settings = RaftSettings(snapshot_min_entries=args.snapshot_entries, snapshot_min_time_s=args.snapshot_interval,
                             snapshot_retain=args.snapshot_retain)
+    join_urls: list[str] = []
     try:
-        node = RaftNode(addresses, args.data_dir, settings)  # main thread: PySyncObj's tick thread needs it alive
+        join_voters = None
+        if args.join:
+            join_urls = parse_join_urls(args.join)
+            if is_fresh(args.data_dir, JOURNAL_FILE, SNAPSHOT_DIR):
+                join_voters = voters_to_join(join_urls, addresses, args.request_timeout)
+        node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters)  # main thread: see RaftNode
+    except (StartupError, JoinError, AddressError) as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        node.admit()
     except StartupError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
+        node.close()
         return 1
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
     try:
-        return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean"))
+        return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean",
+                                join_urls=join_urls if node.standing.learner else []))
     finally:
         node.close()
 
@@ -89,7 +107,8 @@ def _run_loop(main) -> int:
     return uvloop.run(main)
 
 
-async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool = True) -> int:
+async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool = True,
+                 join_urls: list[str] | None = None) -> int:
     app = make_app(node, config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -112,13 +131,29 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    background = [asyncio.create_task(node.publish_http_address(stop)),
-                  asyncio.create_task(node.report_unreachable_peers(stop))]
+    background = [asyncio.create_task(node.maintain_membership(stop)),
+                  asyncio.create_task(node.report_unreachable_peers(stop)),
+                  asyncio.create_task(_stop_when_removed(node, stop))]
+    if join_urls:
+        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop)))
     await stop.wait()
     log.info("node %s stopping", a.node_id)
-    for task in background:
-        task.cancel()
     if lean_server is not None:
         lean_server.close()  # stop accepting; connections handed to aiohttp close with the runner
+    for site in list(runner.sites):
+        await site.stop()
+    if node.is_leader and not node.removed:
+        await hand_over_leadership(node)
+    for task in background:
+        task.cancel()
     await runner.cleanup()
     return 0
+
+
+async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if node.removed:
+            log.warning("node %s was removed from the cluster; stopping", node.addresses.node_id)
+            stop.set()
+            return
+        await asyncio.sleep(0.2)

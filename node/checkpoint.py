@@ -128,7 +128,7 @@ class Checkpointer:
         state = self._state_getter()
         header = fmt.SnapshotHeader(
             index=last[1], term=last[2], key_count=len(state.entries), created_unix=time.time(),
-            membership=sorted(n.address for n in cluster),
+            membership=list(state.voters) or sorted(n.address for n in cluster),
             raft_last=[last[1], last[2]], raft_prev=[prev[1], prev[2]],
         )
         # PySyncObj seeds its log with these two entries when it loads the snapshot.
@@ -192,11 +192,13 @@ class Checkpointer:
         prev, last = (tuple(e) for e in _raft_entries(meta, header))
         self._install(state)
         self.last_index = header.index
-        return (bytes(last[0]), last[1], last[2]), (bytes(prev[0]), prev[1], prev[2]), self._cluster(header)
+        return (bytes(last[0]), last[1], last[2]), (bytes(prev[0]), prev[1], prev[2]), self._cluster(header, state)
 
-    def _cluster(self, header: fmt.SnapshotHeader) -> set:
-        members = header.membership
-        if self.self_addr not in members:  # restored from another cluster: keep ours
+    def _cluster(self, header: fmt.SnapshotHeader, state) -> set:
+        """The voters PySyncObj adopts with this snapshot: the replicated configuration it
+        holds (node.membership), else its header's, else the command line's."""
+        members = list(state.voters) or header.membership
+        if self.self_addr not in members and not state.voters:  # restored from another cluster: keep ours
             members = self.configured
         return {TCPNode(addr) for addr in members}
 

@@ -24,6 +24,11 @@ OP_DELETE = 2
 OP_SET_MEMBER = 3
 OP_TXN = 4
 OP_RESTORE = 5
+OP_CLUSTER_INIT = 6
+OP_CONFIG = 7
+
+# Membership changes carried by ConfigOp (strings on disk; append only).
+CONFIG_ACTIONS = frozenset({"add-learner", "promote", "remove"})
 
 # Consul's KV transaction verbs this codec carries (strings on disk; append only).
 TXN_VERBS = frozenset({
@@ -82,7 +87,25 @@ class RestoreOp:
     snapshot: bytes
 
 
-Op = SetOp | DeleteOp | SetMemberOp | TxnOp | RestoreOp
+@dataclass(frozen=True, slots=True)
+class ClusterInitOp:
+    """Name the cluster and record its first voters; the first one committed wins."""
+
+    cluster_id: str
+    voters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigOp:
+    """One membership change: add a learner, promote it to voter, or remove a member."""
+
+    action: str
+    raft_addr: str
+    node_id: str = ""
+    http_addr: str = ""
+
+
+Op = SetOp | DeleteOp | SetMemberOp | TxnOp | RestoreOp | ClusterInitOp | ConfigOp
 
 
 def _op_to_list(op: Op) -> list:
@@ -96,6 +119,10 @@ def _op_to_list(op: Op) -> list:
         return [OP_RESTORE, op.snapshot]
     if isinstance(op, TxnOp):
         return [OP_TXN, [[i.verb, i.key, i.value, i.flags, i.index] for i in op.items]]
+    if isinstance(op, ClusterInitOp):
+        return [OP_CLUSTER_INIT, op.cluster_id, list(op.voters)]
+    if isinstance(op, ConfigOp):
+        return [OP_CONFIG, op.action, op.raft_addr, op.node_id, op.http_addr]
     raise TypeError(f"not an op: {op!r}")
 
 
@@ -111,6 +138,12 @@ def _op_from_list(item: list) -> Op:
         return RestoreOp(bytes(item[1]))
     if code == OP_TXN:
         return TxnOp(tuple(TxnItem(v, k, bytes(val), f, i) for v, k, val, f, i in item[1]))
+    if code == OP_CLUSTER_INIT:
+        return ClusterInitOp(str(item[1]), tuple(str(v) for v in item[2]))
+    if code == OP_CONFIG:
+        if item[1] not in CONFIG_ACTIONS:
+            raise CodecError(f"unknown membership change {item[1]!r}")
+        return ConfigOp(item[1], item[2], item[3], item[4])
     raise CodecError(f"unknown op code {code}")
 
 

@@ -19,3 +19,7 @@ class OutcomeUnknownError(RaftkvError):
 
 class StartupError(RaftkvError):
     """The node cannot start; the message is one line for the user."""
+
+
+class MembershipBusyError(RaftkvError):
+    """A membership change was refused because another one is still in flight."""

@@ -18,9 +18,11 @@ duck-typed `Journal` interface with our own file format and explicit durability:
 
 Record format (little endian): ``u32 length | u32 crc32 | u64 index | u64 term | command``,
 where length covers index, term and command, and the crc covers the same bytes. The file
-starts with an 16-byte header ``RAFTKVJ1 | u32 format version | u32 reserved``. A record that
-is torn or fails its checksum ends the log; it is reported in one line and cut off (the
-entries are fetched again from the leader).
+starts with an 16-byte header ``RAFTKVJ1 | u32 format version | u32 reserved``. A torn last
+record (a write a crash interrupted, never synced, so never acknowledged) is cut off with one
+line. Any other damage (a bad record with valid ones after it) cut synced entries that may
+have been acknowledged: the log is cut there too, and `damage` tells the node, which then
+must not vote until a leader has given it those entries again (node.membership).
 
 Threading: every method runs on PySyncObj's tick thread, except the read-only accessors
 `last_index`, `synced_index` and `entry_term`, which are safe to call from anywhere.
@@ -36,6 +38,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from snapshots.fsutil import fsync_dir, fsync_file, write_atomic
 
@@ -52,6 +55,40 @@ Entry = tuple[bytes, int, int]  # (command, index, term), PySyncObj's shape
 
 class JournalError(Exception):
     """The journal cannot be opened (wrong file, unreadable): the node must not start."""
+
+
+@dataclass(frozen=True)
+class JournalDamage:
+    """Synced entries were lost: the log was cut after `kept_index`, and it had reached at
+    least `high_index` (of `high_term`), which this node may have acknowledged."""
+
+    reason: str
+    kept_index: int
+    high_index: int
+    high_term: int
+
+
+def _valid_records_after(data: bytes, pos: int, limit: int = 64 << 20) -> list[tuple[int, int]]:
+    """(index, term) of the records that still verify after a bad one at `pos`: first by
+    following the bad record's own length (a flipped byte in its body), else by scanning
+    byte by byte for a record whose length and checksum hold (bounded)."""
+    found: list[tuple[int, int]] = []
+    start = pos + 1
+    if pos + RECORD_HEAD.size <= len(data):
+        length = RECORD_HEAD.unpack_from(data, pos)[0]
+        if 16 <= length and pos + 8 + length < len(data):
+            start = pos + 8 + length
+    end = min(len(data), start + limit)
+    p = start
+    while p + RECORD_HEAD.size <= end:
+        length, crc, index, term = RECORD_HEAD.unpack_from(data, p)
+        body_end = p + 8 + length
+        if 16 <= length and body_end <= len(data) and zlib.crc32(memoryview(data)[p + 8 : body_end]) == crc:
+            found.append((index, term))
+            p = body_end
+        else:
+            p += 1
+    return found
 
 
 class DurableJournal:
@@ -74,6 +111,7 @@ class DurableJournal:
         self._meta = self._read_meta()
         self._meta_dirty = False
         self._cleared: list[Entry] | None = None  # the log just replaced by a snapshot, see add()
+        self.damage: JournalDamage | None = None  # set when loading cut synced entries
         self._fd = self._open_and_load()
 
     # -- loading ------------------------------------------------------------------------------
@@ -111,17 +149,7 @@ class DurableJournal:
                 elif self._entries and index != self._entries[-1][1] + 1:
                     problem = f"index {index} does not follow {self._entries[-1][1]}"
             if problem:
-                # Keep the damaged tail for inspection (quarantine), then cut it off: the
-                # entries in it are fetched again from the leader.
-                broken = f"{self.path}.{int(time.time())}.tail.broken"
-                with open(broken, "wb") as f:
-                    f.write(data[pos:])
-                    f.flush()
-                    os.fsync(f.fileno())
-                log.warning("journal %s: %s at byte %d; %d trailing bytes moved to %s (the leader resends them)",
-                            self.path, problem, pos, len(data) - pos, os.path.basename(broken))
-                os.ftruncate(fd, pos)
-                os.fsync(fd)
+                self._cut_damaged_tail(fd, data, pos, problem)
                 break
             self._offsets.append(pos)
             self._entries.append((bytes(data[pos + 24 : body_end]), index, term))
@@ -130,6 +158,35 @@ class DurableJournal:
         self._synced_index = self._entries[-1][1] if self._entries else 0
         self._synced_offset = pos
         return fd
+
+    def _cut_damaged_tail(self, fd: int, data: bytes, pos: int, problem: str) -> None:
+        """Cut the log at the first bad record, keeping the rest in a `.broken` file.
+
+        A torn last record was never synced, so never acknowledged: cutting it is what a crash
+        mid-write asks for. Anything else (a bad record with valid records after it, a gap in
+        the indexes) damaged entries that were synced and may have been acknowledged: the cut
+        is recorded in `damage`, and the node must not vote until it holds them again.
+        """
+        later = _valid_records_after(data, pos)
+        torn = not later and problem in ("torn record header", "torn record", "checksum mismatch")
+        broken = f"{self.path}.{int(time.time())}.tail.broken"
+        with open(broken, "wb") as f:
+            f.write(data[pos:])
+            f.flush()
+            os.fsync(f.fileno())
+        if torn:
+            log.warning("journal %s: %s in the last record at byte %d (a write a crash interrupted, never "
+                        "acknowledged); %d bytes moved to %s", self.path, problem, pos, len(data) - pos,
+                        os.path.basename(broken))
+        else:
+            last = self._entries[-1][1] if self._entries else 0
+            high = max(later, default=(last, self._entries[-1][2] if self._entries else 0))
+            self.damage = JournalDamage(f"{problem} at byte {pos}", last, high[0], high[1])
+            log.error("journal %s damaged: %s, %d valid records after it; the log is cut after index %d (the rest "
+                      "kept in %s) and this node will not vote until it holds index %d again from a leader",
+                      self.path, self.damage.reason, len(later), last, os.path.basename(broken), high[0])
+        os.ftruncate(fd, pos)
+        os.fsync(fd)
 
     def _read_meta(self) -> dict:
         try:

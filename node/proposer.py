@@ -109,6 +109,11 @@ class Proposer:
         self._submit(encode(ops), on_result)
 
 
+    @property
+    def in_flight(self) -> int:
+        """Entries proposed and not yet answered, plus writes waiting for a slot."""
+        return len(self._in_flight) + len(self._pending)
+
     def abandon_in_flight(self, reason: str) -> None:
         """Answer every entry in flight with "outcome unknown" now (the node stopped leading:
         they may still commit under the next leader, or never). Without this a deposed leader,

@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import pysyncobj.syncobj as _pysyncobj_module
@@ -27,9 +28,10 @@ from pysyncobj import SyncObj, SyncObjConsumer, replicated
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from node.checkpoint import Checkpointer
-from node.codec import Op, SetMemberOp
-from node.errors import NoLeaderError, StartupError
+from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
+from node.errors import MembershipBusyError, NoLeaderError, StartupError
 from node.journal import DurableJournal, JournalError
+from node.membership import MembershipFile, Quarantine, Standing, fresh_verdict, is_fresh
 from node.proposer import Proposer, ReadBarrier
 from node.settings import DUMP_FILE, JOURNAL_FILE, SNAPSHOT_DIR, RaftSettings
 from node.state_machine import KVStateMachine, OpResult
@@ -49,18 +51,23 @@ class ReplicatedKV(SyncObjConsumer):
     """The one replicated entry point. Never add a second @replicated method: PySyncObj
     numbers them by sorted name, and a new one would remap every entry already journaled."""
 
-    def __init__(self, watch_hub: WatchHub) -> None:
+    def __init__(self, watch_hub: WatchHub, on_config=None) -> None:
         # Set before SyncObjConsumer.__init__, so PySyncObj does not snapshot it.
         self.watch_hub = watch_hub
+        self.on_config = on_config
         super().__init__()
         self.state = KVStateMachine()
         self.state.listener = watch_hub.on_apply
+        self.state.config_listener = on_config
 
     def install(self, state: KVStateMachine) -> None:
         """Replace the state by one loaded from a snapshot (tick thread)."""
         state.listener = self.watch_hub.on_apply
+        state.config_listener = self.on_config
         self.state = state
         self.watch_hub.on_apply(None, state.applied_index)  # every watcher re-checks
+        if self.on_config is not None and state.voters:
+            self.on_config()
 
     @replicated
     def apply(self, payload: bytes) -> list[OpResult]:
@@ -104,35 +111,54 @@ class RaftNode:
         data_dir: str,
         settings: RaftSettings | None = None,
         *,
+        join_voters: list[str] | None = None,
         on_sync=None,
         on_ack=None,
     ) -> None:
+        """`join_voters`: this node joins an existing cluster whose voters these are (it
+        starts as a learner); None: it is (or forms) a cluster from `addresses.peers`."""
         if PYSYNCOBJ_VERSION != SUPPORTED_PYSYNCOBJ:
             raise StartupError(f"pysyncobj {PYSYNCOBJ_VERSION} installed; raftkv needs exactly {SUPPORTED_PYSYNCOBJ}")
         self.addresses = addresses
         self.data_dir = data_dir
         self.settings = settings or RaftSettings()
         self.watch_hub = WatchHub()
-        self.kv = ReplicatedKV(self.watch_hub)
+        self.kv = ReplicatedKV(self.watch_hub, self._on_config_applied)
+        self.fresh = is_fresh(data_dir, JOURNAL_FILE, SNAPSHOT_DIR)
         _prepare_data_dir(data_dir, addresses)
+        self.membership_file = MembershipFile(data_dir)
+        self.standing = Standing()
+        self._changing = False
+        self.quarantine: Quarantine | None = None
+        other_nodes = self._plan_membership(join_voters)
         bind = addresses.raft_bind or addresses.raft
         _check_port_free(bind, "raft")
         journal_path, dump_path = os.path.join(data_dir, JOURNAL_FILE), os.path.join(data_dir, DUMP_FILE)
         self.checkpointer = Checkpointer(
             dump_path, SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
-            addresses.raft, self.peers_including_self(addresses), self.kv.install,
+            addresses.raft, sorted({addresses.raft, *other_nodes}), self.kv.install,
         )
         self.checkpointer.bind_state(lambda: self.kv.state)
         self.recovering = False
         try:
+            meta_existed = os.path.exists(journal_path + ".meta")
             self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
+            term_before = self.journal.getCurrentTerm()
             first = self.journal[0][1] if len(self.journal) else 1
             rebuildable, snapshot = self.checkpointer.prepare_startup(first)
             if snapshot is not None and self.journal.getCurrentTerm() < snapshot.term:
                 # A snapshot restored offline carries its term; ours must never be below it.
                 self.journal.setCurrentTerm(snapshot.term, None)
+            if self.journal.damage is not None:
+                d = self.journal.damage
+                self.quarantine = Quarantine(f"journal damaged ({d.reason})", max(term_before, d.high_term),
+                                             d.high_index, d.high_term)
+            elif len(self.journal) and not meta_existed:
+                last = self.journal[-1]
+                self.quarantine = Quarantine("the journal's term and vote file is missing", last[2], last[1], last[2])
             if not rebuildable:
                 # No snapshot to rebuild the state from, and a journal that starts after index 1.
+                last = self.journal[-1] if len(self.journal) else (b"", 0, 0)
                 self.journal._destroy()
                 broken = f"{journal_path}.{int(time.time())}.broken"
                 os.replace(journal_path, broken)
@@ -140,21 +166,32 @@ class RaftNode:
                           "recovering the state from the peers", first, os.path.basename(broken))
                 self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
                 self.recovering = True
+                self.quarantine = Quarantine("no usable snapshot (journal set aside)", max(term_before, last[2]),
+                                             last[1], last[2])
         except (JournalError, OSError) as exc:
             raise StartupError(str(exc)) from None
+        if self.quarantine is not None:
+            self.standing.voting = False
+            self.standing.why = f"quarantined: {self.quarantine.reason}"
+            log.warning("not voting until this node holds again what it may have acknowledged: %s",
+                        self.quarantine.reason)
         self._transport: DurableTransport | None = None
         # Before SyncObj exists: its state-change callback may already reach the proposer.
         self.proposer = Proposer(self._submit)
         self.read_barrier = ReadBarrier(self.proposer)
+        # The commit index recorded before the restart: entries up to it are replayed locally
+        # before the node answers anything (see wait_local_replay).
+        self.replay_target = self.journal.getRaftCommitIndex()
 
         def transport_factory(syncobj, self_node, other_nodes):
-            self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal, on_ack=on_ack)
+            self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal,
+                                               standing=self.standing, hello=self._hello, on_ack=on_ack)
             return self._transport
 
         with _journal_seam(self.journal):
             self._syncobj = SyncObj(
                 addresses.raft,
-                [p for p in addresses.peers if p != addresses.raft],
+                other_nodes,
                 conf=self.settings.to_conf(data_dir, bind, self.checkpointer, self._on_state_changed),
                 consumers=[self.kv],
                 transportClass=transport_factory,
@@ -165,10 +202,139 @@ class RaftNode:
         # shipped this tick is durable before the next commit computation counts it.
         self._syncobj.addOnTickCallback(self.journal.sync)
         self._syncobj.addOnTickCallback(self._transport.keep_alive)
-        # The commit index recorded before the restart: entries up to it are replayed locally
-        # before the node answers anything (see wait_local_replay).
-        self.replay_target = self.journal.getRaftCommitIndex()
+        if self.quarantine is not None:
+            self._syncobj.addOnTickCallback(self._check_quarantine)
         self.started_at = time.monotonic()
+
+    # -- membership ---------------------------------------------------------------------------
+
+    def _plan_membership(self, join_voters: list[str] | None) -> list[str]:
+        """The other voters to start with, and this node's standing among them."""
+        a = self.addresses
+        saved = self.membership_file.load()
+        if saved is not None and saved["voters"]:
+            if a.raft in saved["learners"]:
+                self.standing.learner, self.standing.voting = True, False
+                self.standing.why = "learner: catching up before it becomes a voter"
+            elif a.raft not in saved["voters"]:
+                raise StartupError(
+                    f"this node ({a.raft}) was removed from cluster {saved['cluster_id']}; to add it again, start it "
+                    f"with an empty data folder and --join <a member's HTTP address>")
+            if join_voters is not None:
+                log.info("--join ignored: this node's data folder already holds its membership")
+            return [v for v in saved["voters"] if v != a.raft]
+        if join_voters is not None:
+            if not self.fresh:
+                raise StartupError(f"--join needs an empty data folder; {self.data_dir} holds another node's data")
+            self.standing.learner, self.standing.voting = True, False
+            self.standing.why = "learner: catching up before it becomes a voter"
+            return [v for v in join_voters if v != a.raft]
+        if self.fresh:
+            # Probation: no vote and no entry until the peers say this cluster is new (admit()).
+            self.standing.voting = self.standing.accepting = False
+            self.standing.why = "new node: asking the peers whether the cluster exists"
+        return [p for p in a.peers if p != a.raft]
+
+    def admit(self, timeout_s: float = 3600.0) -> None:
+        """Block (main thread, before serving) until a fresh node may take part: its peers
+        confirm the cluster is new. Raises StartupError with the one line to show otherwise."""
+        if self.standing.accepting:
+            return
+        started = time.monotonic()
+        next_report = started + 10
+        while True:
+            verdict, detail = fresh_verdict(self.addresses.raft, self.addresses.node_id,
+                                            [p for p in self.addresses.peers if p != self.addresses.raft],
+                                            dict(self._transport.hellos), time.monotonic() - started)
+            if verdict == "refuse":
+                raise StartupError(detail)
+            if verdict == "form":
+                log.info("new cluster: %s", detail)
+                self.standing.voting = self.standing.accepting = True
+                self.standing.why = ""
+                return
+            if time.monotonic() >= next_report:
+                log.info("new node: waiting for %s to say whether the cluster exists", detail)
+                next_report += 10
+            if time.monotonic() - started > timeout_s:
+                raise StartupError(f"no answer from {detail} within {timeout_s:g}s")
+            time.sleep(0.02)
+
+    def _hello(self) -> dict:
+        state = self.state
+        return {
+            "from": self.addresses.raft,
+            "cluster": state.cluster_id,
+            "members": sorted(state.members),
+            "voters": list(state.voters),
+            "learners": sorted(state.learners),
+            "replayed": self._syncobj_started and self.applied_index >= self.replay_target,
+            "applied": self.applied_index if self._syncobj_started else 0,
+            "term": self.term if self._syncobj_started else 0,
+        }
+
+    @property
+    def _syncobj_started(self) -> bool:
+        return "_syncobj" in self.__dict__
+
+    def _check_quarantine(self) -> None:
+        """Tick callback while quarantined."""
+        q = self.quarantine
+        if q is None or self.standing.voting:
+            return
+        applied = self.applied_index
+        if q.cured(applied, self.journal.entry_term(applied), self.journal.entry_term(q.high_index)):
+            log.warning("quarantine over: applied index %d (term %s) from the leader; voting again",
+                        applied, self.journal.entry_term(applied))
+            self.quarantine = None
+            if not (self.standing.learner or self.standing.removed):
+                self.standing.voting = True
+                self.standing.why = ""
+
+    def _on_config_applied(self) -> None:
+        """Tick thread: the replicated configuration changed (or a snapshot brought one)."""
+        state = self.state
+        me = self.addresses.raft
+        voters = list(state.voters)
+        if not voters:
+            return
+        replaying = state.applied_index < self.replay_target and self.membership_file.load() is not None
+        if not replaying:  # while replaying, the saved (newest) configuration stays in force
+            self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
+            if self._syncobj_started:
+                self._syncobj._SyncObj__updateClusterConfiguration([v for v in voters if v != me])
+        standing = self.standing
+        if me in voters and standing.learner:
+            log.info("promoted to voter in cluster %s", state.cluster_id)
+            standing.learner = False
+            if self.quarantine is None:
+                standing.voting, standing.why = True, ""
+            if self._transport is not None:
+                self._transport.become_voter()
+        elif me not in voters and me not in state.learners and not standing.removed and not replaying:
+            log.warning("this node was removed from cluster %s", state.cluster_id)
+            standing.removed, standing.voting, standing.why = True, False, "removed from the cluster"
+
+    @property
+    def removed(self) -> bool:
+        return self.standing.removed
+
+    def configuration(self) -> dict:
+        """The replicated configuration as this node has applied it (Consul's operator view)."""
+        state = self.state
+        voters = list(state.voters) or self.peers()
+        return {"cluster_id": state.cluster_id, "voters": voters, "learners": dict(state.learners),
+                "members": dict(state.members), "index": state.applied_index}
+
+    def hellos(self) -> dict:
+        return dict(self._transport.hellos) if self._transport is not None else {}
+
+    def transfer_leadership(self, target: str | None, callback) -> None:
+        """Ask PySyncObj to hand leadership to `target` (None: the most caught-up voter).
+        `callback(ok: bool)` runs on the tick thread."""
+        def cb(_result, error):
+            callback(error == 0)
+        self._syncobj.transferLeadership(target, cb)
 
     def _on_state_changed(self, old: int, new: int) -> None:
         """Tick thread. A leader that steps down (no majority heard within the step-down
@@ -211,16 +377,51 @@ class RaftNode:
                 raise NoLeaderError(f"no leader elected within {timeout_s:g}s")
             await asyncio.sleep(0.02)
 
-    async def publish_http_address(self, stop: asyncio.Event) -> None:
-        """Keep our HTTP address in the replicated member table, so peers can forward to us."""
+    async def maintain_membership(self, stop: asyncio.Event) -> None:
+        """Keep our HTTP address in the replicated member table (so peers can forward to us);
+        on the leader, name a cluster formed from --peers and promote caught-up learners."""
         a = self.addresses
         while not stop.is_set():
-            if self.state.members.get(a.raft) == (a.node_id, a.http):
-                await asyncio.sleep(1.0)
+            op = None
+            state = self.state
+            if self.is_leader and state.cluster_id is None and self.standing.voting:
+                op = ClusterInitOp(uuid.uuid4().hex, tuple(self.peers()))
+            elif self.is_leader and not self._changing and (learner := self._learner_to_promote()) is not None:
+                with contextlib.suppress(Exception):
+                    await self.change_config(ConfigOp("promote", learner), 2.0)
+                continue
+            elif (state.members.get(a.raft) != (a.node_id, a.http) and not self.standing.removed
+                  and (not state.voters or a.raft in state.voters or a.raft in state.learners)):
+                op = SetMemberOp(a.raft, a.http, a.node_id)
+            if op is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
                 continue
             with contextlib.suppress(Exception):
-                await self.proposer.propose(SetMemberOp(a.raft, a.http, a.node_id), 2.0)
+                await self.propose(op, 2.0)
             await asyncio.sleep(0.2)
+
+    async def change_config(self, op: ConfigOp, timeout_s: float) -> OpResult:
+        """Propose one membership change; refused (MembershipBusyError) while another is in
+        flight: with single-server changes, every two successive majorities overlap."""
+        if self._changing:
+            raise MembershipBusyError("another membership change is in progress; retry once it is applied")
+        self._changing = True
+        try:
+            return await self.propose(op, timeout_s)
+        finally:
+            self._changing = False
+
+    PROMOTE_WITHIN_ENTRIES = 8  # a learner this close to the commit index becomes a voter
+
+    def _learner_to_promote(self) -> str | None:
+        commit = self.commit_index
+        for addr in sorted(self.state.learners):
+            hello = self.hellos().get(addr)
+            if hello and hello.replayed and time.monotonic() - hello.at < 2.0 \
+                    and hello.applied >= commit - self.PROMOTE_WITHIN_ENTRIES:
+                return addr
+        return None
 
     # -- state and status (any thread; values may be a tick old) ---------------------------------
 
@@ -315,6 +516,10 @@ class RaftNode:
                 await asyncio.wait_for(stop.wait(), 1.0)
 
     def peers(self) -> list[str]:
+        """Every voter's Raft address (this node's included), as this node knows them."""
+        voters = self.state.voters
+        if voters:
+            return list(voters)
         return self.peers_including_self(self.addresses)
 
     @staticmethod
@@ -355,6 +560,10 @@ class RaftNode:
             },
             "watchers": self.watch_hub.waiting,
             "recovering": self.recovering and not self.ready,
+            "voting": self.standing.voting,
+            "learner": self.standing.learner,
+            "standing": self.standing.why,
+            "cluster_id": self.state.cluster_id,
             "snapshots": {
                 "taken": self.checkpointer.snapshots_taken,
                 "failed": self.checkpointer.failures,

@@ -21,7 +21,19 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
-from node.codec import CodecError, DeleteOp, Op, RestoreOp, SetMemberOp, SetOp, TxnItem, TxnOp, decode
+from node.codec import (
+    ClusterInitOp,
+    CodecError,
+    ConfigOp,
+    DeleteOp,
+    Op,
+    RestoreOp,
+    SetMemberOp,
+    SetOp,
+    TxnItem,
+    TxnOp,
+    decode,
+)
 from node.layered import LayeredSortedMap
 from snapshots.format import SnapshotCorrupt, StoreImage, read_bytes
 
@@ -58,6 +70,13 @@ class KVStateMachine:
         self.applied_index = 0  # index of the last entry applied (any command)
         self.kv_index = 0  # index of the last entry that changed a key (sets and deletes)
         self.members: dict[str, tuple[str, str]] = {}  # raft address -> (node id, http address)
+        # The cluster's identity and configuration, in the log like everything else. Empty
+        # voters: not recorded yet (a cluster formed from --peers before its first leader
+        # named it); the node then runs on its command-line peers.
+        self.cluster_id: str | None = None
+        self.voters: tuple[str, ...] = ()
+        self.learners: dict[str, str] = {}  # raft address -> node id, catching up to become voters
+        self.config_listener: Callable[[], None] | None = None  # tick thread, after a change
         # Added to Raft log indexes to make the store's indexes: raised by a restore so that
         # indexes after it continue above the restored snapshot's.
         self.index_offset = 0
@@ -66,6 +85,7 @@ class KVStateMachine:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["listener"] = None  # a callback into the event loop is not state
+        state["config_listener"] = None
         return state
 
     # -- writes (PySyncObj's thread only) -------------------------------------------------
@@ -116,9 +136,50 @@ class KVStateMachine:
         if isinstance(op, TxnOp):
             return self._txn(index, op, changed)
         if isinstance(op, SetMemberOp):
+            if self.voters and op.raft_addr not in self.voters and op.raft_addr not in self.learners:
+                return OpResult(False, f"{op.raft_addr} is not a member")  # removed meanwhile
             self.members[op.raft_addr] = (op.node_id, op.http_addr)
             return OpResult(True)
+        if isinstance(op, ClusterInitOp):
+            if self.cluster_id is not None:
+                return OpResult(False, f"the cluster is already named {self.cluster_id}")
+            self.cluster_id = op.cluster_id
+            self.voters = tuple(sorted(op.voters))
+            self._config_changed()
+            return OpResult(True)
+        if isinstance(op, ConfigOp):
+            return self._change_config(op)
         return OpResult(False, f"unsupported op {type(op).__name__}")
+
+    def _change_config(self, op: ConfigOp) -> OpResult:
+        addr = op.raft_addr
+        if not self.voters:
+            return OpResult(False, "the cluster has not recorded its configuration yet; retry in a second")
+        if op.action == "add-learner":
+            if addr in self.voters:
+                return OpResult(False, f"{addr} is already a voter")
+            self.learners[addr] = op.node_id
+            if op.http_addr:
+                self.members[addr] = (op.node_id, op.http_addr)
+        elif op.action == "promote":
+            if addr in self.voters:
+                return OpResult(True)
+            if addr not in self.learners:
+                return OpResult(False, f"{addr} is not a learner")
+            del self.learners[addr]
+            self.voters = tuple(sorted((*self.voters, addr)))
+        else:  # remove
+            if addr not in self.voters and addr not in self.learners:
+                return OpResult(False, f"{addr} is not a member")
+            self.learners.pop(addr, None)
+            self.voters = tuple(v for v in self.voters if v != addr)
+            self.members.pop(addr, None)
+        self._config_changed()
+        return OpResult(True)
+
+    def _config_changed(self) -> None:
+        if self.config_listener is not None:
+            self.config_listener()
 
     def _put(self, index: int, key: str, value: bytes, flags: int, changed: list[str]) -> KVEntry:
         current = self.entries.get(key)
@@ -294,14 +355,7 @@ def freeze_image(sm: KVStateMachine) -> tuple[StoreImage, Callable[[], None]]:
     entries_map, tombstones_map = sm.entries, sm.tombstones
     entries = entries_map.freeze()
     tombstones = tombstones_map.freeze()
-    meta = {
-        "applied_index": sm.applied_index,
-        "kv_index": sm.kv_index,
-        "index_offset": sm.index_offset,
-        "members": {raft: list(member) for raft, member in sm.members.items()},
-        # bounded by MAX_TOMBSTONES, whatever the size of the store
-        "tombstones": [[key, index] for index, key in sm._tombstone_order if tombstones.get(key) == index],
-    }
+    meta = _image_meta(sm, tombstones)
     rows = ((k, e.value, e.flags, e.create_index, e.modify_index, e.lock_index) for k, e in entries.items())
 
     def thaw() -> None:
@@ -314,15 +368,23 @@ def freeze_image(sm: KVStateMachine) -> tuple[StoreImage, Callable[[], None]]:
 def to_image(sm: KVStateMachine) -> StoreImage:
     """What a snapshot stores of `sm`. Iterates live structures: call it where nothing mutates
     them (on the tick thread, or in tests)."""
-    meta = {
+    meta = _image_meta(sm, sm.tombstones)
+    entries = ((k, e.value, e.flags, e.create_index, e.modify_index, e.lock_index) for k, e in sm.entries.items())
+    return StoreImage(meta, entries)
+
+
+def _image_meta(sm: KVStateMachine, tombstones) -> dict:
+    return {
         "applied_index": sm.applied_index,
         "kv_index": sm.kv_index,
         "index_offset": sm.index_offset,
         "members": {raft: list(member) for raft, member in sm.members.items()},
-        "tombstones": [[key, index] for index, key in sm._tombstone_order if sm.tombstones.get(key) == index],
+        "cluster_id": sm.cluster_id,
+        "voters": list(sm.voters),
+        "learners": dict(sm.learners),
+        # bounded by MAX_TOMBSTONES, whatever the size of the store
+        "tombstones": [[key, index] for index, key in sm._tombstone_order if tombstones.get(key) == index],
     }
-    entries = ((k, e.value, e.flags, e.create_index, e.modify_index, e.lock_index) for k, e in sm.entries.items())
-    return StoreImage(meta, entries)
 
 
 def from_image(meta: dict, entries) -> KVStateMachine:
@@ -332,6 +394,9 @@ def from_image(meta: dict, entries) -> KVStateMachine:
     sm.kv_index = meta["kv_index"]
     sm.index_offset = meta.get("index_offset", 0)
     sm.members = {raft: tuple(member) for raft, member in meta["members"].items()}
+    sm.cluster_id = meta.get("cluster_id")  # absent in snapshots written before membership changes
+    sm.voters = tuple(meta.get("voters", ()))
+    sm.learners = dict(meta.get("learners", {}))
     for key, index in meta["tombstones"]:
         sm.tombstones[key] = index
         sm._tombstone_order.append((index, key))

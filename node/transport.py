@@ -16,6 +16,17 @@ first vote request after a leader's death went down with the idle link between t
 and the election waited a whole election timeout more (new leader after 1.6-1.9 s instead of
 0.6-1.2 s; tests/fault/README.md #4). The receiver swallows these messages.
 
+Hello: the keep-alive is also each node's `hello` (its cluster id, configuration, published
+members, whether it has replayed its own log): how a node with an empty data folder learns
+whether its cluster already exists, and how the leader sees a learner's progress
+(node.membership).
+
+Standing (node.membership.Standing): a node that may not vote drops vote requests and
+leadership hand-overs, and never stands for election (its election deadline is held off each
+tick); a node in probation also drops entries, so it acknowledges nothing. A learner connects
+to every voter as PySyncObj's 'readonly' peer: it receives the log and the snapshots but is
+not counted in any majority.
+
 Incoming (`_onMessageReceived`, tick thread):
 * `append_entries` stamps the time of last contact with the leader (PySyncObj keeps none);
 * redundant entries are trimmed from `append_entries` before PySyncObj sees them. PySyncObj
@@ -32,40 +43,85 @@ from __future__ import annotations
 
 import time
 
+from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
 from node.journal import DurableJournal
+from node.membership import PeerHello, Standing
 
 KEEPALIVE_S = 0.5  # well inside connectionTimeout (node.settings)
-_KEEPALIVE = {"type": "raftkv_keepalive"}
+_HELLO = "raftkv_keepalive"
+_VOTING_MESSAGES = ("request_vote", "timeout_now")
+_LEADER_MESSAGES = ("append_entries", "request_vote", "timeout_now")
+_ELECTION_DEADLINE = "_SyncObj__raftElectionDeadline"  # PySyncObj 0.3.17's private name
 
 
 class DurableTransport(TCPTransport):
-    def __init__(self, syncObj, selfNode, otherNodes, *, journal: DurableJournal, on_ack=None):  # noqa: N803
+    def __init__(self, syncObj, selfNode, otherNodes, *, journal: DurableJournal, standing: Standing,  # noqa: N803
+                 hello=None, on_ack=None):
+        self.standing = standing  # before super(): its addNode() asks _shouldConnect
         super().__init__(syncObj, selfNode, otherNodes)
         self.journal = journal
         self.last_leader_contact = 0.0  # time.monotonic() of the last append_entries received
         self._on_ack = on_ack  # test seam: (acked_index, monotonic time) when an ack is sent
+        self._hello = hello or dict  # () -> this node's hello fields
         self._next_keepalive = 0.0
+        self.hellos: dict[str, PeerHello] = {}  # peer raft address -> its last hello
 
     def send(self, node, message):
-        if message.get("type") == "next_node_idx" and message.get("success"):
+        kind = message.get("type")
+        if kind == "next_node_idx" and message.get("success"):
             self.journal.sync()
             if self._on_ack is not None:
                 self._on_ack(message["next_node_idx"] - 1, time.monotonic())
+        elif kind == "request_vote" and not self.standing.voting:
+            return False
         return super().send(node, message)
 
     def keep_alive(self) -> None:
+        """Tick callback: the hello on every link, and no election while we may not vote."""
+        standing = self.standing
         now = time.monotonic()
+        if not standing.voting:
+            setattr(self._syncObj, _ELECTION_DEADLINE, now + 3600)
+        elif getattr(self._syncObj, _ELECTION_DEADLINE) > now + 60:  # just allowed to vote again
+            setattr(self._syncObj, _ELECTION_DEADLINE, now + self._syncObj.conf.raftMaxTimeout)
         if now < self._next_keepalive:
             return
-        self._next_keepalive = now + KEEPALIVE_S
+        # A node still deciding whether it may join says hello every tick: start-up waits on it.
+        self._next_keepalive = now + (KEEPALIVE_S if standing.accepting else 0.0)
+        message = {"type": _HELLO, **self._hello()}
         for node in list(self._connections):
-            super().send(node, _KEEPALIVE)  # a no-op on links that are down
+            super().send(node, message)  # a no-op on links that are down
+
+    def become_voter(self) -> None:
+        """Tick thread: a learner just promoted reconnects to every peer under its own address."""
+        self.standing.learner = False
+        for node in list(self._nodes):
+            self.dropNode(node)
+            self.addNode(node)
+
+    def _sendSelfAddress(self, conn):  # noqa: N802 - PySyncObj's name
+        if self.standing.learner:
+            conn.send("readonly")
+        else:
+            super()._sendSelfAddress(conn)
+
+    def _shouldConnect(self, node):  # noqa: N802 - PySyncObj's name
+        if self.standing.learner:  # voters do not know us yet: we call them all
+            return isinstance(node, TCPNode) and node not in self._preventConnectNodes
+        return super()._shouldConnect(node)
 
     def _onMessageReceived(self, node, message):  # noqa: N802 - PySyncObj's name
         kind = message.get("type")
-        if kind == "raftkv_keepalive":
+        if kind == _HELLO:
+            hello = PeerHello.from_message(message)
+            if hello is not None:
+                self.hellos[hello.addr] = hello
+            return
+        standing = self.standing
+        if (not standing.accepting and kind in _LEADER_MESSAGES) or (
+                not standing.voting and kind in _VOTING_MESSAGES):
             return
         if kind == "append_entries":
             self.last_leader_contact = time.monotonic()

@@ -1,0 +1,112 @@
+"""Joining a running cluster (`raftkv serve --join`) and leaving leadership before a stop.
+
+Join: before the node starts, learn the cluster's voters from any member (the node's Raft
+peers are those voters, not the command line's); once it runs as a learner, ask the leader
+(through any member) to add it. The leader promotes it to voter when it has caught up
+(node.raft.RaftNode.maintain_membership).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import aiohttp
+
+from api.addresses import AddressError, parse_hostport
+from api.http_client import client_session
+
+log = logging.getLogger(__name__)
+
+HANDOVER_DRAIN_S = 2.0  # a stopping leader waits this long for its writes in flight
+HANDOVER_WAIT_S = 3.0  # and this long for another voter to take over
+
+
+class JoinError(Exception):
+    """The cluster to join cannot be asked or refuses; one line for the user."""
+
+
+def parse_join_urls(text: str) -> list[str]:
+    """`URL[,URL]`, each `http://HOST:PORT` or `HOST:PORT`, as `http://HOST:PORT`."""
+    urls = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        scheme, sep, rest = item.partition("://")
+        if sep and scheme != "http":
+            raise AddressError(f"--join {item!r}: only http:// addresses are supported")
+        urls.append("http://" + parse_hostport((rest if sep else item).rstrip("/"), "--join"))
+    if not urls:
+        raise AddressError("--join needs at least one member's HTTP address")
+    return urls
+
+
+def voters_to_join(urls: list[str], addresses, timeout_s: float) -> list[str]:
+    """The cluster's voters, from the first member that answers; refuses a join under an
+    address that is already a voter (that member must be removed first)."""
+    problems = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(f"{url}/v1/operator/raft/configuration", timeout=timeout_s) as resp:
+                servers = json.loads(resp.read())["Servers"]
+        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{url}: {getattr(exc, 'reason', exc)}")
+            continue
+        voters = [s["Address"] for s in servers if s.get("Voter")]
+        if addresses.raft in voters:
+            raise JoinError(f"{addresses.raft} is already a voter of that cluster; remove it first "
+                            f"(raftkv members remove {addresses.node_id}) to join again with an empty data folder")
+        if not voters:
+            problems.append(f"{url}: no voters in its configuration")
+            continue
+        return voters
+    raise JoinError("cannot learn the cluster's members: " + "; ".join(problems))
+
+
+async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
+    """Ask until the cluster has this node as a learner or a voter (retries every second)."""
+    a = node.addresses
+    query = urllib.parse.urlencode({"id": a.node_id, "address": a.raft, "http": a.http})
+    last_problem = None
+    async with client_session() as session:
+        while not stop.is_set() and node.standing.learner:
+            config = node.configuration()
+            if a.raft in config["learners"] or a.raft in config["voters"]:
+                await asyncio.sleep(0.5)  # added; the leader promotes us once we have caught up
+                continue
+            for url in urls:
+                try:
+                    async with session.put(f"{url}/v1/operator/raft/peer?{query}",
+                                           timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                        body = (await resp.text()).strip()
+                        if resp.status == 200:
+                            log.info("joined through %s as a learner; catching up", url)
+                            break
+                        problem = f"{url} answered {resp.status}: {body}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    problem = f"{url}: {type(exc).__name__}"
+                if problem != last_problem:
+                    log.warning("join: %s", problem)
+                    last_problem = problem
+            await asyncio.sleep(1.0)
+
+
+async def hand_over_leadership(node) -> None:
+    """A stopping leader: let its writes in flight finish, then hand leadership to the most
+    caught-up voter, so clients see a hand-over instead of an election timeout."""
+    from api.operator import transfer  # the one transfer loop, shared with the operator API
+
+    drained_by = time.monotonic() + HANDOVER_DRAIN_S
+    while node.proposer.in_flight and time.monotonic() < drained_by:
+        await asyncio.sleep(0.01)
+    try:
+        leader = await asyncio.wait_for(transfer(node, None), HANDOVER_WAIT_S)
+        log.info("leadership handed over to %s", leader)
+    except Exception as exc:  # noqa: BLE001 - the stop goes on; an election takes over instead
+        log.warning("leadership hand-over failed (%s); the others will elect a leader", exc)
