@@ -95,7 +95,7 @@ def fresh_verdict(self_addr: str, node_id: str, peers: list[str], hellos: dict[s
             continue
         if self_addr in hello.members:
             return "refuse", (
-                f"this node's data folder is empty, but {self_addr} is a member of cluster {hello.cluster or '?'} "
+                f"this node's data folder is empty, but {self_addr} is a member of {_cluster_name(hello)} "
                 f"that held data (peer {hello.addr} knows it): its acknowledged writes may be gone, so it must not "
                 f"vote as that member. Remove it (raftkv members remove {node_id} --addr <a member>), then start it "
                 f"with an empty data folder and --join <a member's HTTP address>")
@@ -111,6 +111,10 @@ def fresh_verdict(self_addr: str, node_id: str, peers: list[str], hellos: dict[s
     if len(answered) + 1 >= majority and waited_s >= FORMATION_GRACE_S:
         return "form", f"a majority answered and none knows this node; {', '.join(missing)} silent"
     return "wait", ", ".join(missing)
+
+
+def _cluster_name(hello: PeerHello) -> str:
+    return f"cluster {hello.cluster}" if hello.cluster else "this cluster"
 
 
 @dataclass

@@ -129,6 +129,7 @@ class RaftNode:
         self.membership_file = MembershipFile(data_dir)
         self.standing = Standing()
         self._changing = False
+        self._seen_as_learner = False
         self.quarantine: Quarantine | None = None
         other_nodes = self._plan_membership(join_voters)
         bind = addresses.raft_bind or addresses.raft
@@ -304,14 +305,19 @@ class RaftNode:
             if self._syncobj_started:
                 self._syncobj._SyncObj__updateClusterConfiguration([v for v in voters if v != me])
         standing = self.standing
-        if me in voters and standing.learner:
+        if standing.learner and me in state.learners:
+            self._seen_as_learner = True
+        # A learner replays the cluster's whole history, in which an earlier node at its
+        # address may have been a voter and removed: only changes after its own admission count.
+        current = not standing.learner or self._seen_as_learner
+        if me in voters and standing.learner and self._seen_as_learner:
             log.info("promoted to voter in cluster %s", state.cluster_id)
             standing.learner = False
             if self.quarantine is None:
                 standing.voting, standing.why = True, ""
             if self._transport is not None:
                 self._transport.become_voter()
-        elif me not in voters and me not in state.learners and not standing.removed and not replaying:
+        elif current and me not in voters and me not in state.learners and not standing.removed and not replaying:
             log.warning("this node was removed from cluster %s", state.cluster_id)
             standing.removed, standing.voting, standing.why = True, False, "removed from the cluster"
 
