@@ -4,6 +4,11 @@ Starts N `raftkv serve` processes on 127.0.0.1 with their data under one folder,
 each node's log lines with its id, prints the HTTP addresses and the leader, and stops every
 node on Ctrl-C or SIGTERM. The layout (ids, ports) is saved in `<data-dir>/cluster.json`, so
 running it again brings the same cluster and data back.
+
+`raftkv up --add` (in a second terminal, same --data-dir) starts one more node on the next
+free ports and joins it to the running cluster (`serve --join`); it is recorded in the layout,
+so the next `raftkv up` starts it too. A member removed meanwhile (`raftkv members remove`)
+refuses to start, which `up` reports and goes on without.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ HOST = "127.0.0.1"
 
 def register(sub) -> None:
     p = sub.add_parser("up", help="run a local cluster in one command")
-    p.add_argument("--nodes", type=int, default=3, help="cluster size (default 3)")
+    p.add_argument("--nodes", type=int, help="cluster size: 1, 3, 5 or 7 (default 3, or the saved layout's)")
+    p.add_argument("--add", action="store_true", help="start one more node and join it to the running cluster")
     p.add_argument("--data-dir", default="./raftkv-data", help="folder for every node's data")
     p.add_argument("--http-port", type=int, default=8501, help="first node's HTTP port; the others follow")
     p.add_argument("--raft-port", type=int, default=7001, help="first node's Raft port; the others follow")
@@ -42,12 +48,13 @@ def load_or_create_layout(data_dir: str, nodes: int, http_port: int, raft_port: 
     if os.path.exists(path):
         with open(path) as f:
             layout = json.load(f)["nodes"]
-        if len(layout) != nodes:
+        if nodes is not None and len(layout) != nodes:
             raise UpError(f"{data_dir} holds a {len(layout)}-node cluster; run with --nodes {len(layout)} "
                           "or use another --data-dir")
         return layout
-    if not 1 <= nodes <= 7:
-        raise UpError("--nodes must be between 1 and 7")
+    nodes = 3 if nodes is None else nodes
+    if nodes not in (1, 3, 5, 7):
+        raise UpError("--nodes must be 1, 3, 5 or 7 (an even size tolerates no more failures than the odd one below)")
     layout = [
         {"id": f"n{i + 1}", "http": f"{HOST}:{http_port + i}", "raft": f"{HOST}:{raft_port + i}"}
         for i in range(nodes)
@@ -90,30 +97,60 @@ def _leader_http(layout: list[dict]) -> str | None:
     return None
 
 
+def add_node(data_dir: str) -> tuple[list[dict], dict]:
+    """Record one more node in the saved layout, on the next free ports; (layout, new node)."""
+    path = os.path.join(data_dir, LAYOUT_FILE)
+    if not os.path.exists(path):
+        raise UpError(f"no cluster in {data_dir}; start one with raftkv up first")
+    with open(path) as f:
+        layout = json.load(f)["nodes"]
+    number = max(int(n["id"][1:]) for n in layout) + 1
+    http_port = max(int(n["http"].rpartition(":")[2]) for n in layout) + 1
+    raft_port = max(int(n["raft"].rpartition(":")[2]) for n in layout) + 1
+    while not (_port_free(f"{HOST}:{http_port}") and _port_free(f"{HOST}:{raft_port}")):
+        http_port, raft_port = http_port + 1, raft_port + 1
+    new = {"id": f"n{number}", "http": f"{HOST}:{http_port}", "raft": f"{HOST}:{raft_port}", "joined": True}
+    layout.append(new)
+    write_atomic(path, json.dumps({"nodes": layout}, indent=2).encode())
+    return layout, new
+
+
+def _serve_command(data_dir: str, n: dict, layout: list[dict]) -> list[str]:
+    peers = ",".join(m["raft"] for m in layout if m is not n)
+    cmd = [sys.executable, "-m", "api.cli", "serve", "--id", n["id"], "--raft", n["raft"], "--http", n["http"],
+           "--data-dir", os.path.join(data_dir, n["id"])] + (["--peers", peers] if peers else [])
+    if n.get("joined"):  # ignored by serve once its data folder holds its membership
+        cmd += ["--join", ",".join(m["http"] for m in layout if m is not n)]
+    return cmd
+
+
 def run(args) -> int:
     data_dir = os.path.abspath(args.data_dir)
     try:
-        layout = load_or_create_layout(data_dir, args.nodes, args.http_port, args.raft_port)
-        for n in layout:
+        if args.add:
+            layout, new = add_node(data_dir)
+            starting = [new]
+        else:
+            layout = load_or_create_layout(data_dir, args.nodes, args.http_port, args.raft_port)
+            starting = layout
+        for n in starting:
             for addr in (n["http"], n["raft"]):
                 if not _port_free(addr):
                     raise UpError(f"port {addr} is in use (another raftkv up?); pick --http-port/--raft-port")
-    except UpError as exc:
-        print(f"raftkv up: {exc}", file=sys.stderr)
+    except (UpError, OSError, ValueError, KeyError) as exc:
+        print(f"raftkv up: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     procs: dict[str, subprocess.Popen] = {}
-    for n in layout:
-        peers = ",".join(m["raft"] for m in layout if m is not n)
-        cmd = [sys.executable, "-m", "api.cli", "serve", "--id", n["id"], "--raft", n["raft"], "--http", n["http"],
-               "--data-dir", os.path.join(data_dir, n["id"])] + (["--peers", peers] if peers else [])
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    for n in starting:
+        proc = subprocess.Popen(_serve_command(data_dir, n, layout), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         procs[n["id"]] = proc
         threading.Thread(target=_pump, args=(n["id"], proc.stdout), daemon=True).start()
-    print(f"raftkv up: {len(layout)} nodes, data in {data_dir}")
-    for n in layout:
+    print(f"raftkv up: {'adding' if args.add else 'starting'} {len(starting)} node(s), data in {data_dir}")
+    for n in starting:
         print(f"  {n['id']}  http://{n['http']}  (raft {n['raft']})")
     sys.stdout.flush()
     started = time.monotonic()
@@ -124,7 +161,7 @@ def run(args) -> int:
             if proc.poll() is not None and not getattr(proc, "_reported", False):
                 proc._reported = True
                 print(f"raftkv up: node {node_id} exited with code {proc.returncode}", flush=True)
-                if announced is None:  # a node that dies at start-up: stop the whole cluster
+                if all(p.poll() is not None for p in procs.values()):
                     stop.set()
                     exit_code = 1
         if announced is None and time.monotonic() - started < 60:

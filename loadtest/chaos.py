@@ -43,7 +43,16 @@ import urllib.request
 from loadtest import attach, netlab
 from loadtest.chaos_report import per_kind, summary_line, write_reports
 from loadtest.cluster import HOST, NAMESPACE_RAFT_PORT, Cluster, free_ports
-from loadtest.faults import LINK_FAULTS, SCHEDULES, FaultEvent, Network, apply_fault, mixed_schedule, unsupported
+from loadtest.faults import (
+    LINK_FAULTS,
+    PARTITIONS,
+    SCHEDULES,
+    FaultEvent,
+    Network,
+    apply_fault,
+    mixed_schedule,
+    unsupported,
+)
 from loadtest.linearizability import check_history
 from loadtest.relay import Relay
 from loadtest.workload import WorkloadConfig, WorkloadResult, run_workload
@@ -111,6 +120,8 @@ def start_cluster(args, root: str, schedule, stack: contextlib.ExitStack) -> tup
         return cluster, Network(why_not="attached nodes: partitions need nodes that raftkv chaos starts")
     names = [f"n{i + 1}" for i in range(args.nodes)]
     lab_ok, why_not = netlab.available()
+    if lab_ok and not any(kind in PARTITIONS for _, kind, _ in schedule):
+        lab_ok, why_not = False, "no partition in this schedule"  # and membership faults need plain nodes
     lab = stack.enter_context(netlab.NetLab(names)) if lab_ok else None
     if lab is not None:  # each node in its own namespace, at its own address
         hosts = [lab.address(n) for n in names]

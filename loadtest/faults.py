@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from loadtest.cluster import Cluster, NodeProcess
+from loadtest.membership_faults import MEMBERSHIP_FAULTS, apply_membership_fault
 
 
 @dataclass
@@ -64,6 +65,9 @@ def unsupported(kind: str, cluster: Cluster, net: Network) -> str | None:
         return f"partitions unavailable: {net.why_not or 'no network lab'}"
     if kind in LINK_FAULTS and net.relay is None:
         return "latency and loss need the relay (nodes started by raftkv chaos)"
+    if kind in MEMBERSHIP_FAULTS and (net.lab is not None or net.relay is not None
+                                      or getattr(cluster.nodes[0], "can", None) is not None):
+        return "membership faults need plain local nodes (no network lab, relay or attached nodes)"
     can = getattr(cluster.nodes[0], "can", None)  # attached nodes run what their config gives
     if can is not None:
         needs = {"rolling-restart": ("start",)}.get(kind) or (
@@ -103,6 +107,10 @@ def apply_fault(kind: str, cluster: Cluster, hold_s: float, rng: random.Random,
     event = FaultEvent(kind, time.monotonic(), old_leader=leader.node_id)
     if kind in PARTITIONS or kind in LINK_FAULTS:
         return _network_fault(kind, cluster, net or Network(), leader, followers, hold_s, rng, event)
+    if kind in MEMBERSHIP_FAULTS:
+        event.nodes = apply_membership_fault(kind, cluster, leader, followers, hold_s, rng)
+        event.healed = time.monotonic()
+        return event
     if kind == "kill-leader":
         victims = [leader]
     elif kind == "kill-follower":
@@ -147,10 +155,16 @@ SCHEDULES = {
                 (6, "slow-links", 4), (6, "lossy-links", 4)],
     # ten leader kills: the failover figures (median and worst unavailability)
     "failover": [(5, "kill-leader", 1.5)] * 10,
+    # the same ten leader restarts, planned (SIGTERM: leadership handed over first)
+    "planned-restarts": [(5, "restart-leader", 1.5)] * 10,
+    # membership: a disk replaced, a machine replaced, 3 -> 5 -> 3, the leader removed, rolling restarts
+    "replace": [(6, "replace-disk", 1), (6, "replace-node", 1), (6, "grow-shrink", 2), (6, "remove-leader", 1),
+                (6, "restart-leader", 1.5), (6, "rolling-restart", 0)],
 }
 HOLDS = {"kill-leader": 2, "kill-follower": 2, "kill-majority": 3, "kill-all": 2, "pause-leader": 3,
          "pause-follower": 3, "rolling-restart": 0, "isolate-leader": 3, "isolate-follower": 3,
-         "cut-leader-link": 4, "split-leader-minority": 3, "slow-links": 5, "lossy-links": 5}
+         "cut-leader-link": 4, "split-leader-minority": 3, "slow-links": 5, "lossy-links": 5,
+         "replace-disk": 1, "replace-node": 1, "grow-shrink": 2, "remove-leader": 1, "restart-leader": 1.5}
 
 
 def mixed_schedule(duration_s: float, rng: random.Random, gap_s: float = 8.0) -> list[tuple[float, str, float]]:

@@ -69,7 +69,7 @@ class SnapshotHeader:
 class StoreImage:
     """Everything the state machine needs to come back: what a snapshot's payload holds."""
 
-    meta: dict  # applied_index, kv_index, index_offset, members, tombstones
+    meta: dict  # applied_index, kv_index, index_offset, members, cluster_id, voters, learners, tombstones
     entries: Iterable[tuple]  # (key, value, flags, create_index, modify_index, lock_index), key order
 
 
