@@ -73,6 +73,11 @@ class LeaderForwarder:
                 await asyncio.gather(task, return_exceptions=True)
                 return None
 
+    async def send(self, request, target: str, body: bytes | None, is_write: bool) -> Reply:
+        """Send the request to `target` whether or not it was forwarded before (operator calls
+        that hand leadership over and then need the new leader)."""
+        return await self._send(request, target, body, is_write, 0.0)
+
     async def _send(self, request, target: str, body: bytes | None, is_write: bool, hold_s: float) -> Reply:
         if self._session is None:
             self._session = client_session(auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))

@@ -97,6 +97,31 @@ async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
             await asyncio.sleep(1.0)
 
 
+async def removed_per_peers(node) -> bool:
+    """True when a member of our cluster shows a newer configuration without this node."""
+    me = node.addresses.raft
+    mine = node.configuration()
+    async with client_session() as session:
+        for raft, (_id, http) in mine["members"].items():
+            if raft == me or not http:
+                continue
+            try:
+                async with session.get(f"http://{http}/v1/operator/raft/configuration?stale",
+                                       timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status != 200:
+                        continue
+                    doc = await resp.json()
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                continue
+            addresses = {s.get("Address") for s in doc.get("Servers", [])}
+            if me in addresses and doc.get("Index", 0) > 0:
+                return False  # someone still has us: not removed (maybe partitioned)
+            newer = doc.get("Index", 0) > mine["index"] and doc.get("ClusterID") == mine["cluster_id"]
+            if newer and me not in addresses:
+                return True
+    return False
+
+
 async def hand_over_leadership(node) -> None:
     """A stopping leader: let its writes in flight finish, then hand leadership to the most
     caught-up voter, so clients see a hand-over instead of an election timeout."""
@@ -109,4 +134,4 @@ async def hand_over_leadership(node) -> None:
         leader = await asyncio.wait_for(transfer(node, None), HANDOVER_WAIT_S)
         log.info("leadership handed over to %s", leader)
     except Exception as exc:  # noqa: BLE001 - the stop goes on; an election takes over instead
-        log.warning("leadership hand-over failed (%s); the others will elect a leader", exc)
+        log.warning("leadership hand-over failed (%s); the others will elect a leader", exc or type(exc).__name__)

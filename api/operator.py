@@ -37,7 +37,7 @@ def servers_json(node) -> dict:
         node_id = members.get(addr, (config["learners"].get(addr, ""), ""))[0] or addr
         servers.append({"ID": node_id, "Node": node_id, "Address": addr, "Leader": addr == leader,
                         "Voter": voter, "ProtocolVersion": "3"})
-    return {"Servers": servers, "Index": config["index"]}
+    return {"Servers": servers, "Index": config["index"], "ClusterID": config["cluster_id"]}
 
 
 async def _on_leader(request: web.Request, body: bytes | None = None) -> web.Response | None:
@@ -92,10 +92,11 @@ async def delete_peer(request: web.Request) -> web.Response:
     if target == node.addresses.raft:
         # The leader cannot remove itself: hand leadership over, then let the new leader do it.
         await transfer(node, None)
-        forwarded = await _on_leader(request)
-        if forwarded is not None:
-            return forwarded
-        raise HTTPProblem(503, "leadership did not move; the leader was not removed", {"Retry-After": "1"})
+        target_http = node.leader_http()
+        if node.is_leader or target_http is None:
+            raise HTTPProblem(503, "leadership did not move; the leader was not removed", {"Retry-After": "1"})
+        # A second, deliberate hop (the request may have been forwarded to us already).
+        return (await request.app[CTX].forwarder.send(request, target_http, None, is_write=True)).to_web()
     config = node.configuration()
     if target in config["voters"] and not _flag(request.query, "force"):
         remaining = [v for v in config["voters"] if v != target]

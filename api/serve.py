@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 
 from aiohttp import web
 
@@ -14,13 +15,21 @@ from api.addresses import AddressError, parse_hostport, parse_peer_list
 from api.app import make_app
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
 from api.fast_http import LeanProtocol
-from api.join import JoinError, ask_to_join, hand_over_leadership, parse_join_urls, voters_to_join
+from api.join import (
+    JoinError,
+    ask_to_join,
+    hand_over_leadership,
+    parse_join_urls,
+    removed_per_peers,
+    voters_to_join,
+)
 from node.errors import StartupError
 from node.membership import is_fresh
 from node.raft import NodeAddresses, RaftNode
 from node.settings import JOURNAL_FILE, SNAPSHOT_DIR, RaftSettings
 
 log = logging.getLogger("raftkv")
+REMOVAL_CHECK_AFTER_S = 3.0
 
 
 def register(sub) -> None:
@@ -151,9 +160,21 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
 
 
 async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
+    """Stop once this node is removed. The leader says so when it applies the removal; if that
+    word is lost (or the node was down then), a node without a leader for a few seconds asks
+    the members it knows whether their configuration, newer than ours, still has it."""
+    leaderless_since = None
     while not stop.is_set():
         if node.removed:
             log.warning("node %s was removed from the cluster; stopping", node.addresses.node_id)
             stop.set()
             return
+        if node.leader is None and not node.standing.learner:
+            leaderless_since = leaderless_since or time.monotonic()
+            if time.monotonic() - leaderless_since > REMOVAL_CHECK_AFTER_S:
+                leaderless_since = time.monotonic()
+                if await removed_per_peers(node):
+                    node.mark_removed("the other members' configuration no longer has it")
+        else:
+            leaderless_since = None
         await asyncio.sleep(0.2)

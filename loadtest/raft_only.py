@@ -28,6 +28,7 @@ def node_main(args) -> int:
     from node.raft import NodeAddresses, RaftNode
 
     node = RaftNode(NodeAddresses(args.id, args.raft, f"{HOST}:1", peers=args.peers.split(",")), args.data_dir)
+    node.admit(timeout_s=30)  # a new cluster: the peers confirm it
     value = b"v" * args.value_bytes
 
     async def run() -> dict:

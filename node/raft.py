@@ -186,7 +186,8 @@ class RaftNode:
 
         def transport_factory(syncobj, self_node, other_nodes):
             self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal,
-                                               standing=self.standing, hello=self._hello, on_ack=on_ack)
+                                               standing=self.standing, hello=self._hello, on_ack=on_ack,
+                                               on_removed=self._on_told_removed)
             return self._transport
 
         with _journal_seam(self.journal):
@@ -303,7 +304,7 @@ class RaftNode:
         if not replaying:  # while replaying, the saved (newest) configuration stays in force
             self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
             if self._syncobj_started:
-                self._syncobj._SyncObj__updateClusterConfiguration([v for v in voters if v != me])
+                _set_other_voters(self._syncobj, [v for v in voters if v != me], self._transport)
         standing = self.standing
         if standing.learner and me in state.learners:
             self._seen_as_learner = True
@@ -320,6 +321,15 @@ class RaftNode:
         elif current and me not in voters and me not in state.learners and not standing.removed and not replaying:
             log.warning("this node was removed from cluster %s", state.cluster_id)
             standing.removed, standing.voting, standing.why = True, False, "removed from the cluster"
+
+    def _on_told_removed(self) -> None:
+        """Tick thread: our leader says a committed change removed us."""
+        self.mark_removed("the leader says so")
+
+    def mark_removed(self, why: str) -> None:
+        if not self.standing.removed:
+            log.warning("this node was removed from cluster %s (%s)", self.state.cluster_id, why)
+            self.standing.removed, self.standing.voting, self.standing.why = True, False, "removed from the cluster"
 
     @property
     def removed(self) -> bool:
@@ -583,6 +593,22 @@ class RaftNode:
     def close(self) -> None:
         """Stop Raft and flush the journal. Call from the thread that constructed the node."""
         self._syncobj.destroy_synchronous()
+
+
+def _set_other_voters(syncobj: SyncObj, others: list[str], transport: DurableTransport) -> None:
+    """Tick thread: make `others` PySyncObj's peers. Its own configuration update (used when
+    it loads a snapshot) forgets the leader's last-response time of a new peer, which its
+    step-down check then reads (KeyError on every tick): a new peer counts as just heard.
+    A removed voter never hears of the commit that removed it (the leader stops sending to
+    it at once), so the leader tells it before the link goes."""
+    if syncobj._isLeader():
+        for node in syncobj._SyncObj__otherNodes:
+            if node.address not in others:
+                transport.tell_removed(node)
+    syncobj._SyncObj__updateClusterConfiguration(others)
+    heard = syncobj._SyncObj__lastResponseTime
+    for node in syncobj._SyncObj__otherNodes:
+        heard.setdefault(node, time.monotonic())
 
 
 def _prepare_data_dir(data_dir: str, addresses: NodeAddresses) -> None:

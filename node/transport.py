@@ -51,6 +51,7 @@ from node.membership import PeerHello, Standing
 
 KEEPALIVE_S = 0.5  # well inside connectionTimeout (node.settings)
 _HELLO = "raftkv_keepalive"
+_REMOVED = "raftkv_removed"
 _VOTING_MESSAGES = ("request_vote", "timeout_now")
 _LEADER_MESSAGES = ("append_entries", "request_vote", "timeout_now")
 _ELECTION_DEADLINE = "_SyncObj__raftElectionDeadline"  # PySyncObj 0.3.17's private name
@@ -58,13 +59,14 @@ _ELECTION_DEADLINE = "_SyncObj__raftElectionDeadline"  # PySyncObj 0.3.17's priv
 
 class DurableTransport(TCPTransport):
     def __init__(self, syncObj, selfNode, otherNodes, *, journal: DurableJournal, standing: Standing,  # noqa: N803
-                 hello=None, on_ack=None):
+                 hello=None, on_ack=None, on_removed=None):
         self.standing = standing  # before super(): its addNode() asks _shouldConnect
         super().__init__(syncObj, selfNode, otherNodes)
         self.journal = journal
         self.last_leader_contact = 0.0  # time.monotonic() of the last append_entries received
         self._on_ack = on_ack  # test seam: (acked_index, monotonic time) when an ack is sent
         self._hello = hello or dict  # () -> this node's hello fields
+        self._on_removed = on_removed or (lambda: None)
         self._next_keepalive = 0.0
         self.hellos: dict[str, PeerHello] = {}  # peer raft address -> its last hello
 
@@ -94,6 +96,10 @@ class DurableTransport(TCPTransport):
         for node in list(self._connections):
             super().send(node, message)  # a no-op on links that are down
 
+    def tell_removed(self, node) -> None:
+        """Leader, tick thread: tell a voter it has just been removed (sent before the link drops)."""
+        super().send(node, {"type": _REMOVED})
+
     def become_voter(self) -> None:
         """Tick thread: a learner just promoted reconnects to every peer under its own address."""
         self.standing.learner = False
@@ -118,6 +124,10 @@ class DurableTransport(TCPTransport):
             hello = PeerHello.from_message(message)
             if hello is not None:
                 self.hellos[hello.addr] = hello
+            return
+        if kind == _REMOVED:
+            if node == self._syncObj._getLeader():  # only our leader may say so
+                self._on_removed()
             return
         standing = self.standing
         if (not standing.accepting and kind in _LEADER_MESSAGES) or (

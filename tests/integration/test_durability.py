@@ -39,6 +39,8 @@ def start_nodes(root, trace=None, ports=None):
                      "on_ack": lambda idx, t, n=node_id: trace.acks[n].append((idx, t))}
         addresses = NodeAddresses(node_id, rafts[i], f"{HOST}:{ports[3 + i]}", peers=rafts)
         nodes.append(RaftNode(addresses, os.path.join(root, node_id), **hooks))
+    for node in nodes:  # a new cluster: each node hears from its peers that nobody knows it yet
+        node.admit(timeout_s=30)
     return nodes, ports
 
 
