@@ -43,6 +43,9 @@ def register(sub) -> None:
     p.add_argument("--join", metavar="URL[,URL]",
                    help="join a running cluster through any of its members' HTTP addresses (empty data folder); "
                         "the node catches up as a learner and becomes a voter")
+    p.add_argument("--force-new-cluster", action="store_true",
+                   help="after losing a majority for good: restart this node alone as the only voter of its "
+                        "cluster, from its own data (writes it lacked are lost); grow it again with --join")
     p.add_argument("--raft-bind", metavar="HOST:PORT", help="listen here for Raft (default: --raft)")
     p.add_argument("--http-bind", metavar="HOST:PORT", help="listen here for HTTP (default: --http)")
     p.add_argument("--max-value-bytes", type=int, default=DEFAULT_MAX_VALUE_BYTES)
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             join_urls = parse_join_urls(args.join)
             if is_fresh(args.data_dir, JOURNAL_FILE, SNAPSHOT_DIR):
                 join_voters = voters_to_join(join_urls, addresses, args.request_timeout)
-        node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters)  # main thread: see RaftNode
+        node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters,  # main thread: see RaftNode
+                        force_new_cluster=args.force_new_cluster)
     except (StartupError, JoinError, AddressError) as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 1

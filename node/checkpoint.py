@@ -51,12 +51,14 @@ log = logging.getLogger(__name__)
 
 
 class Checkpointer:
-    def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str], install) -> None:
+    def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str], install,
+                 alone: bool = False) -> None:
         self.dump_path = dump_path
         self.store = store
         self.self_addr = self_addr
         self.configured = configured  # every member's Raft address, from the command line
         self._install = install  # callable(KVStateMachine): replace the replicated state
+        self.alone = alone  # forced into a one-voter cluster: a snapshot's members are not adopted
         self._state_getter = None  # set by the node: returns the live state machine
         self._writer: threading.Thread | None = None
         self._writer_ok = False
@@ -197,6 +199,8 @@ class Checkpointer:
     def _cluster(self, header: fmt.SnapshotHeader, state) -> set:
         """The voters PySyncObj adopts with this snapshot: the replicated configuration it
         holds (node.membership), else its header's, else the command line's."""
+        if self.alone:
+            return {TCPNode(self.self_addr)}
         members = list(state.voters) or header.membership
         if self.self_addr not in members and not state.voters:  # restored from another cluster: keep ours
             members = self.configured

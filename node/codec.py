@@ -28,7 +28,7 @@ OP_CLUSTER_INIT = 6
 OP_CONFIG = 7
 
 # Membership changes carried by ConfigOp (strings on disk; append only).
-CONFIG_ACTIONS = frozenset({"add-learner", "promote", "remove"})
+CONFIG_ACTIONS = frozenset({"add-learner", "promote", "remove", "reset"})  # reset: force a new one-voter cluster
 
 # Consul's KV transaction verbs this codec carries (strings on disk; append only).
 TXN_VERBS = frozenset({

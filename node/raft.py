@@ -112,11 +112,14 @@ class RaftNode:
         settings: RaftSettings | None = None,
         *,
         join_voters: list[str] | None = None,
+        force_new_cluster: bool = False,
         on_sync=None,
         on_ack=None,
     ) -> None:
         """`join_voters`: this node joins an existing cluster whose voters these are (it
-        starts as a learner); None: it is (or forms) a cluster from `addresses.peers`."""
+        starts as a learner); None: it is (or forms) a cluster from `addresses.peers`.
+        `force_new_cluster`: the survivor of a majority lost for good restarts alone, as the
+        only voter of its cluster (its data is all there is; writes it lacked are lost)."""
         if PYSYNCOBJ_VERSION != SUPPORTED_PYSYNCOBJ:
             raise StartupError(f"pysyncobj {PYSYNCOBJ_VERSION} installed; raftkv needs exactly {SUPPORTED_PYSYNCOBJ}")
         self.addresses = addresses
@@ -130,7 +133,14 @@ class RaftNode:
         self.standing = Standing()
         self._changing = False
         self._seen_as_learner = False
+        self.forced = force_new_cluster
         self.quarantine: Quarantine | None = None
+        if force_new_cluster:
+            if self.fresh:
+                raise StartupError("--force-new-cluster needs this node's own data; the folder is empty")
+            saved = self.membership_file.load() or {"cluster_id": None}
+            self.membership_file.store(saved["cluster_id"], [addresses.raft], {}, 0)
+            log.warning("forcing a new cluster: %s is its only voter; the other members are dropped", addresses.raft)
         other_nodes = self._plan_membership(join_voters)
         bind = addresses.raft_bind or addresses.raft
         _check_port_free(bind, "raft")
@@ -138,6 +148,7 @@ class RaftNode:
         self.checkpointer = Checkpointer(
             dump_path, SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
             addresses.raft, sorted({addresses.raft, *other_nodes}), self.kv.install,
+            alone=force_new_cluster,
         )
         self.checkpointer.bind_state(lambda: self.kv.state)
         self.recovering = False
@@ -298,8 +309,9 @@ class RaftNode:
         state = self.state
         me = self.addresses.raft
         voters = list(state.voters)
-        if not voters:
-            return
+        if not voters or (self.forced and voters != [me]):
+            return  # forced alone: the old configuration stays out until the reset is applied
+        self.forced = False
         replaying = state.applied_index < self.replay_target and self.membership_file.load() is not None
         if not replaying:  # while replaying, the saved (newest) configuration stays in force
             self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
@@ -400,7 +412,9 @@ class RaftNode:
         while not stop.is_set():
             op = None
             state = self.state
-            if self.is_leader and state.cluster_id is None and self.standing.voting:
+            if self.is_leader and self.forced:
+                op = ConfigOp("reset", a.raft)
+            elif self.is_leader and state.cluster_id is None and self.standing.voting:
                 op = ClusterInitOp(uuid.uuid4().hex, tuple(self.peers()))
             elif self.is_leader and not self._changing and (learner := self._learner_to_promote()) is not None:
                 with contextlib.suppress(Exception):

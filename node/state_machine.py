@@ -153,6 +153,11 @@ class KVStateMachine:
 
     def _change_config(self, op: ConfigOp) -> OpResult:
         addr = op.raft_addr
+        if op.action == "reset":  # the survivor of a lost majority, forced alone (serve --force-new-cluster)
+            self.voters, self.learners = (addr,), {}
+            self.members = {a: m for a, m in self.members.items() if a == addr}
+            self._config_changed()
+            return OpResult(True)
         if not self.voters:
             return OpResult(False, "the cluster has not recorded its configuration yet; retry in a second")
         if op.action == "add-learner":
@@ -374,17 +379,17 @@ def to_image(sm: KVStateMachine) -> StoreImage:
 
 
 def _image_meta(sm: KVStateMachine, tombstones) -> dict:
-    return {
+    meta = {
         "applied_index": sm.applied_index,
         "kv_index": sm.kv_index,
         "index_offset": sm.index_offset,
         "members": {raft: list(member) for raft, member in sm.members.items()},
-        "cluster_id": sm.cluster_id,
-        "voters": list(sm.voters),
-        "learners": dict(sm.learners),
         # bounded by MAX_TOMBSTONES, whatever the size of the store
         "tombstones": [[key, index] for index, key in sm._tombstone_order if tombstones.get(key) == index],
     }
+    if sm.cluster_id is not None or sm.voters:  # absent until the cluster is named: older files stay as they were
+        meta.update(cluster_id=sm.cluster_id, voters=list(sm.voters), learners=dict(sm.learners))
+    return meta
 
 
 def from_image(meta: dict, entries) -> KVStateMachine:

@@ -11,6 +11,7 @@ restore FILE --data-dir DIR
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -147,11 +148,19 @@ def restore_offline(path: str, data_dir: str) -> int:
         raise CliError(f"{data_dir} already holds a node's data; restore into an empty folder")
     store = SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR))
     final = os.path.join(store.folder, store.name_for(header.index, header.term))
-    progress = _Progress("copying", os.path.getsize(path))
-    with open(path, "rb") as src, open(final + ".tmp", "wb") as dst:
-        while block := src.read(CHUNK):
-            dst.write(block)
-            progress.add(len(block))
+    _, meta, entries = fmt.read(path, verified=True)
+    if meta.get("voters"):
+        # The data comes back, the old cluster's membership does not: the seeded nodes form a
+        # new cluster from their own --peers (and name it anew).
+        meta = {**meta, "cluster_id": None, "voters": [], "learners": {}, "members": {}}
+        header = dataclasses.replace(header, membership=[])
+        fmt.write(final + ".tmp", header, fmt.StoreImage(meta, entries))
+    else:
+        progress = _Progress("copying", os.path.getsize(path))
+        with open(path, "rb") as src, open(final + ".tmp", "wb") as dst:
+            while block := src.read(CHUNK):
+                dst.write(block)
+                progress.add(len(block))
     fsync_file(final + ".tmp")
     os.replace(final + ".tmp", final)
     fmt.verify(final)

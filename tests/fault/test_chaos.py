@@ -33,3 +33,18 @@ def test_chaos_short_scenario_passes_and_writes_its_reports(tmp_path):
     assert (tmp_path / "chaos.md").exists()
     png = tmp_path / "chaos.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_chaos_replace_schedule_is_linearizable_and_loses_nothing(tmp_path):
+    """A disk replaced, a machine replaced, 3 -> 5 -> 3, the leader removed, a planned leader
+    restart and a rolling restart, all under the recorded workload."""
+    r = subprocess.run([sys.executable, "-m", "api.cli", "chaos", "--schedule", "replace", "--duration", "150",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=400)
+    print(r.stdout, r.stderr[-3000:])
+    report = json.loads((tmp_path / "chaos.json").read_text())
+    assert [f["kind"] for f in report["faults"]] == ["replace-disk", "replace-node", "grow-shrink", "remove-leader",
+                                                       "restart-leader", "rolling-restart"]
+    assert report["verdict"]["linearizable"], report["verdict"]["keys"]
+    assert report["verdict"]["lost_acknowledged_writes"] == []
+    assert report["verdict"]["acknowledged_unique_writes"] > 50
+    assert r.returncode == 0 and "chaos: PASS" in r.stdout

@@ -133,6 +133,9 @@ def test_a_second_concurrent_change_is_refused_and_unknown_members_are_404(clust
     assert remove(leader, "nobody").status_code == 404
     r = requests.delete(f"{leader.url}/v1/operator/raft/peer", timeout=10)
     assert r.status_code == 400
+    dead = f"{HOST}:{free_ports(1)[0]}"
+    r = requests.put(f"{leader.url}/v1/operator/raft/peer", params={"id": "ghost", "address": dead}, timeout=10)
+    assert r.status_code == 409 and "nothing answers" in r.text
     wait_voters(cluster, {n.raft for n in cluster.nodes})
     results = []
 
@@ -207,3 +210,29 @@ def test_sigterm_on_the_leader_hands_leadership_over(cluster):
     rest = [n for n in cluster.nodes if n is not leader]
     new = cluster.leader(among=rest)
     assert new.status()["term"] == term + 1, "a hand-over is one election, started at once"
+
+
+def test_the_survivor_of_a_lost_majority_restarts_alone_with_force_new_cluster(cluster):
+    leader = cluster.leader()
+    for i in range(20):
+        assert requests.put(f"{leader.url}/v1/kv/load/k{i}", data=b"v", timeout=10).status_code == 200
+    survivor = next(n for n in cluster.nodes if n is not leader)
+    cluster.wait_applied(leader.status()["commit_index"], nodes=[survivor])
+    for n in cluster.nodes:
+        n.kill()
+    survivor.start()  # alone, without the flag: no quorum, no leader
+    time.sleep(2)
+    assert survivor.status()["leader"] is None
+    survivor.kill()
+    survivor.extra_args = [*survivor.extra_args, "--force-new-cluster"]
+    survivor.start()
+    cluster.nodes = [survivor]
+    wait_voters(cluster, {survivor.raft})
+    assert requests.put(f"{survivor.url}/v1/kv/load/after", data=b"x", timeout=10).status_code == 200
+    assert len(contents(survivor)) == 21
+    survivor.kill()
+    survivor.extra_args = survivor.extra_args[:-1]  # its restarts keep the new configuration
+    survivor.start()
+    n4 = new_node(cluster, "n4")  # and it grows again
+    wait_voters(cluster, {survivor.raft, n4.raft})
+    assert_identical_with_every_ack(cluster, {"load/after": b"x"})

@@ -113,3 +113,48 @@ def test_up_refuses_a_port_in_use_in_one_line(tmp_path):
                             "--http-port", str(http), "--raft-port", str(http + 50)],
                            capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "in use" in r.stderr
+
+
+def test_up_add_replaces_a_dead_node_of_a_running_cluster(tmp_path):
+    """The README's procedure: a node of a running `raftkv up` dies for good, is removed, and
+    `raftkv up --add` joins a new one at new ports; no write is lost."""
+    http = consecutive_free_ports(6)
+    raft = consecutive_free_ports(6, http + 100)
+    data = tmp_path / "data"
+    proc = start_up(data, http, raft)
+    added = None
+    try:
+        wait_for_line(proc, "leader is")
+        urls = [f"http://{HOST}:{http + i}" for i in range(3)]
+        for i in range(50):
+            assert requests.put(f"{urls[i % 3]}/v1/kv/k{i}", data=b"v", timeout=10).json() is True
+        pid = int(subprocess.check_output(["pgrep", "-f", "--", f"--id n2 .*--data-dir {data}/n2"]).split()[0])
+        subprocess.run(["kill", "-9", str(pid)], check=True)
+        cli = [sys.executable, "-m", "api.cli"]
+        r = subprocess.run([*cli, "members", "remove", "n2", "--addr", f"{HOST}:{http}"], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        added = subprocess.Popen([*cli, "up", "--add", "--data-dir", str(data)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+
+        def n4_voter():
+            r = subprocess.run([*cli, "members", "list", "--addr", f"{HOST}:{http}"], capture_output=True, text=True)
+            return any(line.startswith("n4") and " voter " in line for line in r.stdout.splitlines())
+
+        deadline = time.monotonic() + 60
+        while not n4_voter():
+            assert time.monotonic() < deadline and added.poll() is None, "n4 did not become a voter"
+            time.sleep(0.2)
+        listing = subprocess.run([*cli, "members", "list", "--addr", f"{HOST}:{http}"], capture_output=True,
+                                 text=True).stdout
+        assert "n2" not in listing and listing.count(" voter ") == 3, listing
+        n4_url = f"http://{HOST}:{http + 3}"
+        deadline = time.monotonic() + 10  # promoted within a few entries of the commit index: then all of them
+        while len(requests.get(f"{n4_url}/v1/kv/?recurse&stale", timeout=10).json()) != 50:
+            assert time.monotonic() < deadline, "the new node lacks acknowledged writes"
+            time.sleep(0.1)
+    finally:
+        if added is not None:
+            added.send_signal(signal.SIGTERM)
+            added.wait(30)
+        stop_up(proc)
