@@ -44,6 +44,7 @@ from loadtest import attach, netlab
 from loadtest.chaos_report import per_kind, summary_line, write_reports
 from loadtest.cluster import HOST, NAMESPACE_RAFT_PORT, Cluster, free_ports
 from loadtest.faults import (
+    EXTRA_S,
     LINK_FAULTS,
     PARTITIONS,
     SCHEDULES,
@@ -145,7 +146,7 @@ def start_cluster(args, root: str, schedule, stack: contextlib.ExitStack) -> tup
 
 
 def experiment(cluster: Cluster, net: Network, schedule, args, rng: random.Random) -> dict:
-    planned = sum(gap + hold + 2 for gap, _, hold in schedule) + 4
+    planned = sum(gap + hold + 2 + EXTRA_S.get(kind, 0) for gap, kind, hold in schedule) + 4
     run_s = min(args.duration, planned)
     cfg = WorkloadConfig(nodes=[n.http for n in cluster.nodes], duration_s=run_s, clients=args.clients, keys=3,
                          stale_share=0.15, unique_share=0.1, request_timeout_s=3.0,
@@ -167,7 +168,7 @@ def experiment(cluster: Cluster, net: Network, schedule, args, rng: random.Rando
         while time.monotonic() < deadline:
             progress(t0, i, len(schedule), worker)
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-        if time.monotonic() - t0 + hold + 2 > run_s:
+        if time.monotonic() - t0 + hold + 2 + EXTRA_S.get(kind, 0) > run_s:
             break
         print(f"chaos: t={time.monotonic() - t0:5.1f}s  {kind}", file=sys.stderr, flush=True)
         faults.append(apply_fault(kind, cluster, hold, rng, net))

@@ -167,6 +167,11 @@ HOLDS = {"kill-leader": 2, "kill-follower": 2, "kill-majority": 3, "kill-all": 2
          "replace-disk": 1, "replace-node": 1, "grow-shrink": 2, "remove-leader": 1, "restart-leader": 1.5}
 
 
+# Seconds a fault takes beyond its hold (joins, promotions, restarts), for planning a run.
+EXTRA_S = {"replace-disk": 8, "replace-node": 8, "grow-shrink": 16, "remove-leader": 10, "restart-leader": 3,
+           "rolling-restart": 10}
+
+
 def mixed_schedule(duration_s: float, rng: random.Random, gap_s: float = 8.0) -> list[tuple[float, str, float]]:
     """Faults of every kind in random order, planned past `duration_s` (`--schedule mixed`):
     faults take less than their allowance, and the experiment stops injecting when its time
@@ -174,6 +179,6 @@ def mixed_schedule(duration_s: float, rng: random.Random, gap_s: float = 8.0) ->
     out, used = [], 0.0
     while used < duration_s:
         kind = rng.choice(sorted(HOLDS))
-        used += gap_s + HOLDS[kind]
+        used += gap_s + HOLDS[kind] + EXTRA_S.get(kind, 0)
         out.append((gap_s, kind, HOLDS[kind]))
     return out

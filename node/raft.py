@@ -442,18 +442,21 @@ class RaftNode:
         finally:
             self._changing = False
 
-    PROMOTE_WITHIN_ENTRIES = 8  # a learner this close to the commit index becomes a voter
+    PROMOTE_WITHIN_ENTRIES = 16  # a learner this close to the commit index becomes a voter
 
     def _learner_to_promote(self) -> str | None:
+        """A learner whose copy, as this leader's replication sees it right now, is within a
+        few entries of the commit index (a hello's own figure is up to half a second old, and
+        under load the commit index moves faster than that)."""
         commit = self.commit_index
+        matches = self._syncobj._SyncObj__raftMatchIndex  # readonly links included
         for addr in sorted(self.state.learners):
-            hello = self.hellos().get(addr)
-            if hello and hello.replayed and time.monotonic() - hello.at < 2.0 \
-                    and hello.applied >= commit - self.PROMOTE_WITHIN_ENTRIES:
+            hello, link = self.hellos().get(addr), self._transport.hello_links.get(addr)
+            if hello is None or not hello.replayed or time.monotonic() - hello.at > 2.0:
+                continue
+            if matches.get(link, 0) >= commit - self.PROMOTE_WITHIN_ENTRIES:
                 return addr
         return None
-
-    # -- state and status (any thread; values may be a tick old) ---------------------------------
 
     @property
     def state(self) -> KVStateMachine:

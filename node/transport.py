@@ -69,6 +69,7 @@ class DurableTransport(TCPTransport):
         self._on_removed = on_removed or (lambda: None)
         self._next_keepalive = 0.0
         self.hellos: dict[str, PeerHello] = {}  # peer raft address -> its last hello
+        self.hello_links: dict[str, object] = {}  # peer raft address -> the link (Node) it said it on
 
     def send(self, node, message):
         kind = message.get("type")
@@ -124,6 +125,7 @@ class DurableTransport(TCPTransport):
             hello = PeerHello.from_message(message)
             if hello is not None:
                 self.hellos[hello.addr] = hello
+                self.hello_links[hello.addr] = node  # a learner's link is a 'readonly' Node
             return
         if kind == _REMOVED:
             if node == self._syncObj._getLeader():  # only our leader may say so
