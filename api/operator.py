@@ -169,7 +169,7 @@ async def transfer(node, target: str | None) -> str:
                 await with_timeout
             except TimeoutError:
                 pass
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)
     raise HTTPProblem(503, "leadership could not be transferred in time (no caught-up voter reachable?)",
                       {"Retry-After": "1"})
 

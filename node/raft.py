@@ -29,7 +29,7 @@ from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from node.checkpoint import Checkpointer
 from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
-from node.errors import MembershipBusyError, NoLeaderError, StartupError
+from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError, StartupError
 from node.journal import DurableJournal, JournalError
 from node.membership import MembershipFile, Quarantine, Standing, fresh_verdict, is_fresh
 from node.proposer import Proposer, ReadBarrier
@@ -132,6 +132,7 @@ class RaftNode:
         self.membership_file = MembershipFile(data_dir)
         self.standing = Standing()
         self._changing = False
+        self.stopping = False
         self._seen_as_learner = False
         self.forced = force_new_cluster
         self.quarantine: Quarantine | None = None
@@ -377,6 +378,7 @@ class RaftNode:
 
     async def propose(self, op: Op, timeout_s: float, size_bytes: int = 0) -> OpResult:
         """Replicate `op` and return its result once committed and applied on this node."""
+        self._refuse_if_stopping()
         await self.wait_for_leader(timeout_s)
         return await self.proposer.propose(op, timeout_s, size_bytes)
 
@@ -392,8 +394,20 @@ class RaftNode:
 
     async def barrier(self, timeout_s: float) -> None:
         """Return once every write committed before the call is applied on this node."""
+        self._refuse_if_stopping()
         await self.wait_for_leader(timeout_s)
         await self.read_barrier.wait(timeout_s)
+
+    def stop_taking_requests(self) -> None:
+        """A graceful stop begins: new writes and strong reads are refused at once (clients
+        move to another node), so the ones in flight can drain before leadership moves."""
+        self.stopping = True
+        if self._transport is not None:
+            self._transport.refuse_commands = True
+
+    def _refuse_if_stopping(self) -> None:
+        if self.stopping:
+            raise NotAppliedError("this node is stopping; send the request to another node")
 
     async def wait_for_leader(self, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s

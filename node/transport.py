@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import time
 
+from pysyncobj import FAIL_REASON
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
@@ -68,6 +69,7 @@ class DurableTransport(TCPTransport):
         self._hello = hello or dict  # () -> this node's hello fields
         self._on_removed = on_removed or (lambda: None)
         self._next_keepalive = 0.0
+        self.refuse_commands = False  # set when a graceful stop begins
         self.hellos: dict[str, PeerHello] = {}  # peer raft address -> its last hello
         self.hello_links: dict[str, object] = {}  # peer raft address -> the link (Node) it said it on
 
@@ -132,6 +134,12 @@ class DurableTransport(TCPTransport):
                 self._on_removed()
             return
         standing = self.standing
+        if kind == "apply_command" and self.refuse_commands and "request_id" in message:
+            # A stopping leader takes no new entries from its followers either, so the log
+            # stops growing and the hand-over target can be fully caught up (PySyncObj's rule).
+            super().send(node, {"type": "apply_command_response", "request_id": message["request_id"],
+                                "error": FAIL_REASON.NOT_LEADER})
+            return
         if (not standing.accepting and kind in _LEADER_MESSAGES) or (
                 not standing.voting and kind in _VOTING_MESSAGES):
             return
