@@ -93,6 +93,7 @@ def _journal_seam(journal: DurableJournal):
 
 
 _SEAM_LOCK = threading.Lock()
+NO_VOTE = "-"  # recorded as this term's vote: no candidate can have it
 
 
 @dataclass
@@ -264,6 +265,11 @@ class RaftNode:
                 raise StartupError(detail)
             if verdict == "form":
                 log.info("new cluster: %s", detail)
+                # Should this node have voted before it lost its folder, it did so in a term no
+                # higher than its peers have seen: it sits those terms out.
+                seen = max((h.term for h in self._transport.hellos.values()), default=0)
+                if seen > self._syncobj.raftCurrentTerm:  # safe off the tick thread: probation changes no term
+                    self._syncobj._SyncObj__setCurrentTerm(seen, NO_VOTE)
                 self.standing.voting = self.standing.accepting = True
                 self.standing.why = ""
                 return
@@ -301,6 +307,8 @@ class RaftNode:
             log.warning("quarantine over: applied index %d (term %s) from the leader; voting again",
                         applied, self.journal.entry_term(applied))
             self.quarantine = None
+            # A node that lost its log (or its vote file) may have voted in this term already.
+            self._syncobj._SyncObj__setCurrentTerm(self._syncobj.raftCurrentTerm, NO_VOTE)
             if not (self.standing.learner or self.standing.removed):
                 self.standing.voting = True
                 self.standing.why = ""
