@@ -47,9 +47,27 @@ def parse_join_urls(text: str) -> list[str]:
     return urls
 
 
+JOIN_ASK_S = 30.0  # members may be starting too: ask again for this long before giving up
+
+
 def voters_to_join(urls: list[str], addresses, timeout_s: float) -> list[str]:
-    """The cluster's voters, from the first member that answers; refuses a join under an
-    address that is already a voter (that member must be removed first)."""
+    """The cluster's voters, from the first member that answers (asked again for JOIN_ASK_S);
+    refuses a join under an address that is already a voter (that member must be removed first)."""
+    deadline = time.monotonic() + JOIN_ASK_S
+    while True:
+        try:
+            return _ask_voters(urls, addresses, timeout_s)
+        except _NoAnswer as exc:
+            if time.monotonic() > deadline:
+                raise JoinError(str(exc)) from None
+            time.sleep(0.5)
+
+
+class _NoAnswer(Exception):
+    pass
+
+
+def _ask_voters(urls: list[str], addresses, timeout_s: float) -> list[str]:
     problems = []
     for url in urls:
         try:
@@ -66,7 +84,7 @@ def voters_to_join(urls: list[str], addresses, timeout_s: float) -> list[str]:
             problems.append(f"{url}: no voters in its configuration")
             continue
         return voters
-    raise JoinError("cannot learn the cluster's members: " + "; ".join(problems))
+    raise _NoAnswer("cannot learn the cluster's members: " + "; ".join(problems))
 
 
 async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
@@ -128,6 +146,10 @@ async def hand_over_leadership(node) -> None:
     from api.operator import transfer  # the one transfer loop, shared with the operator API
 
     node.stop_taking_requests()
+    down = set(node.unreachable_peers())
+    if not [v for v in node.peers() if v != node.addresses.raft and v not in down]:
+        log.info("no other voter reachable: stopping without a leadership hand-over")
+        return
     started = time.monotonic()
     drained_by = started + HANDOVER_DRAIN_S
     while node.proposer.in_flight and time.monotonic() < drained_by:

@@ -10,8 +10,24 @@ import argparse
 import json
 import os
 import sys
+import time
 
-from api.client_cli import DEFAULT_ADDR, ClientError, _fail, request
+from api.client_cli import DEFAULT_ADDR, ClientError, _fail
+from api.client_cli import request as _request
+
+RETRY_S = 10.0  # a change sent while the leader is being replaced (503) is sent again meanwhile
+
+
+def request(addr: str, method: str, path: str, query: dict | None = None):
+    """As api.client_cli.request; a 503 with Retry-After (no leader yet, leader unreachable;
+    nothing applied) is retried for up to RETRY_S."""
+    deadline = time.monotonic() + RETRY_S
+    while True:
+        status, headers, body = _request(addr, method, path, query)
+        if status != 503 or "Retry-After" not in headers or b"outcome unknown" in body \
+                or time.monotonic() > deadline:
+            return status, headers, body
+        time.sleep(0.5)
 
 
 def register(sub) -> None:

@@ -157,9 +157,9 @@ SCHEDULES = {
     "failover": [(5, "kill-leader", 1.5)] * 10,
     # the same ten leader restarts, planned (SIGTERM: leadership handed over first)
     "planned-restarts": [(5, "restart-leader", 1.5)] * 10,
-    # membership: a disk replaced, a machine replaced, 3 -> 5 -> 3, the leader removed, rolling restarts
-    "replace": [(6, "replace-disk", 1), (6, "replace-node", 1), (6, "grow-shrink", 2), (6, "remove-leader", 1),
-                (6, "restart-leader", 1.5), (6, "rolling-restart", 0)],
+    # membership: a disk replaced, a machine replaced, 3 -> 5 -> 3, the leader removed, a planned restart
+    "replace": [(3, "replace-disk", 1), (3, "replace-node", 1), (3, "grow-shrink", 2), (3, "remove-leader", 1),
+                (3, "restart-leader", 1.5)],
 }
 HOLDS = {"kill-leader": 2, "kill-follower": 2, "kill-majority": 3, "kill-all": 2, "pause-leader": 3,
          "pause-follower": 3, "rolling-restart": 0, "isolate-leader": 3, "isolate-follower": 3,
@@ -179,6 +179,6 @@ def mixed_schedule(duration_s: float, rng: random.Random, gap_s: float = 8.0) ->
     out, used = [], 0.0
     while used < duration_s:
         kind = rng.choice(sorted(HOLDS))
-        used += gap_s + HOLDS[kind] + EXTRA_S.get(kind, 0)
+        used += gap_s + HOLDS[kind]
         out.append((gap_s, kind, HOLDS[kind]))
     return out

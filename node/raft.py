@@ -14,6 +14,7 @@ the state machine is mutated only on the tick thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -133,6 +134,7 @@ class RaftNode:
         self.membership_file = MembershipFile(data_dir)
         self.standing = Standing()
         self._changing = False
+        self._tick_calls: collections.deque = collections.deque()
         self.stopping = False
         self._seen_as_learner = False
         self.forced = force_new_cluster
@@ -143,6 +145,8 @@ class RaftNode:
             saved = self.membership_file.load() or {"cluster_id": None}
             self.membership_file.store(saved["cluster_id"], [addresses.raft], {}, 0)
             log.warning("forcing a new cluster: %s is its only voter; the other members are dropped", addresses.raft)
+        saved = self.membership_file.load()
+        self._config_floor = saved["index"] if saved else 0  # see _on_config_applied
         other_nodes = self._plan_membership(join_voters)
         bind = addresses.raft_bind or addresses.raft
         _check_port_free(bind, "raft")
@@ -217,6 +221,7 @@ class RaftNode:
         # shipped this tick is durable before the next commit computation counts it.
         self._syncobj.addOnTickCallback(self.journal.sync)
         self._syncobj.addOnTickCallback(self._transport.keep_alive)
+        self._syncobj.addOnTickCallback(self._run_tick_calls)
         if self.quarantine is not None:
             self._syncobj.addOnTickCallback(self._check_quarantine)
         self.started_at = time.monotonic()
@@ -268,8 +273,10 @@ class RaftNode:
                 # Should this node have voted before it lost its folder, it did so in a term no
                 # higher than its peers have seen: it sits those terms out.
                 seen = max((h.term for h in self._transport.hellos.values()), default=0)
-                if seen > self._syncobj.raftCurrentTerm:  # safe off the tick thread: probation changes no term
-                    self._syncobj._SyncObj__setCurrentTerm(seen, NO_VOTE)
+                if seen > self._syncobj.raftCurrentTerm:
+                    self.on_tick_thread(lambda term=seen: self._syncobj._SyncObj__setCurrentTerm(term, NO_VOTE))
+                    while self._tick_calls:
+                        time.sleep(0.005)
                 self.standing.voting = self.standing.accepting = True
                 self.standing.why = ""
                 return
@@ -321,8 +328,10 @@ class RaftNode:
         if not voters or (self.forced and voters != [me]):
             return  # forced alone: the old configuration stays out until the reset is applied
         self.forced = False
-        replaying = state.applied_index < self.replay_target and self.membership_file.load() is not None
-        if not replaying:  # while replaying, the saved (newest) configuration stays in force
+        # Entries up to the saved configuration's index are history it already reflects (a
+        # restart replays them): the saved, newest configuration stays in force meanwhile.
+        replaying = state.applied_index <= self._config_floor
+        if not replaying:
             self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
             if self._syncobj_started:
                 _set_other_voters(self._syncobj, [v for v in voters if v != me], self._transport)
@@ -371,7 +380,16 @@ class RaftNode:
         `callback(ok: bool)` runs on the tick thread."""
         def cb(_result, error):
             callback(error == 0)
-        self._syncobj.transferLeadership(target, cb)
+        self.on_tick_thread(lambda: self._syncobj.transferLeadership(target, cb))
+
+    def on_tick_thread(self, fn) -> None:
+        """Run `fn` on PySyncObj's tick thread at its next tick: what sends on its sockets or
+        writes its term must not race the tick thread."""
+        self._tick_calls.append(fn)
+
+    def _run_tick_calls(self) -> None:
+        while self._tick_calls:
+            self._tick_calls.popleft()()
 
     def _on_state_changed(self, old: int, new: int) -> None:
         """Tick thread. A leader that steps down (no majority heard within the step-down

@@ -233,6 +233,7 @@ def test_the_survivor_of_a_lost_majority_restarts_alone_with_force_new_cluster(c
     survivor.kill()
     survivor.extra_args = survivor.extra_args[:-1]  # its restarts keep the new configuration
     survivor.start()
+    cluster.leader()
     n4 = new_node(cluster, "n4")  # and it grows again
     wait_voters(cluster, {survivor.raft, n4.raft})
     assert_identical_with_every_ack(cluster, {"load/after": b"x"})
