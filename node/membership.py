@@ -79,7 +79,9 @@ class PeerHello:
 def is_fresh(data_dir: str, journal_file: str, snapshot_dir: str) -> bool:
     """An empty data folder: no journal entries, no term, no snapshot, no membership."""
     journal = os.path.join(data_dir, journal_file)
-    if os.path.exists(journal) and os.path.getsize(journal) > 16:  # more than the header
+    # The header and PySyncObj's initial entry (index 1, term 0) are all a node writes before
+    # it has heard of any term (its meta file comes with the first): a refused start leaves them.
+    if os.path.exists(journal) and os.path.getsize(journal) > 16 + 24 + 8:
         return False
     if os.path.exists(journal + ".meta") or os.path.exists(os.path.join(data_dir, MEMBERSHIP_FILE)):
         return False

@@ -173,7 +173,8 @@ class RaftNode:
                                              d.high_index, d.high_term)
             elif len(self.journal) and not meta_existed:
                 last = self.journal[-1]
-                self.quarantine = Quarantine("the journal's term and vote file is missing", last[2], last[1], last[2])
+                # The log is whole, the vote is not: only a newer term than the log shows cures it.
+                self.quarantine = Quarantine("the journal's term and vote file is missing", last[2])
             if not rebuildable:
                 # No snapshot to rebuild the state from, and a journal that starts after index 1.
                 last = self.journal[-1] if len(self.journal) else (b"", 0, 0)

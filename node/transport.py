@@ -121,6 +121,15 @@ class DurableTransport(TCPTransport):
             return isinstance(node, TCPNode) and node not in self._preventConnectNodes
         return super()._shouldConnect(node)
 
+    def _onIncomingMessageReceived(self, conn, message):  # noqa: N802 - PySyncObj's name
+        """A stranger's first message is its address; PySyncObj hangs up on an address it does
+        not know. We first say hello, so a node that is not (or no longer) a member learns it
+        and does not wait forever to be admitted."""
+        if (isinstance(message, str) and message != "readonly" and message not in self._nodeAddrToNode
+                and not self._syncObj.encryptor):
+            conn.send({"type": _HELLO, **self._hello()})
+        super()._onIncomingMessageReceived(conn, message)
+
     def _onMessageReceived(self, node, message):  # noqa: N802 - PySyncObj's name
         kind = message.get("type")
         if kind == _HELLO:
