@@ -80,11 +80,12 @@ def test_checker_catches_stale_reads_from_a_follower_kept_behind(cluster, tmp_pa
     cluster.wait_applied(int(requests.get(f"{leader.url}/v1/kv/{key}", timeout=10).headers["X-Consul-Index"]))
     behind.kill()
     write("new")
-    # Bring the follower back cut off from its cluster (its peers point nowhere): it keeps
-    # serving its own, now outdated, copy to stale reads.
-    from tests.support.cluster import free_ports
-
-    behind.peers = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    # Bring the follower back cut off from its cluster: the others are paused (its saved
+    # membership would otherwise lead it straight back to them), so it keeps serving its own,
+    # now outdated, copy to stale reads.
+    for n in cluster.nodes:
+        if n is not behind:
+            n.signal(signal.SIGSTOP)
     behind.start()
     cluster.wait_for("the cut-off follower to answer", lambda: behind.status())
     stale = asyncio.run(run_workload(WorkloadConfig(nodes=[behind.http], duration_s=1, clients=2, keys=1),
