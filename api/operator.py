@@ -46,6 +46,14 @@ async def _on_leader(request: web.Request, body: bytes | None = None) -> web.Res
     return None if reply is None else reply.to_web()
 
 
+def leader_only(handler):
+    """Run `handler` on the leader: a follower forwards the request and relays the answer."""
+    async def on_leader(request: web.Request) -> web.Response:
+        forwarded = await _on_leader(request)
+        return forwarded if forwarded is not None else await handler(request)
+    return on_leader
+
+
 async def get_configuration(request: web.Request) -> web.Response:
     if "stale" not in request.query:
         reply = await request.app[CTX].forwarder.route(request, None, is_write=False)
@@ -83,10 +91,8 @@ async def _change(request: web.Request, op: ConfigOp) -> None:
         raise HTTPProblem(409, f"membership change refused: {result.error}")
 
 
+@leader_only
 async def delete_peer(request: web.Request) -> web.Response:
-    forwarded = await _on_leader(request)
-    if forwarded is not None:
-        return forwarded
     node = request.app[CTX].node
     target = _find(node, request.query)
     if target == node.addresses.raft:
@@ -110,10 +116,8 @@ async def delete_peer(request: web.Request) -> web.Response:
     return Reply.json(True).to_web()
 
 
+@leader_only
 async def put_peer(request: web.Request) -> web.Response:
-    forwarded = await _on_leader(request)
-    if forwarded is not None:
-        return forwarded
     node = request.app[CTX].node
     q = request.query
     try:
@@ -132,10 +136,8 @@ async def put_peer(request: web.Request) -> web.Response:
     return Reply.json(True).to_web()
 
 
+@leader_only
 async def transfer_leader(request: web.Request) -> web.Response:
-    forwarded = await _on_leader(request)
-    if forwarded is not None:
-        return forwarded
     node = request.app[CTX].node
     target = _find(node, request.query) if ("id" in request.query or "address" in request.query) else None
     if target is not None and target not in node.configuration()["voters"]:

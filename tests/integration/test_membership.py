@@ -121,7 +121,8 @@ def test_grow_to_five_under_load_then_shrink_back(cluster):
             cluster.wait_for(f"{victim.node_id} to stop", lambda v=victim: not v.alive(), timeout=20)
         cluster.nodes = [n for n in cluster.nodes if n not in gone]
         wait_voters(cluster, {n.raft for n in cluster.nodes})
-        time.sleep(1.0)  # a moment of writes on the new configuration
+        written = len(writer.acked)
+        cluster.wait_for("writes on the new configuration", lambda: len(writer.acked) >= written + 50)
     assert len(writer.acked) > 100, "the writer should have been acknowledged throughout"
     assert_identical_with_every_ack(cluster, writer.acked)
 
@@ -155,12 +156,13 @@ def test_a_second_concurrent_change_is_refused_and_unknown_members_are_404(clust
 def test_removing_the_leader_hands_over_first(cluster):
     leader = cluster.leader()
     with Writer([n for n in cluster.nodes if n is not leader], seconds=20) as writer:
-        time.sleep(0.5)
+        cluster.wait_for("the writer to be acknowledged", lambda: len(writer.acked) >= 20)
         follower = next(n for n in cluster.nodes if n is not leader)
         r = remove(follower, leader.node_id)  # sent to a follower: it forwards to the leader
         assert r.status_code == 200, r.text
         cluster.wait_for("the old leader to stop", lambda: not leader.alive(), timeout=20)
-        time.sleep(0.5)
+        written = len(writer.acked)
+        cluster.wait_for("writes after the removal", lambda: len(writer.acked) >= written + 20)
     rest = [n for n in cluster.nodes if n is not leader]
     cluster.nodes = rest
     wait_voters(cluster, {n.raft for n in rest})
@@ -221,7 +223,7 @@ def test_the_survivor_of_a_lost_majority_restarts_alone_with_force_new_cluster(c
     for n in cluster.nodes:
         n.kill()
     survivor.start()  # alone, without the flag: no quorum, no leader
-    time.sleep(2)
+    time.sleep(2)  # the point is the duration: two election timeouts and still no leader
     assert survivor.status()["leader"] is None
     survivor.kill()
     survivor.extra_args = [*survivor.extra_args, "--force-new-cluster"]
