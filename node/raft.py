@@ -479,7 +479,12 @@ class RaftNode:
             raise MembershipBusyError("another membership change is in progress; retry once it is applied")
         self._changing = True
         try:
-            return await self.propose(op, timeout_s)
+            deadline = time.monotonic() + timeout_s
+            # A cluster that has just formed names itself in its first entries (maintain_membership):
+            # a change that arrives before them waits for them rather than being refused.
+            while not self.state.voters and op.action != "reset" and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            return await self.propose(op, max(0.1, deadline - time.monotonic()))
         finally:
             self._changing = False
 
