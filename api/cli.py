@@ -10,7 +10,7 @@ import sys
 # Looked up by name so that the packages below `api` (loadtest) can add commands without
 # `api` importing them at module level.
 COMMAND_MODULES = [
-    "api.serve", "api.up", "api.client_cli", "api.members_cli", "snapshots.cli",
+    "api.serve", "api.up", "api.client_cli", "api.members_cli", "api.snapshot_cli",
     "loadtest.locust_run", "loadtest.bench", "loadtest.chaos",
 ]
 

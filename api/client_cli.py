@@ -1,6 +1,6 @@
 """`raftkv kv get|put|delete|list` and `raftkv status`: HTTP clients of any node.
 
-The node address comes from --addr or RAFTKV_ADDR (default 127.0.0.1:8501). Every failure
+The node address comes from --addr or RAFTKV_ADDR (default 127.0.0.1:8501; see api.cli_http). Every failure
 is one line on stderr and a non-zero exit: 1 for an error from the cluster, 2 for bad usage.
 """
 
@@ -9,25 +9,16 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 
-DEFAULT_ADDR = "127.0.0.1:8501"
-TIMEOUT_S = 10.0
-
-
-class ClientError(Exception):
-    pass
+from api.cli_http import ClientError, addr_option, request
+from api.cli_http import failure as _fail
 
 
 def register(sub) -> None:
     kv = sub.add_parser("kv", help="get, put, delete and list keys")
     verbs = kv.add_subparsers(dest="verb", metavar="VERB", required=True)
-    addr = argparse.ArgumentParser(add_help=False)
-    addr.add_argument("--addr", default=os.environ.get("RAFTKV_ADDR", DEFAULT_ADDR), help="any node's HTTP HOST:PORT")
+    addr = addr_option()
     get = verbs.add_parser("get", help="print a key's value", parents=[addr])
     get.add_argument("key")
     get.add_argument("--detailed", action="store_true", help="also print flags and indexes")
@@ -48,27 +39,6 @@ def register(sub) -> None:
 
     status = sub.add_parser("status", help="show the cluster's nodes, leader and indexes", parents=[addr])
     status.set_defaults(_run=run_status)
-
-
-def request(addr: str, method: str, path: str, query: dict | None = None, body: bytes | None = None):
-    """(status, headers, body) of one HTTP call; raises ClientError when the node is unreachable."""
-    url = f"http://{addr}{urllib.parse.quote(path, safe='/:')}"
-    if query:
-        url += "?" + urllib.parse.urlencode(query)
-    req = urllib.request.Request(url, data=body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ClientError(f"cannot reach {addr}: {reason}") from None
-
-
-def _fail(status: int, body: bytes) -> ClientError:
-    text = body.decode("utf-8", "replace").strip().splitlines()
-    return ClientError(f"HTTP {status}: {text[0] if text else 'no reason given'}")
 
 
 def run_kv(args: argparse.Namespace) -> int:

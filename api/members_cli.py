@@ -1,25 +1,25 @@
 """`raftkv members list|add|remove` and `raftkv leader transfer`: the operator API from a shell.
 
 Each talks to any node (--addr or RAFTKV_ADDR); followers forward to the leader. Failures are
-one line and exit 1 (2 for bad usage), as in api.client_cli.
+one line and exit 1 (2 for bad usage), as in api.client_cli (the client is api.cli_http).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
-from api.client_cli import DEFAULT_ADDR, ClientError, _fail
-from api.client_cli import request as _request
+from api.cli_http import ClientError, addr_option
+from api.cli_http import failure as _fail
+from api.cli_http import request as _request
 
 RETRY_S = 10.0  # a change sent while the leader is being replaced (503) is sent again meanwhile
 
 
 def request(addr: str, method: str, path: str, query: dict | None = None):
-    """As api.client_cli.request; a 503 with Retry-After (no leader yet, leader unreachable;
+    """As api.cli_http.request; a 503 with Retry-After (no leader yet, leader unreachable;
     nothing applied) is retried for up to RETRY_S."""
     deadline = time.monotonic() + RETRY_S
     while True:
@@ -31,8 +31,7 @@ def request(addr: str, method: str, path: str, query: dict | None = None):
 
 
 def register(sub) -> None:
-    addr = argparse.ArgumentParser(add_help=False)
-    addr.add_argument("--addr", default=os.environ.get("RAFTKV_ADDR", DEFAULT_ADDR), help="any node's HTTP HOST:PORT")
+    addr = addr_option()
     members = sub.add_parser("members", help="list, add and remove cluster members")
     verbs = members.add_subparsers(dest="verb", metavar="VERB", required=True)
     verbs.add_parser("list", help="the Raft configuration: voters, learners, leader", parents=[addr])

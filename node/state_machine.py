@@ -35,7 +35,7 @@ from node.codec import (
     decode,
 )
 from node.layered import LayeredSortedMap
-from snapshots.format import SnapshotCorrupt, StoreImage, read_bytes
+from snapshots.format import Payload, SnapshotCorrupt, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,11 @@ def _cas_matches(entry: KVEntry | None, cas: int) -> bool:
     return entry is not None and entry.modify_index == cas
 
 
-def freeze_image(sm: KVStateMachine) -> tuple[StoreImage, Callable[[], None]]:
+# A snapshot's payload (snapshots/format.py frames it): the metadata of `_image_meta`, then one
+# record per key in key order: (key, value, flags, create_index, modify_index, lock_index).
+
+
+def freeze_image(sm: KVStateMachine) -> tuple[Payload, Callable[[], None]]:
     """Capture `sm` in O(1) for a checkpoint: (image to write from any thread, thaw).
 
     Call on the tick thread between two applies; the image's entries come from tables frozen
@@ -367,15 +371,15 @@ def freeze_image(sm: KVStateMachine) -> tuple[StoreImage, Callable[[], None]]:
         entries_map.thaw()
         tombstones_map.thaw()
 
-    return StoreImage(meta, rows), thaw
+    return Payload(meta, rows), thaw
 
 
-def to_image(sm: KVStateMachine) -> StoreImage:
+def to_image(sm: KVStateMachine) -> Payload:
     """What a snapshot stores of `sm`. Iterates live structures: call it where nothing mutates
     them (on the tick thread, or in tests)."""
     meta = _image_meta(sm, sm.tombstones)
     entries = ((k, e.value, e.flags, e.create_index, e.modify_index, e.lock_index) for k, e in sm.entries.items())
-    return StoreImage(meta, entries)
+    return Payload(meta, entries)
 
 
 def _image_meta(sm: KVStateMachine, tombstones) -> dict:
@@ -390,6 +394,14 @@ def _image_meta(sm: KVStateMachine, tombstones) -> dict:
     if sm.cluster_id is not None or sm.voters:  # absent until the cluster is named: older files stay as they were
         meta.update(cluster_id=sm.cluster_id, voters=list(sm.voters), learners=dict(sm.learners))
     return meta
+
+
+def without_membership(meta: dict) -> dict:
+    """An image's metadata with the cluster it came from forgotten: nodes seeded with it
+    offline form a new cluster from their own --peers (and name it anew)."""
+    if not meta.get("voters"):
+        return meta
+    return {**meta, "cluster_id": None, "voters": [], "learners": {}, "members": {}}
 
 
 def from_image(meta: dict, entries) -> KVStateMachine:

@@ -9,8 +9,9 @@
     end-40     u64 LE    key count
     end-32     32 bytes  SHA-256 of every byte before it
 
-The payload is one msgpack map of store metadata followed by one msgpack array per key,
-in key order: [key, value, flags, create_index, modify_index, lock_index].
+The payload is one msgpack map of metadata followed by one msgpack array per record. What
+the metadata and the records mean is the state machine's business (node/state_machine.py:
+one record per key, in key order); this module owns the framing, the checksum and the checks.
 
 Readers check the magic, the version, the lengths and the checksum before trusting any
 byte; a file that fails is reported with one line saying why (`SnapshotCorrupt`).
@@ -66,14 +67,15 @@ class SnapshotHeader:
 
 
 @dataclass
-class StoreImage:
-    """Everything the state machine needs to come back: what a snapshot's payload holds."""
+class Payload:
+    """What a snapshot file carries: a metadata map and records, each encoded with msgpack.
+    Their layout is the state machine's (node/state_machine.py: `freeze_image`, `from_image`)."""
 
-    meta: dict  # applied_index, kv_index, index_offset, members, cluster_id, voters, learners, tombstones
-    entries: Iterable[tuple]  # (key, value, flags, create_index, modify_index, lock_index), key order
+    meta: dict
+    entries: Iterable[tuple]  # records, in the order they are to be read back
 
 
-def write(path: str, header: SnapshotHeader, image: StoreImage, progress: Callable[[int], None] | None = None) -> int:
+def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[[int], None] | None = None) -> int:
     """Write a complete snapshot file at `path` (no fsync, no rename: see store.py). Returns its size."""
     digest = hashlib.sha256()
     packer = msgpack.Packer(use_bin_type=True)
@@ -158,8 +160,8 @@ def verify(path: str) -> SnapshotHeader:
 
 
 def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Iterator[tuple]]:
-    """Verify the file (unless the caller just did), then return (header, store metadata,
-    iterator over the entries)."""
+    """Verify the file (unless the caller just did), then return (header, metadata,
+    iterator over the records)."""
     header = read_header(path) if verified else verify(path)
     f = open(path, "rb")  # noqa: SIM115 - closed by the generator below
     _, _, header_len = PREFIX.unpack(f.read(PREFIX.size))

@@ -52,7 +52,7 @@ class SnapshotStore:
         return [os.path.join(self.folder, n) for n in names]
 
     def write(
-        self, header: fmt.SnapshotHeader, image: fmt.StoreImage, progress: Callable[[int], None] | None = None
+        self, header: fmt.SnapshotHeader, image: fmt.Payload, progress: Callable[[int], None] | None = None
     ) -> str:
         """Write, fsync, rename, fsync the folder; then drop all but the newest `retain`."""
         final = os.path.join(self.folder, self.name_for(header.index, header.term))
@@ -64,13 +64,19 @@ class SnapshotStore:
         self.prune()
         return final
 
-    def adopt(self, path: str) -> str:
-        """Hard-link a verified snapshot written elsewhere (e.g. received from the leader) into the store."""
+    def adopt(self, path: str, copy: bool = False, progress: Callable[[int], None] | None = None) -> str:
+        """Take a verified snapshot written elsewhere into the store: hard-linked (one received
+        from the leader), or copied and fsynced (`copy`: a user's file, maybe on another disk).
+        Either way it appears under its final name only once complete (tmp, rename, fsync)."""
         header = fmt.read_header(path)
         final = os.path.join(self.folder, self.name_for(header.index, header.term))
         if not os.path.exists(final):
             tmp = final + f".{os.getpid()}.tmp"
-            os.link(path, tmp)
+            if copy:
+                _copy(path, tmp, progress)
+                fsync_file(tmp)
+            else:
+                os.link(path, tmp)
             os.replace(tmp, final)
             fsync_dir(self.folder)
             self.prune()
@@ -95,3 +101,11 @@ class SnapshotStore:
             except fmt.SnapshotCorrupt as exc:
                 self.quarantine(path, str(exc))
         return None
+
+
+def _copy(src: str, dst: str, progress: Callable[[int], None] | None) -> None:
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while block := fin.read(fmt.CHUNK_BYTES):
+            fout.write(block)
+            if progress:
+                progress(len(block))

@@ -7,6 +7,9 @@ restore FILE --data-dir DIR
                         offline, for disaster recovery (like `etcdutl snapshot restore`):
                         seed a stopped node's empty data folder; do it for every node with
                         the same file, then start them
+
+It lives in api/ because it is a client of the HTTP API (api.cli_http) and of the state
+machine's image (node.state_machine); snapshots/ owns only the file format and the folder.
 """
 
 from __future__ import annotations
@@ -16,35 +19,30 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 
+from api.cli_http import ClientError, addr_option, failure, open_url
+from node.state_machine import without_membership
 from snapshots import format as fmt
-from snapshots.fsutil import fsync_dir, fsync_file
+from snapshots.fsutil import fsync_dir
 from snapshots.store import DUMP_FILE, SNAPSHOT_DIR, SnapshotStore
 
-DEFAULT_ADDR = "127.0.0.1:8501"
 CHUNK = 1 << 20
-
-
-class CliError(Exception):
-    pass
+TRANSFER_TIMEOUT_S = 300.0
 
 
 def register(sub) -> None:
     p = sub.add_parser("snapshot", help="save, inspect and restore snapshots")
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
-    addr_help = "any node's HTTP HOST:PORT (or RAFTKV_ADDR)"
-    save = verbs.add_parser("save", help="download a consistent snapshot from a running cluster")
+    save = verbs.add_parser("save", help="download a consistent snapshot from a running cluster",
+                            parents=[addr_option()])
     save.add_argument("file")
-    save.add_argument("--addr", default=os.environ.get("RAFTKV_ADDR", DEFAULT_ADDR), help=addr_help)
     save.add_argument("--stale", action="store_true", help="take the node's newest snapshot, without the leader")
     inspect = verbs.add_parser("inspect", help="show a snapshot's header and verify its checksum")
     inspect.add_argument("file")
     inspect.add_argument("--json", action="store_true")
-    restore = verbs.add_parser("restore", help="restore a running cluster, or (--data-dir) a stopped node")
+    restore = verbs.add_parser("restore", help="restore a running cluster, or (--data-dir) a stopped node",
+                               parents=[addr_option()])
     restore.add_argument("file")
-    restore.add_argument("--addr", default=os.environ.get("RAFTKV_ADDR", DEFAULT_ADDR), help=addr_help)
     restore.add_argument("--data-dir", help="offline: seed this (empty) data folder of a stopped node")
     p.set_defaults(_run=run)
 
@@ -58,7 +56,7 @@ def run(args) -> int:
         if args.data_dir:
             return restore_offline(args.file, args.data_dir)
         return restore_online(args.file, args.addr)
-    except (CliError, fmt.SnapshotCorrupt) as exc:
+    except (ClientError, fmt.SnapshotCorrupt) as exc:
         print(f"raftkv snapshot {args.verb}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -82,20 +80,9 @@ class _Progress:
             print(f"{self.what}: {self.done / 1e6:.1f} MB{pct}", end="\r" if self.tty else "\n", file=sys.stderr)
 
 
-def _http(method: str, url: str, data=None, headers=None):
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        return urllib.request.urlopen(req, timeout=300)
-    except urllib.error.HTTPError as exc:
-        reason = exc.read().decode("utf-8", "replace").strip().splitlines()
-        raise CliError(f"HTTP {exc.code}: {reason[0] if reason else exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CliError(f"cannot reach {url.split('/')[2]}: {getattr(exc, 'reason', exc)}") from None
-
-
 def save(path: str, addr: str, stale: bool) -> int:
     tmp = path + ".part"
-    with _http("GET", f"http://{addr}/v1/snapshot" + ("?stale" if stale else "")) as resp, open(tmp, "wb") as out:
+    with _open(addr, "GET", "/v1/snapshot", {"stale": ""} if stale else None) as resp, open(tmp, "wb") as out:
         progress = _Progress("downloading", int(resp.headers.get("Content-Length") or 0) or None)
         while block := resp.read(CHUNK):
             out.write(block)
@@ -136,7 +123,7 @@ def restore_online(path: str, addr: str) -> int:
     header = fmt.verify(path)
     with open(path, "rb") as f:
         body = f.read()
-    with _http("PUT", f"http://{addr}/v1/snapshot", body, {"Content-Type": "application/octet-stream"}):
+    with _open(addr, "PUT", "/v1/snapshot", None, body, {"Content-Type": "application/octet-stream"}):
         pass
     print(f"restored the cluster at {addr} to {path}: {header.key_count} keys (snapshot index {header.index})")
     return 0
@@ -145,30 +132,28 @@ def restore_online(path: str, addr: str) -> int:
 def restore_offline(path: str, data_dir: str) -> int:
     header = fmt.verify(path)
     if os.path.exists(os.path.join(data_dir, "raft.journal")) or os.path.exists(os.path.join(data_dir, DUMP_FILE)):
-        raise CliError(f"{data_dir} already holds a node's data; restore into an empty folder")
+        raise ClientError(f"{data_dir} already holds a node's data; restore into an empty folder")
     store = SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR))
-    final = os.path.join(store.folder, store.name_for(header.index, header.term))
     _, meta, entries = fmt.read(path, verified=True)
     if meta.get("voters"):
-        # The data comes back, the old cluster's membership does not: the seeded nodes form a
-        # new cluster from their own --peers (and name it anew).
-        meta = {**meta, "cluster_id": None, "voters": [], "learners": {}, "members": {}}
-        header = dataclasses.replace(header, membership=[])
-        fmt.write(final + ".tmp", header, fmt.StoreImage(meta, entries))
+        # The data comes back, the old cluster's membership does not (node.state_machine).
+        final = store.write(dataclasses.replace(header, membership=[]),
+                            fmt.Payload(without_membership(meta), entries))
     else:
-        progress = _Progress("copying", os.path.getsize(path))
-        with open(path, "rb") as src, open(final + ".tmp", "wb") as dst:
-            while block := src.read(CHUNK):
-                dst.write(block)
-                progress.add(len(block))
-    fsync_file(final + ".tmp")
-    os.replace(final + ".tmp", final)
+        entries.close()
+        final = store.adopt(path, copy=True, progress=_Progress("copying", os.path.getsize(path)).add)
     fmt.verify(final)
     os.link(final, os.path.join(data_dir, DUMP_FILE))
-    fsync_dir(store.folder)
     fsync_dir(data_dir)
     print(f"seeded {data_dir} with {path}: index {header.index}, {header.key_count} keys. "
           "Do the same for every node, then start them.")
     return 0
 
 
+def _open(addr: str, method: str, path: str, query=None, body=None, headers=None):
+    """A response to read from; ClientError with the cluster's one-line reason unless 2xx."""
+    resp = open_url(addr, method, path, query, body, headers, timeout=TRANSFER_TIMEOUT_S)
+    if resp.status // 100 != 2:
+        with resp:
+            raise failure(resp.status, resp.read())
+    return resp
