@@ -1,1 +1,1 @@
-"""Checkpoint files: format, atomic write, checksum, retention (see issue 4)."""
+"""Checkpoint files: the format, atomic writes, checksums, retention (see DESIGN.md)."""
