@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import consul
 import pytest
+
+from tests.support.wait import wait_until
 
 
 def client(node) -> consul.Consul:
@@ -45,9 +48,7 @@ def test_py_consul_recurse_keys_separator_and_consistency_modes(cluster):
         assert c.kv.get("base/", keys=True, separator="/")[1] == ["base/base/", "base/foo"]
         assert c.kv.get("foo/bar2", consistency="consistent")[1]["Value"] == b"foo/bar2"
         # stale reads come from the node's own copy: wait until it has applied the writes
-        deadline = time.monotonic() + 10
-        while c.kv.get("bar", consistency="stale")[1] is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(f"{node.node_id} to apply the writes", lambda c=c: c.kv.get("bar", consistency="stale")[1], 10)
         assert c.kv.get("bar", consistency="stale")[1]["Value"] == b"bar"
     assert c0.kv.delete("foo/", recurse=True) is True
     assert c0.kv.get("foo/", recurse=True)[1] is None
@@ -65,13 +66,21 @@ def test_py_consul_blocking_query_wakes_on_change_and_times_out_without_one(clus
     same_index, _ = watcher.kv.get(f"watch/{mode}", index=index, wait="300ms", consistency=consistency)
     assert same_index == index and time.monotonic() - started >= 0.29  # no change: held until the wait ends
     timer = threading.Timer(0.3, lambda: writer.kv.put(f"watch/{mode}", "v2"))
-    timer.start()
-    started = time.monotonic()
-    new_index, data = watcher.kv.get(f"watch/{mode}", index=index, wait="20s", consistency=consistency)
-    woke_after = time.monotonic() - started
-    timer.join()
+    pool = ThreadPoolExecutor(1)
+    try:
+        started = time.monotonic()  # before the timer: the write comes at least 0.3 s after this
+        timer.start()
+        # A 10-minute wait: a query that the write did not wake is still held when the wait below gives up.
+        query = pool.submit(watcher.kv.get, f"watch/{mode}", index=index, wait="10m", consistency=consistency)
+        wait_until("the blocking query to be woken by the write", query.done, timeout=60)
+        woke_after = time.monotonic() - started
+        new_index, data = query.result()
+    finally:
+        pool.shutdown(wait=False)  # after a failure the query ends when the cluster stops
+        timer.join()
+    print(f"\n{mode}: blocking query woken {woke_after:.3f}s after it was sent (the write came at 0.3 s)")
     assert int(new_index) > int(index) and data["Value"] == b"v2"
-    assert 0.25 < woke_after < 10, woke_after
+    assert 0.25 < woke_after, woke_after
 
 
 def test_py_consul_blocking_query_on_a_prefix_wakes_on_delete(cluster):
