@@ -2,11 +2,13 @@
 
     value = wait_until("n4 to become a voter", lambda: voter(leader, n4.raft), timeout=60)
 
-`predicate` is called until it returns a truthy value, which is returned. Any exception it
-raises counts as "not yet" and is remembered, except an AssertionError: that fails the wait at
-once (a predicate asserts what would make further waiting pointless, e.g. a process that died).
-On timeout the AssertionError names what was awaited, how often it was checked, and the last
-value or exception seen; `explain` (e.g. `cluster.logs`) adds more text to it.
+`predicate` is called until it returns a truthy value, which is returned; with `until`, until
+the value it returns passes `until(value)` (then a timeout names that value, e.g. a status
+dict, rather than a bare False). An exception from either counts as "not yet" and is
+remembered, except an AssertionError: that fails the wait at once (a predicate asserts what
+would make further waiting pointless, e.g. a process that died). On timeout the AssertionError
+names what was awaited, how often it was checked, and the last value or exception seen;
+`explain` (e.g. `cluster.logs`) adds more text to it.
 
 `Cluster.wait_for` (loadtest/cluster.py) is the harness's own wait; test code uses this one.
 """
@@ -31,13 +33,13 @@ class _Poll:
         self.checks = 0
         self.last = "no check finished"
 
-    def outcome(self, value: Any = None, exc: Exception | None = None) -> bool:
+    def outcome(self, value: Any = None, holds: bool = False, exc: Exception | None = None) -> bool:
         """Record one check; True when the wait is over (the value holds)."""
         self.checks += 1
         if exc is not None:
             self.last = f"last exception: {type(exc).__name__}: {exc}"
             return False
-        if value:
+        if holds:
             return True
         self.last = f"last value: {value!r}"
         return False
@@ -57,18 +59,19 @@ class _Poll:
 
 
 def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               explain: Callable[[], str] | None = None) -> Any:
-    """Call `predicate` every `interval` seconds until it returns a truthy value; return that value."""
+               explain: Callable[[], str] | None = None, until: Callable[[Any], Any] = bool) -> Any:
+    """Call `predicate` every `interval` seconds until its value passes `until`; return that value."""
     poll = _Poll(what, timeout, explain)
     while True:
         try:
             value = predicate()
+            holds = bool(until(value))
         except AssertionError:
             raise
         except Exception as exc:
             done = poll.outcome(exc=exc)
         else:
-            done = poll.outcome(value)
+            done = poll.outcome(value, holds)
         if done:
             return value
         if poll.remaining() <= 0:
@@ -77,7 +80,7 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 20.0, i
 
 
 async def wait_until_async(what: str, predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-                           explain: Callable[[], str] | None = None) -> Any:
+                           explain: Callable[[], str] | None = None, until: Callable[[Any], Any] = bool) -> Any:
     """`wait_until` inside an event loop: the loop runs between checks; `predicate` may be a coroutine function."""
     poll = _Poll(what, timeout, explain)
     while True:
@@ -85,12 +88,13 @@ async def wait_until_async(what: str, predicate: Callable[[], Any], timeout: flo
             value = predicate()
             if inspect.isawaitable(value):
                 value = await value
+            holds = bool(until(value))
         except AssertionError:
             raise
         except Exception as exc:
             done = poll.outcome(exc=exc)
         else:
-            done = poll.outcome(value)
+            done = poll.outcome(value, holds)
         if done:
             return value
         if poll.remaining() <= 0:

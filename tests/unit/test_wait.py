@@ -29,6 +29,15 @@ def test_a_timeout_names_what_was_awaited_the_last_value_and_the_explanation():
     assert "last value: []" in message and message.endswith("\nnode logs here")
 
 
+def test_until_decides_on_the_value_and_a_timeout_names_the_value_seen():
+    status = {"watchers": 3}
+    assert wait_until("three watchers", lambda: status, until=lambda s: s["watchers"] >= 3) is status
+    with pytest.raises(AssertionError, match=r"waiting for ten watchers .*last value: \{'watchers': 3\}"):
+        wait_until("ten watchers", lambda: status, timeout=0.05, interval=0.01, until=lambda s: s["watchers"] >= 10)
+    with pytest.raises(AssertionError, match=r"last exception: TypeError"):
+        wait_until("a status", lambda: None, timeout=0.05, interval=0.01, until=lambda s: s["watchers"] >= 10)
+
+
 def test_a_timeout_names_the_last_exception():
     def predicate():
         raise KeyError("leader")
