@@ -79,13 +79,9 @@ def test_leader_sigkill_elects_a_new_leader_and_writes_resume(cluster):
     old.kill()
     survivors = [n for n in cluster.nodes if n is not old]
     new = cluster.leader(among=survivors)
-
-    def acknowledged():
-        r = put(survivors[0], "after", b"2")
-        return r.status_code == 200 and r.json() is True and time.monotonic()
-
-    first_ok = wait_until("a write acknowledged after the failover", acknowledged, timeout=20, interval=0.02,
-                          explain=cluster.logs)
+    wait_until("a write acknowledged after the failover", lambda: put(survivors[0], "after", b"2"), timeout=20,
+               interval=0.02, explain=cluster.logs, until=lambda r: r.status_code == 200 and r.json() is True)
+    first_ok = time.monotonic()
     print(f"failover: leader killed -> first acknowledged write {first_ok - killed_at:.2f}s")
     assert new is not old and new.status()["term"] > old_term
     for node in survivors:
