@@ -14,8 +14,9 @@ def test_an_isolated_leader_answers_its_pending_write_when_it_steps_down(relayed
     relay.isolate(leader.raft)
     r = requests.put(f"{leader.url}/v1/kv/k", data=b"v2", timeout=30)
     assert r.status_code == 503 and r.text.startswith("outcome unknown"), r.text
-    assert "stopped being the leader" in r.text
-    assert r.elapsed.total_seconds() < 5, "answered at the step-down, not by the 5 s request timeout"
+    # Answered at the step-down, not by the 5 s request timeout (that one says "not committed within").
+    assert "stopped being the leader" in r.text and "not committed within" not in r.text
+    print(f"\nthe isolated leader answered its pending write after {r.elapsed.total_seconds():.2f} s")
     # "Unknown" is the honest answer: the entry was held back by the partition, so it
     # commits only if the old leader's term is still current when the link heals. Once the
     # others have elected a new leader it never can.

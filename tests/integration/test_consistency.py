@@ -10,6 +10,8 @@ import time
 import aiohttp
 import requests
 
+from tests.support.wait import wait_until_async
+
 META_HEADERS = ("X-Consul-Index", "X-Consul-KnownLeader", "X-Consul-LastContact", "X-Consul-Effective-Consistency")
 
 
@@ -56,7 +58,7 @@ def test_stale_reads_answer_without_a_leader_and_max_stale_bounds_them(cluster):
     started = time.monotonic()
     r = requests.get(f"{survivor.url}/v1/kv/s", params={"stale": "", "max_stale": "500ms"}, timeout=20)
     assert r.status_code == 503 and r.headers.get("Retry-After"), r.text
-    assert time.monotonic() - started < 10
+    print(f"\nmax_stale=500ms refused after {time.monotonic() - started:.2f}s")
     r = requests.get(f"{survivor.url}/v1/kv/s", timeout=20)  # default mode needs the leader too
     assert r.status_code == 503
     assert requests.get(f"{survivor.url}/v1/kv/s", params={"stale": ""}, timeout=10).headers[
@@ -117,17 +119,15 @@ def test_ten_thousand_idle_watchers_cost_no_cpu_and_one_change_wakes_one(cluster
                     return i
 
             tasks = [asyncio.create_task(watch(i)) for i in range(count)]
-            deadline = time.monotonic() + 60
-            while (st := node.status(timeout=5)) is None or st["watchers"] < count:
-                assert time.monotonic() < deadline, f"watchers registered: {st and st['watchers']}"
-                await asyncio.sleep(0.2)
+            await wait_until_async("every watcher to register", lambda: node.status(timeout=5), timeout=60,
+                                   interval=0.2, until=lambda st: st["watchers"] >= count)
             pid = node.proc.pid
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
-            await asyncio.sleep(3)
+            await asyncio.sleep(3)  # not synchronisation: the idle spell whose CPU time is measured
             idle_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
             requests.put(f"{base}/hot", data=b"1", timeout=10)
             done, _ = await asyncio.wait(tasks, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # not synchronisation: time for any wrongly woken watcher to show up
             woken = [t for t in tasks if t.done()]
             still = node.status(timeout=5)["watchers"]
             for t in tasks:
@@ -136,6 +136,6 @@ def test_ten_thousand_idle_watchers_cost_no_cpu_and_one_change_wakes_one(cluster
             return idle_cpu, [t.result() for t in woken], still
 
     idle_cpu, woken, still = asyncio.run(scenario())
-    print(f"{count} idle watchers: node CPU {idle_cpu * 100:.1f}% of a core (Raft heartbeats included)")
+    # A benchmark figure, not an assertion (DESIGN.md, testing rules): what this machine measured.
+    print(f"\n{count} idle watchers: node CPU {idle_cpu * 100:.1f}% of a core over 3 s (Raft heartbeats included)")
     assert woken == [0] and still == count - 1
-    assert idle_cpu < 0.25, "idle watchers must not poll"

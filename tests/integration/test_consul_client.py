@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import base64
-import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import consul
 import pytest
+
+from tests.support.wait import wait_until
 
 
 def client(node) -> consul.Consul:
     host, port = node.http.rsplit(":", 1)
     return consul.Consul(host=host, port=int(port))
+
+
+def watchers(cluster) -> int:
+    """Blocking queries held in the cluster (a forwarded one is held by the leader)."""
+    return sum((n.status() or {}).get("watchers", 0) for n in cluster.nodes)
+
+
+def held(cluster, pool: ThreadPoolExecutor, get, *args, **kwargs) -> Future:
+    """Send a blocking query from the pool; return its future once a node holds it (then a change
+    made now must wake it: the query is not answered by an index that was already past)."""
+    query = pool.submit(get, *args, **kwargs)
+    wait_until("the blocking query to be held", lambda: watchers(cluster), 20, until=lambda n: n >= 1 or query.done())
+    assert not query.done(), f"answered with no change: {query.result()}"
+    return query
 
 
 def test_py_consul_put_get_delete_flags_cas_and_empty_values_through_every_node(cluster):
@@ -45,9 +61,7 @@ def test_py_consul_recurse_keys_separator_and_consistency_modes(cluster):
         assert c.kv.get("base/", keys=True, separator="/")[1] == ["base/base/", "base/foo"]
         assert c.kv.get("foo/bar2", consistency="consistent")[1]["Value"] == b"foo/bar2"
         # stale reads come from the node's own copy: wait until it has applied the writes
-        deadline = time.monotonic() + 10
-        while c.kv.get("bar", consistency="stale")[1] is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(f"{node.node_id} to apply the writes", lambda c=c: c.kv.get("bar", consistency="stale")[1], 10)
         assert c.kv.get("bar", consistency="stale")[1]["Value"] == b"bar"
     assert c0.kv.delete("foo/", recurse=True) is True
     assert c0.kv.get("foo/", recurse=True)[1] is None
@@ -64,22 +78,33 @@ def test_py_consul_blocking_query_wakes_on_change_and_times_out_without_one(clus
     started = time.monotonic()
     same_index, _ = watcher.kv.get(f"watch/{mode}", index=index, wait="300ms", consistency=consistency)
     assert same_index == index and time.monotonic() - started >= 0.29  # no change: held until the wait ends
-    timer = threading.Timer(0.3, lambda: writer.kv.put(f"watch/{mode}", "v2"))
-    timer.start()
-    started = time.monotonic()
-    new_index, data = watcher.kv.get(f"watch/{mode}", index=index, wait="20s", consistency=consistency)
-    woke_after = time.monotonic() - started
-    timer.join()
+    pool = ThreadPoolExecutor(1)
+    try:
+        # A 10-minute wait: a query that the write did not wake is still held when the wait below gives up.
+        query = held(cluster, pool, watcher.kv.get, f"watch/{mode}", index=index, wait="10m", consistency=consistency)
+        started = time.monotonic()
+        assert writer.kv.put(f"watch/{mode}", "v2") is True
+        wait_until("the blocking query to be woken by the write", query.done, timeout=60)
+        woke_after = time.monotonic() - started
+        new_index, data = query.result()
+    finally:
+        pool.shutdown(wait=False)  # after a failure the query ends when the cluster stops
+    print(f"\n{mode}: blocking query answered {woke_after:.3f}s after the write was sent")
     assert int(new_index) > int(index) and data["Value"] == b"v2"
-    assert 0.25 < woke_after < 10, woke_after
 
 
 def test_py_consul_blocking_query_on_a_prefix_wakes_on_delete(cluster):
     c = client(cluster.nodes[0])
     assert c.kv.put("tree/a", "1") is True and c.kv.put("tree/b", "2") is True
     index, _ = c.kv.get("tree/", recurse=True)
-    threading.Timer(0.3, lambda: client(cluster.nodes[1]).kv.delete("tree/b")).start()
-    new_index, entries = c.kv.get("tree/", recurse=True, index=index, wait="20s")
+    pool = ThreadPoolExecutor(1)
+    try:  # as above: a 10-minute wait that only the delete can end within the test
+        query = held(cluster, pool, c.kv.get, "tree/", recurse=True, index=index, wait="10m")
+        assert client(cluster.nodes[1]).kv.delete("tree/b") is True
+        wait_until("the prefix query to be woken by the delete", query.done, timeout=60)
+        new_index, entries = query.result()
+    finally:
+        pool.shutdown(wait=False)
     assert int(new_index) > int(index) and [e["Key"] for e in entries] == ["tree/a"]
 
 

@@ -16,6 +16,7 @@ from node.codec import SetOp
 from node.raft import NodeAddresses, RaftNode
 from node.settings import JOURNAL_FILE
 from tests.support.cluster import HOST, free_ports
+from tests.support.wait import wait_until_async
 
 
 class Trace:
@@ -45,13 +46,14 @@ def start_nodes(root, trace=None, ports=None):
 
 
 async def leader_of(nodes, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def agreed():
         leaders = [n for n in nodes if n.is_leader]
         if len(leaders) == 1 and all(n.leader == leaders[0].addresses.raft for n in nodes):
             return leaders[0]
-        await asyncio.sleep(0.02)
-    raise AssertionError("no leader")
+        return {n.addresses.node_id: (n.is_leader, n.leader) for n in nodes}  # not a node: shown on a timeout
+
+    return await wait_until_async("one leader that every node names", agreed, timeout, interval=0.02,
+                                  until=lambda v: isinstance(v, RaftNode))
 
 
 async def acked_writes(leader, count, concurrency=16):

@@ -18,7 +18,7 @@ def test_after_a_quiet_spell_a_dead_leader_is_replaced_in_one_election_round(clu
     for _ in range(3):
         leader = cluster.leader()
         term = leader.status()["term"]
-        time.sleep(2.5)  # longer than PySyncObj's connectionTimeout: the follower link is idle
+        time.sleep(2.5)  # not synchronisation: longer than PySyncObj's connectionTimeout, so the follower link is idle
         leader.kill()
         started = time.monotonic()
         survivors = [n for n in cluster.nodes if n is not leader]

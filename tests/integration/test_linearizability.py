@@ -21,7 +21,7 @@ def fault_schedule(cluster, stop: threading.Event, log: list):
     start = time.monotonic()
     victim = None
     for at, action in steps:
-        while time.monotonic() - start < at:
+        while time.monotonic() - start < at:  # a timeline on purpose: the faults land at set times in the workload
             if stop.wait(0.05):
                 return
         if action in ("kill", "pause"):

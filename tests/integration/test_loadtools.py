@@ -25,8 +25,9 @@ def test_bench_sweeps_its_own_cluster_and_writes_json_and_png(tmp_path):
     assert all(p["ops_per_s"] > 0 and p["errors"] == 0 and p["p50_ms"] <= p["p99_ms"] <= p["max_ms"] for p in points)
     assert doc["ceiling"]["ops_per_s"] > 0
     assert "workload" in r.stdout and "bench: [4/4]" in r.stderr  # the table, and progress while it ran
-    if (tmp_path / "bench-smoke.png").exists():
-        assert (tmp_path / "bench-smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # bench draws the PNG when matplotlib is there, and the test extra installs it: so it must be there.
+    assert importlib.util.find_spec("matplotlib") is not None, "the test extra installs matplotlib"
+    assert (tmp_path / "bench-smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_report_regenerates_benchmarks_md_from_results(tmp_path):

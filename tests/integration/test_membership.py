@@ -16,6 +16,7 @@ import consul
 import requests
 
 from tests.support.cluster import HOST, Cluster, NodeProcess, free_ports
+from tests.support.wait import wait_until
 
 
 class Writer:
@@ -72,13 +73,18 @@ def voters(node) -> set[str]:
 
 
 def wait_voters(cluster: Cluster, expected: set[str], timeout: float = 60) -> None:
-    def agreed():
-        live = [n for n in cluster.nodes if n.alive()]
-        try:
-            return all({s["Address"] for s in servers(n, stale="") if s["Voter"]} == expected for n in live)
-        except (AssertionError, requests.RequestException):
-            return False
-    cluster.wait_for(f"every node to see voters {sorted(expected)}", agreed, timeout)
+    def views() -> dict[str, set[str] | str]:  # each live node's voters (a request error ends this check)
+        seen = {}
+        for n in cluster.nodes:
+            if n.alive():
+                try:
+                    seen[n.node_id] = {s["Address"] for s in servers(n, stale="") if s["Voter"]}
+                except AssertionError as exc:  # servers() asserts a 200: during a change, not yet
+                    seen[n.node_id] = str(exc)
+        return seen
+
+    wait_until(f"every node to see voters {sorted(expected)}", views, timeout, explain=cluster.logs,
+               until=lambda seen: seen and all(v == expected for v in seen.values()))
 
 
 def contents(node) -> dict[str, bytes]:
@@ -95,9 +101,10 @@ def assert_identical_with_every_ack(cluster: Cluster, acked: dict[str, bytes]) -
     reference = contents(leader)
     for key, value in acked.items():
         assert reference.get(key) == value, f"acknowledged write {key} lost or changed"
+    # The callers drop removed nodes from cluster.nodes: every node left must be running, and hold the same copy.
+    assert [n.node_id for n in cluster.nodes if not n.alive()] == [], "a member of the configuration stopped"
     for n in cluster.nodes:
-        if n.alive():
-            assert contents(n) == reference, f"{n.node_id}'s copy differs from the leader's"
+        assert contents(n) == reference, f"{n.node_id}'s copy differs from the leader's"
 
 
 def remove(node, member: str, **extra) -> requests.Response:
@@ -223,7 +230,8 @@ def test_the_survivor_of_a_lost_majority_restarts_alone_with_force_new_cluster(c
     for n in cluster.nodes:
         n.kill()
     survivor.start()  # alone, without the flag: no quorum, no leader
-    time.sleep(2)  # the point is the duration: two election timeouts and still no leader
+    wait_until("the survivor to answer", survivor.status, timeout=20)
+    time.sleep(2)  # not synchronisation, the point is the duration: two election timeouts and still no leader
     assert survivor.status()["leader"] is None
     survivor.kill()
     survivor.extra_args = [*survivor.extra_args, "--force-new-cluster"]

@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.support.wait import wait_until
+
 
 def burst(nodes, count: int, tag: str) -> set[str]:
     """Concurrent writes spread over all nodes; returns the keys whose write was acknowledged."""
@@ -50,7 +52,9 @@ def test_kill_all_after_burst_then_restart_keeps_every_acknowledged_write(cluste
     for group in ORDERS[order]:
         for i in group:
             cluster.nodes[i].start()
-        time.sleep(0.5)  # let the partial cluster run alone for a moment before the next group
+        for i in group:  # started, not just spawned: otherwise the order would not be the one tested
+            wait_until(f"{cluster.nodes[i].node_id} to answer", cluster.nodes[i].status, timeout=30)
+        time.sleep(0.5)  # not synchronisation: the partial cluster runs alone for a moment before the next group
     leader = cluster.leader(timeout=30)
     after = snapshot(leader, "burst/")
     missing = acked - after.keys()

@@ -67,7 +67,7 @@ def test_sigkill_while_snapshots_are_written_never_loses_an_acknowledged_write(t
     rng = random.Random(7)
     try:
         for round_ in range(20):
-            time.sleep(rng.uniform(0.05, 0.6))
+            time.sleep(rng.uniform(0.05, 0.6))  # not synchronisation: the writer runs a random while between kills
             victims = cluster.nodes if round_ % 4 == 2 else [rng.choice(cluster.nodes)]
             for node in victims:
                 node.kill()  # its snapshot writer thread dies with it, mid-file or not

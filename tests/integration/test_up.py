@@ -12,6 +12,7 @@ import time
 import requests
 
 from tests.support.cluster import HOST
+from tests.support.wait import wait_until
 
 
 def consecutive_free_ports(count: int, start: int = 20000) -> int:
@@ -36,37 +37,34 @@ def start_up(data_dir, http_port, raft_port):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     proc.lines = []
-    threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    proc.reader = threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    proc.reader.start()
     return proc
 
 
 def wait_for_line(proc, fragment: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in list(proc.lines):
-            if fragment in line:
-                return line
-        time.sleep(0.05)
-    raise AssertionError(f"{fragment!r} not printed; output so far:\n{''.join(proc.lines)}")
+    def printed():
+        return next((line for line in list(proc.lines) if fragment in line), None)
+
+    return wait_until(f"{fragment!r} to be printed", printed, timeout,
+                      explain=lambda: "output so far:\n" + "".join(proc.lines))
 
 
-def first_acknowledged_write(url: str, key: str, value: bytes, timeout: float = 30.0) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            r = requests.put(f"{url}/v1/kv/{key}", data=value, timeout=5)
-            if r.status_code == 200 and r.json() is True:
-                return time.monotonic()
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("no write acknowledged")
+def first_acknowledged_write(proc, url: str, key: str, value: bytes, timeout: float = 30.0) -> float:
+    def put():
+        assert proc.poll() is None, "`raftkv up` exited:\n" + "".join(proc.lines)
+        return requests.put(f"{url}/v1/kv/{key}", data=value, timeout=5)
+
+    wait_until("a write to be acknowledged", put, timeout, until=lambda r: r.status_code == 200 and r.json() is True,
+               explain=lambda: "output so far:\n" + "".join(proc.lines))
+    return time.monotonic()
 
 
 def stop_up(proc) -> str:
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
-    time.sleep(0.2)  # let the reader thread drain the pipe
+    proc.reader.join(10)  # the reader ends at the end of the output: everything printed is in proc.lines
+    assert not proc.reader.is_alive(), "the output pipe is still open after `raftkv up` exited"
     out = "".join(proc.lines)
     assert proc.returncode == 0, out
     return out
@@ -79,7 +77,7 @@ def test_up_answers_a_put_and_a_get_and_brings_the_data_back(tmp_path):
     started = time.monotonic()
     proc = start_up(tmp_path / "data", http, raft)
     try:
-        acked = first_acknowledged_write(url, "greeting", b"hello")
+        acked = first_acknowledged_write(proc, url, "greeting", b"hello")
         print(f"raftkv up -> first acknowledged write: {acked - started:.2f}s")
         assert requests.get(f"http://{HOST}:{http + 2}/v1/kv/greeting?raw", timeout=5).content == b"hello"
         wait_for_line(proc, "leader is n")
@@ -92,13 +90,8 @@ def test_up_answers_a_put_and_a_get_and_brings_the_data_back(tmp_path):
             assert s.connect_ex((HOST, port)) != 0, "every node must be stopped"
     proc = start_up(tmp_path / "data", http, raft)
     try:
-        deadline = time.monotonic() + 30
-        value = None
-        while time.monotonic() < deadline and value != b"hello":
-            try:
-                value = requests.get(f"{url}/v1/kv/greeting?raw", timeout=5).content
-            except requests.RequestException:
-                time.sleep(0.1)
+        value = wait_until("the data back after the restart", lambda: requests.get(
+            f"{url}/v1/kv/greeting?raw", timeout=5).content, 30, interval=0.1, until=lambda v: v == b"hello")
         assert value == b"hello"
     finally:
         stop_up(proc)
@@ -140,20 +133,19 @@ def test_up_add_replaces_a_dead_node_of_a_running_cluster(tmp_path):
 
         def n4_voter():
             r = subprocess.run([*cli, "members", "list", "--addr", f"{HOST}:{http}"], capture_output=True, text=True)
-            return any(line.startswith("n4") and " voter " in line for line in r.stdout.splitlines())
+            if any(line.startswith("n4") and " voter " in line for line in r.stdout.splitlines()):
+                return True
+            assert added.poll() is None, f"`raftkv up --add` exited ({added.returncode}) before n4 became a voter"
+            return r.stdout + r.stderr
 
-        deadline = time.monotonic() + 60
-        while not n4_voter():
-            assert time.monotonic() < deadline and added.poll() is None, "n4 did not become a voter"
-            time.sleep(0.2)
+        wait_until("n4 to become a voter", n4_voter, 60, interval=0.2, until=lambda v: v is True)
         listing = subprocess.run([*cli, "members", "list", "--addr", f"{HOST}:{http}"], capture_output=True,
                                  text=True).stdout
         assert "n2" not in listing and listing.count(" voter ") == 3, listing
         n4_url = f"http://{HOST}:{http + 3}"
-        deadline = time.monotonic() + 10  # promoted within a few entries of the commit index: then all of them
-        while len(requests.get(f"{n4_url}/v1/kv/?recurse&stale", timeout=10).json()) != 50:
-            assert time.monotonic() < deadline, "the new node lacks acknowledged writes"
-            time.sleep(0.1)
+        # promoted within a few entries of the commit index: then all of them, soon
+        wait_until("the new node to hold all 50 acknowledged writes", lambda: requests.get(
+            f"{n4_url}/v1/kv/?recurse&stale", timeout=10).json(), 10, interval=0.1, until=lambda e: len(e) == 50)
     finally:
         if added is not None:
             added.send_signal(signal.SIGTERM)
