@@ -134,8 +134,7 @@ def test_delay_applies_each_way(echo_relay):
         delayed = _round_trips(s, 5)
     print(f"\nround trip: {base * 1000:.1f} ms without delay, {statistics.median(delayed) * 1000:.1f} ms "
           f"with delay_ms=50 (min {min(delayed) * 1000:.1f}, max {max(delayed) * 1000:.1f})")
-    assert min(delayed) >= 0.100
-    assert statistics.median(delayed) < 0.150
+    assert min(delayed) >= 0.100  # both directions delayed (a lower bound: the injected delay)
 
 
 def test_loss_holds_chunks_back_a_retransmission_timeout_without_corrupting(echo_relay):
@@ -161,7 +160,8 @@ def test_links_are_told_apart_by_the_connecting_nodes_first_frame(echo_relay):
         sb.sendall(hello_b)  # the first frame is forwarded too: the real node needs it
         assert _recv_exactly(sa, len(hello_a)) == hello_a and _recv_exactly(sb, len(hello_b)) == hello_b
         slow, fast = min(_round_trips(sa, 3)), max(_round_trips(sb, 3))
-        assert slow >= 0.120 and fast < 0.1, (slow, fast)
+        # Only a's link is delayed: b's slowest round trip beats a's fastest (no upper time bound).
+        assert slow >= 0.120 and fast < slow, (slow, fast)
         relay.blackhole(b, front)  # an open connection goes silent...
         sb.sendall(b"held")
         sb.settimeout(0.3)
