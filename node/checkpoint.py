@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 
+from node.replica import Replica
 from node.state_machine import freeze_image, from_image
 from snapshots import format as fmt
 from snapshots.fsutil import fsync_dir
@@ -58,15 +59,14 @@ class Progress(enum.Enum):
 
 
 class Checkpointer:
-    def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str], install,
-                 alone: bool = False) -> None:
+    def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str],
+                 replica: Replica, alone: bool = False) -> None:
         self.dump_path = dump_path
         self.store = store
         self.self_addr = self_addr
         self.configured = configured  # every member's Raft address, from the command line
-        self._install = install  # callable(KVStateMachine): replace the replicated state
+        self._replica = replica  # the live state (captured) and where a loaded one is installed
         self.alone = alone  # forced into a one-voter cluster: a snapshot's members are not adopted
-        self._state_getter = None  # set by the node: returns the live state machine
         self._writer: threading.Thread | None = None
         self._writer_ok = False
         self._thaw = None
@@ -77,9 +77,6 @@ class Checkpointer:
         self.last_index: int | None = None
         self.snapshots_taken = 0
         self.failures = 0
-
-    def bind_state(self, getter) -> None:
-        self._state_getter = getter
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -135,7 +132,7 @@ class Checkpointer:
             os.symlink(os.path.relpath(current[0], os.path.dirname(tmp_file)), tmp_file)
         else:
             open(tmp_file, "wb").close()  # an empty dump means "no snapshot yet" to prepare_startup
-        state = self._state_getter()
+        state = self._replica.state
         header = fmt.SnapshotHeader(
             index=last[1], term=last[2], key_count=len(state.entries), created_unix=time.time(),
             membership=list(state.voters) or list(members),
@@ -202,7 +199,7 @@ class Checkpointer:
             raise
         self.store.adopt(file_name)
         prev, last = (tuple(e) for e in _raft_entries(meta, header))
-        self._install(state)
+        self._replica.install(state)
         self.last_index = header.index
         return (bytes(last[0]), last[1], last[2]), (bytes(prev[0]), prev[1], prev[2]), self._members(header, state)
 

@@ -1,8 +1,13 @@
-"""A raftkv node: the Raft engine (PySyncObj behind node.engine) + the KV state machine.
+"""A raftkv node: the composition root of the Raft engine (PySyncObj behind node.engine) and
+the KV state machine, and what the node does at run time (membership upkeep, writes, reads).
 
-Composition and lifecycle only; the pieces live in their own modules:
+The pieces live in their own modules:
+  startup                what the data folder says before Raft runs: identity, voters and
+                         standing, the journal and the snapshot to start from, a quarantine
+  admission              a fresh node's admission by its peers; a quarantined node's cure
   codec / state_machine  what the log means (pure)
   replica                this node's copy of the state, as the engine applies and installs it
+  checkpoint             snapshots as the engine's log compaction
   engine/                PySyncObj 0.3.17 with our journal, transport and compaction seams
   proposer               batching writes into log entries, the loop <-> tick-thread bridge
   settings               timing and storage choices
@@ -18,33 +23,26 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import time
 import uuid
-from dataclasses import dataclass, field
 
+from node.addresses import NodeAddresses
+from node.admission import QuarantineCure, admit_fresh_node
 from node.checkpoint import Checkpointer
 from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
-from node.engine import CompactionHooks, DurableJournal, JournalError, RaftEngine, Role, check_version
-from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError, StartupError
-from node.membership import MembershipFile, Quarantine, Standing, fresh_verdict, is_fresh
+from node.engine import CompactionHooks, DurabilityObserver, RaftEngine, Role, check_version
+from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError
 from node.proposer import Proposer, ReadBarrier
 from node.replica import Replica
-from node.settings import DUMP_FILE, JOURNAL_FILE, SNAPSHOT_DIR, RaftSettings
+from node.settings import DUMP_FILE, SNAPSHOT_DIR, RaftSettings
+from node.startup import plan_startup, recover_log
 from node.state_machine import KVStateMachine, OpResult
 from node.watch import WatchHub
 from snapshots.store import SnapshotStore
 
+__all__ = ["NodeAddresses", "RaftNode"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class NodeAddresses:
-    node_id: str
-    raft: str  # advertised Raft address: the node's identity in the cluster
-    http: str  # advertised HTTP address, published to peers for forwarding
-    raft_bind: str | None = None  # defaults to `raft`
-    peers: list[str] = field(default_factory=list)  # the other nodes' advertised Raft addresses
 
 
 class RaftNode:
@@ -56,155 +54,58 @@ class RaftNode:
         *,
         join_voters: list[str] | None = None,
         force_new_cluster: bool = False,
-        on_sync=None,
-        on_ack=None,
+        observer: DurabilityObserver | None = None,
     ) -> None:
         """`join_voters`: this node joins an existing cluster whose voters these are (it
         starts as a learner); None: it is (or forms) a cluster from `addresses.peers`.
         `force_new_cluster`: the survivor of a majority lost for good restarts alone, as the
-        only voter of its cluster (its data is all there is; writes it lacked are lost)."""
+        only voter of its cluster (its data is all there is; writes it lacked are lost).
+        `observer`: sees every journal sync and acknowledgement (node.engine.observer)."""
         check_version()
         self.addresses = addresses
         self.data_dir = data_dir
         self.settings = settings or RaftSettings()
-        self.watch_hub = WatchHub()
-        self.replica = Replica(self.watch_hub, self._on_config_applied)
-        self.fresh = is_fresh(data_dir, JOURNAL_FILE, SNAPSHOT_DIR)
-        _prepare_data_dir(data_dir, addresses)
-        self.membership_file = MembershipFile(data_dir)
-        self.standing = Standing()
+        plan = plan_startup(addresses, data_dir, join_voters, force_new_cluster)
+        self.standing = plan.standing
+        self.membership_file = plan.membership_file
+        self._config_floor = plan.config_floor  # see _on_config_applied
+        self.forced = force_new_cluster
+        self._seen_as_learner = False
         self._changing = False
         self.stopping = False
-        self._seen_as_learner = False
-        self.forced = force_new_cluster
-        self.quarantine: Quarantine | None = None
-        if force_new_cluster:
-            if self.fresh:
-                raise StartupError("--force-new-cluster needs this node's own data; the folder is empty")
-            saved = self.membership_file.load() or {"cluster_id": None}
-            self.membership_file.store(saved["cluster_id"], [addresses.raft], {}, 0)
-            log.warning("forcing a new cluster: %s is its only voter; the other members are dropped", addresses.raft)
-        saved = self.membership_file.load()
-        self._config_floor = saved["index"] if saved else 0  # see _on_config_applied
-        other_nodes = self._plan_membership(join_voters)
-        bind = addresses.raft_bind or addresses.raft
-        _check_port_free(bind, "raft")
-        journal_path, dump_path = os.path.join(data_dir, JOURNAL_FILE), os.path.join(data_dir, DUMP_FILE)
+        self.watch_hub = WatchHub()
+        self.replica = Replica(self.watch_hub, self._on_config_applied)
         self.checkpointer = Checkpointer(
-            dump_path, SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
-            addresses.raft, sorted({addresses.raft, *other_nodes}), self.replica.install,
+            os.path.join(data_dir, DUMP_FILE),
+            SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
+            addresses.raft, sorted({addresses.raft, *plan.other_voters}), self.replica,
             alone=force_new_cluster,
         )
-        self.checkpointer.bind_state(lambda: self.replica.state)
-        self.recovering = False
-        try:
-            meta_existed = os.path.exists(journal_path + ".meta")
-            self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
-            term_before = self.journal.current_term
-            first = self.journal.first_index if self.journal.first_index is not None else 1
-            rebuildable, snapshot = self.checkpointer.prepare_startup(first)
-            if snapshot is not None and self.journal.current_term < snapshot.term:
-                # A snapshot restored offline carries its term; ours must never be below it.
-                self.journal.start_term(snapshot.term)
-            if self.journal.damage is not None:
-                d = self.journal.damage
-                self.quarantine = Quarantine(f"journal damaged ({d.reason})", max(term_before, d.high_term),
-                                             d.high_index, d.high_term)
-            elif self.journal.last_entry is not None and not meta_existed:
-                last = self.journal.last_entry
-                # The log is whole, the vote is not: only a newer term than the log shows cures it.
-                self.quarantine = Quarantine("the journal's term and vote file is missing", last[2])
-            if not rebuildable:
-                # No snapshot to rebuild the state from, and a journal that starts after index 1.
-                last = self.journal.last_entry or (b"", 0, 0)
-                self.journal.close()
-                broken = f"{journal_path}.{int(time.time())}.broken"
-                os.replace(journal_path, broken)
-                log.error("no usable snapshot and the journal starts at index %d: moved it aside to %s; "
-                          "recovering the state from the peers", first, os.path.basename(broken))
-                self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
-                self.recovering = True
-                self.quarantine = Quarantine("no usable snapshot (journal set aside)", max(term_before, last[2]),
-                                             last[1], last[2])
-        except (JournalError, OSError) as exc:
-            raise StartupError(str(exc)) from None
-        if self.quarantine is not None:
-            self.standing.voting = False
-            self.standing.why = f"quarantined: {self.quarantine.reason}"
-            log.warning("not voting until this node holds again what it may have acknowledged: %s",
-                        self.quarantine.reason)
+        recovered = recover_log(data_dir, self.checkpointer, self.standing,
+                                on_sync=observer.synced if observer is not None else None)
+        self.journal = recovered.journal
+        self.recovering = recovered.recovering
         self.engine = RaftEngine(
-            addresses.raft, other_nodes, bind=bind, data_dir=data_dir, settings=self.settings,
+            addresses.raft, plan.other_voters, bind=addresses.bind, data_dir=data_dir, settings=self.settings,
             journal=self.journal, standing=self.standing, compaction=CompactionHooks(self.checkpointer),
             apply_entry=self.replica.apply, membership_hello=self._membership_hello,
-            on_role_changed=self._on_role_changed, on_removed=self._on_told_removed, on_ack=on_ack,
+            on_role_changed=self._on_role_changed, on_removed=self._on_told_removed, observer=observer,
         )
-        # Before the engine starts: its role-change callback may already reach the proposer.
+        self.quarantine = QuarantineCure(recovered.quarantine, self.engine, self.journal, self.standing)
         self.proposer = Proposer(self.engine.submit)
         self.read_barrier = ReadBarrier(self.proposer)
+        # Everything the engine's callbacks reach exists: start it (it replays the journal at once).
         self.engine.start()
-        if self.quarantine is not None:
-            self.engine.add_tick_callback(self._check_quarantine)
+        if self.quarantine.active:
+            self.engine.add_tick_callback(self.quarantine.check)
         self.started_at = time.monotonic()
 
     # -- membership ---------------------------------------------------------------------------
 
-    def _plan_membership(self, join_voters: list[str] | None) -> list[str]:
-        """The other voters to start with, and this node's standing among them."""
-        a = self.addresses
-        saved = self.membership_file.load()
-        if saved is not None and saved["voters"]:
-            if a.raft in saved["learners"]:
-                self.standing.learner, self.standing.voting = True, False
-                self.standing.why = "learner: catching up before it becomes a voter"
-            elif a.raft not in saved["voters"]:
-                raise StartupError(
-                    f"this node ({a.raft}) was removed from cluster {saved['cluster_id']}; to add it again, start it "
-                    f"with an empty data folder and --join <a member's HTTP address>")
-            if join_voters is not None:
-                log.info("--join ignored: this node's data folder already holds its membership")
-            return [v for v in saved["voters"] if v != a.raft]
-        if join_voters is not None:
-            if not self.fresh:
-                raise StartupError(f"--join needs an empty data folder; {self.data_dir} holds another node's data")
-            self.standing.learner, self.standing.voting = True, False
-            self.standing.why = "learner: catching up before it becomes a voter"
-            return [v for v in join_voters if v != a.raft]
-        if self.fresh:
-            # Probation: no vote and no entry until the peers say this cluster is new (admit()).
-            self.standing.voting = self.standing.accepting = False
-            self.standing.why = "new node: asking the peers whether the cluster exists"
-        return [p for p in a.peers if p != a.raft]
-
     def admit(self, timeout_s: float = 3600.0) -> None:
         """Block (main thread, before serving) until a fresh node may take part: its peers
         confirm the cluster is new. Raises StartupError with the one line to show otherwise."""
-        if self.standing.accepting:
-            return
-        started = time.monotonic()
-        next_report = started + 10
-        while True:
-            verdict, detail = fresh_verdict(self.addresses.raft, self.addresses.node_id,
-                                            [p for p in self.addresses.peers if p != self.addresses.raft],
-                                            self.engine.hellos(), time.monotonic() - started)
-            if verdict == "refuse":
-                raise StartupError(detail)
-            if verdict == "form":
-                log.info("new cluster: %s", detail)
-                # Should this node have voted before it lost its folder, it did so in a term no
-                # higher than its peers have seen: it sits those terms out.
-                seen = max((h.term for h in self.engine.hellos().values()), default=0)
-                if seen > self.engine.term:
-                    self.engine.sit_out_terms_up_to(seen)
-                self.standing.voting = self.standing.accepting = True
-                self.standing.why = ""
-                return
-            if time.monotonic() >= next_report:
-                log.info("new node: waiting for %s to say whether the cluster exists", detail)
-                next_report += 10
-            if time.monotonic() - started > timeout_s:
-                raise StartupError(f"no answer from {detail} within {timeout_s:g}s")
-            time.sleep(0.02)
+        admit_fresh_node(self.engine, self.addresses, self.standing, timeout_s)
 
     def _membership_hello(self) -> dict:
         """Tick thread: the part of this node's hello to its peers that membership decides on."""
@@ -220,22 +121,6 @@ class RaftNode:
     def replay_target(self) -> int:
         """The commit index recorded before the restart (see wait_local_replay)."""
         return self.engine.replay_target
-
-    def _check_quarantine(self) -> None:
-        """Tick callback while quarantined."""
-        q = self.quarantine
-        if q is None or self.standing.voting:
-            return
-        applied = self.applied_index
-        if q.cured(applied, self.journal.entry_term(applied), self.journal.entry_term(q.high_index)):
-            log.warning("quarantine over: applied index %d (term %s) from the leader; voting again",
-                        applied, self.journal.entry_term(applied))
-            self.quarantine = None
-            # A node that lost its log (or its vote file) may have voted in this term already.
-            self.engine.record_no_vote(self.engine.term)
-            if not (self.standing.learner or self.standing.removed):
-                self.standing.voting = True
-                self.standing.why = ""
 
     def _on_config_applied(self) -> None:
         """Tick thread: the replicated configuration changed (or a snapshot brought one)."""
@@ -261,7 +146,7 @@ class RaftNode:
         if me in voters and standing.learner and self._seen_as_learner:
             log.info("promoted to voter in cluster %s", state.cluster_id)
             standing.learner = False
-            if self.quarantine is None:
+            if not self.quarantine.active:
                 standing.voting, standing.why = True, ""
             self.engine.become_voter()
         elif current and me not in voters and me not in state.learners and not standing.removed and not replaying:
@@ -538,44 +423,3 @@ class RaftNode:
         """Stop Raft and flush the journal. Call from the thread that constructed the node."""
         self.engine.close()
 
-
-def _prepare_data_dir(data_dir: str, addresses: NodeAddresses) -> None:
-    """Create the data folder and check that it belongs to this node."""
-    try:
-        os.makedirs(data_dir, exist_ok=True)
-        probe = os.path.join(data_dir, ".write-test")
-        with open(probe, "wb") as f:
-            f.write(b"ok")
-        os.unlink(probe)
-    except OSError as exc:
-        raise StartupError(f"data folder {data_dir} is not writable: {exc.strerror}") from None
-    identity_path = os.path.join(data_dir, "node-identity")
-    identity = f"{addresses.node_id} {addresses.raft}\n"
-    if os.path.exists(identity_path):
-        with open(identity_path) as f:
-            existing = f.read()
-        if existing != identity:
-            old = existing.split()
-            raise StartupError(
-                f"data folder {data_dir} belongs to node {old[0]} at {old[1]}, not "
-                f"{addresses.node_id} at {addresses.raft} (Raft identity is the address)"
-            )
-    else:
-        from snapshots.fsutil import write_atomic
-
-        write_atomic(identity_path, identity.encode())
-
-
-def _check_port_free(addr: str, what: str) -> None:
-    host, _, port = addr.rpartition(":")
-    try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-    except (socket.gaierror, ValueError) as exc:
-        raise StartupError(f"cannot resolve {what} address {addr}: {exc}") from None
-    family, _, _, _, sockaddr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(sockaddr)
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {what} address {addr}: {exc.strerror}") from None

@@ -11,7 +11,7 @@ thread exits when the thread that built it exits), `close()` from the same threa
 Threading: properties and `submit` may be called from any thread (the event loop, mostly);
 methods documented "tick thread" must run on PySyncObj's tick thread: from a tick callback,
 an apply or a PySyncObj callback, or through `on_tick_thread`. The callbacks given to the
-constructor (`apply_entry`, `on_role_changed`, `on_removed`, `observer`) run on the tick thread.
+constructor (`apply_entry`, `on_role_changed`, `on_removed`, the observer's) run on the tick thread.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from node.engine.conf import syncobj_conf
 from node.engine.failures import SUCCESS, error_for
 from node.engine.journal import DurableJournal
 from node.engine.journal_seam import journal_installed
+from node.engine.observer import DurabilityObserver
 from node.engine.replicated import ApplyEntry, ReplicatedLog
 from node.engine.status import EngineStatus, Role, role_of
 from node.engine.transport import DurableTransport
@@ -55,11 +56,11 @@ class RaftEngine:
         membership_hello: Callable[[], dict],
         on_role_changed: Callable[[Role, Role], None],
         on_removed: Callable[[], None],
-        on_ack: Callable[[int, float], None] | None = None,
+        observer: DurabilityObserver | None = None,
     ) -> None:
         """`membership_hello()`: this node's cluster id and configuration, for its hello to peers
         (node.membership.PeerHello). `on_removed()`: our leader says a committed change removed
-        us. `on_ack(index, time)`: a follower is about to acknowledge entries up to `index`."""
+        us. `observer`: sees acknowledgements (the journal, built with it, sees the syncs)."""
         self.self_addr = self_addr
         self.journal = journal
         self.standing = standing
@@ -72,7 +73,7 @@ class RaftEngine:
         self._membership_hello = membership_hello
         self._on_role_changed = on_role_changed
         self._on_removed = on_removed
-        self._on_ack = on_ack
+        self._on_ack = observer.acknowledged if observer is not None else None
         # The commit index recorded before the restart: entries up to it are replayed locally
         # before the node answers anything (RaftNode.wait_local_replay).
         self.replay_target = journal.commit_index_hint

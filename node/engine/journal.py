@@ -104,7 +104,7 @@ class DurableJournal:
         self.path = path
         self.meta_path = path + ".meta"
         self.dump_path = dump_path
-        self._on_sync = on_sync  # test seam: (synced_index, monotonic time) after each sync
+        self._on_sync = on_sync  # (synced_index, monotonic time) after each sync: the durability observer
         self._entries: list[Entry] = []
         self._offsets: list[int] = []  # file offset where each entry's record starts
         self._lock = threading.Lock()  # guards sync against concurrent sync from other threads

@@ -68,7 +68,7 @@ class DurableTransport(TCPTransport):
         super().__init__(syncObj, selfNode, otherNodes)
         self.journal = journal
         self.last_leader_contact = 0.0  # time.monotonic() of the last append_entries received
-        self._on_ack = on_ack  # test seam: (acked_index, monotonic time) when an ack is sent
+        self._on_ack = on_ack  # (acked_index, monotonic time) when an ack is sent: the durability observer
         self._hello = hello or dict  # () -> this node's hello fields
         self._on_removed = on_removed or (lambda: None)
         self._next_keepalive = 0.0
