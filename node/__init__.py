@@ -1,1 +1,1 @@
-"""The Raft node: state machine, command codec, durable journal and PySyncObj composition."""
+"""The Raft node: state machine, command codec, membership, and the Raft engine (node.engine)."""

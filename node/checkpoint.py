@@ -1,28 +1,28 @@
-"""Checkpoints as PySyncObj's log compaction: one file format, one restore path.
+"""Checkpoints as the engine's log compaction: one file format, one restore path.
 
-PySyncObj calls three hooks we give it (SyncObjConf serializer / deserializer /
-serializeChecker), all on its tick thread:
+The engine (node.engine.compaction) turns PySyncObj's three compaction hooks into calls of
+this class, all on PySyncObj's tick thread:
 
-* `serialize(tmp_file, (last, prev, cluster))` when the log is long enough or old enough.
+* `capture(placeholder, last, prev, members)` when the log is long enough or old enough.
   The tick thread is between two applies, so the state is exactly the state after `last`;
   we freeze its tables in O(1) (`freeze_image`: later writes go to a delta on top) and a
   writer thread encodes the frozen tables into the snapshot store in our format (temporary
-  file, fsync, rename, directory fsync), then points `raft.dump` at it. The hook returns at
+  file, fsync, rename, directory fsync), then points `raft.dump` at it. The call returns at
   once: no pause grows with the data, and encoding and disk I/O run off the Raft and HTTP
-  paths (they share the GIL with them, which is the cost of not forking). `tmp_file` is a
-  symbolic link to the previous snapshot, because
-  PySyncObj renames it over `raft.dump` as soon as we return (a hard link would not do:
-  renaming a link onto another link of the same file leaves both in place).
-* `check()` reports the writer: SERIALIZING, then (after folding the delta back into the
-  tables) SUCCESS (PySyncObj then drops the log up to the snapshot; our journal first fsyncs
+  paths (they share the GIL with them, which is the cost of not forking). `placeholder` is
+  made a symbolic link to the previous snapshot, because the engine renames it over
+  `raft.dump` as soon as we return (a hard link would not do: renaming a link onto another
+  link of the same file leaves both in place; node/engine/NOTES.md, "Compaction hooks").
+* `progress()` reports the writer: WRITING, then (after folding the delta back into the
+  tables) DONE (the engine then drops the log up to the snapshot; our journal first fsyncs
   the dump) or FAILED.
-* `deserialize(raft.dump)` at start-up and when the leader sent us its snapshot: verify the
-  file, load it into the state machine, keep a copy in the store.
+* `load(raft.dump)` at start-up and when the leader sent us its snapshot: verify the file,
+  load it into the state machine, keep a copy in the store.
 
-`raft.dump` is also what PySyncObj streams to a follower that is too far behind, so the
-follower receives our format and installs it through the same `deserialize`.
+`raft.dump` is also what the engine streams to a follower that is too far behind, so the
+follower receives our format and installs it through the same `load`.
 
-Start-up (`prepare_startup`, before PySyncObj reads anything) makes sure `raft.dump` is the
+Start-up (`prepare_startup`, before the engine reads anything) makes sure `raft.dump` is the
 newest snapshot that verifies: damaged files are quarantined (renamed `*.broken`) with one
 line in the log, and an older snapshot takes over. With no usable snapshot and a journal
 that no longer reaches back to index 1, the state cannot be rebuilt locally: the journal is
@@ -33,15 +33,14 @@ caught up (it never serves an empty store as if it were the data).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import sys
 import threading
 import time
 
-from pysyncobj import SERIALIZER_STATE
-from pysyncobj.node import TCPNode
-
+from node.replica import Replica
 from node.state_machine import freeze_image, from_image
 from snapshots import format as fmt
 from snapshots.fsutil import fsync_dir
@@ -49,17 +48,25 @@ from snapshots.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
+Entry = tuple[bytes, int, int]  # a log entry: (command, index, term)
+
+
+class Progress(enum.Enum):
+    IDLE = "idle"  # no snapshot being written
+    WRITING = "writing"
+    DONE = "done"  # reported once, after a snapshot was written
+    FAILED = "failed"  # reported once, after a snapshot failed
+
 
 class Checkpointer:
-    def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str], install,
-                 alone: bool = False) -> None:
+    def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str],
+                 replica: Replica, alone: bool = False) -> None:
         self.dump_path = dump_path
         self.store = store
         self.self_addr = self_addr
         self.configured = configured  # every member's Raft address, from the command line
-        self._install = install  # callable(KVStateMachine): replace the replicated state
+        self._replica = replica  # the live state (captured) and where a loaded one is installed
         self.alone = alone  # forced into a one-voter cluster: a snapshot's members are not adopted
-        self._state_getter = None  # set by the node: returns the live state machine
         self._writer: threading.Thread | None = None
         self._writer_ok = False
         self._thaw = None
@@ -70,9 +77,6 @@ class Checkpointer:
         self.last_index: int | None = None
         self.snapshots_taken = 0
         self.failures = 0
-
-    def bind_state(self, getter) -> None:
-        self._state_getter = getter
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -116,24 +120,25 @@ class Checkpointer:
         os.replace(tmp, self.dump_path)
         fsync_dir(os.path.dirname(self.dump_path))
 
-    # -- PySyncObj hooks (tick thread) ----------------------------------------------------------
+    # -- compaction (tick thread) -------------------------------------------------------------------
 
-    def serialize(self, tmp_file: str, raft_data) -> None:
-        last, prev, cluster = raft_data
+    def capture(self, tmp_file: str, last: Entry, prev: Entry, members: list[str]) -> None:
+        """Start a snapshot of the state right after entry `last` (whose predecessor is `prev`);
+        `members`: every voter the engine replicates to, this node included (sorted)."""
         if os.path.lexists(tmp_file):
             os.unlink(tmp_file)
         current = self.store.list()[:1]
-        if current:  # PySyncObj's rename of the placeholder then leaves the dump as it was
+        if current:  # the engine's rename of the placeholder then leaves the dump as it was
             os.symlink(os.path.relpath(current[0], os.path.dirname(tmp_file)), tmp_file)
         else:
             open(tmp_file, "wb").close()  # an empty dump means "no snapshot yet" to prepare_startup
-        state = self._state_getter()
+        state = self._replica.state
         header = fmt.SnapshotHeader(
             index=last[1], term=last[2], key_count=len(state.entries), created_unix=time.time(),
-            membership=list(state.voters) or sorted(n.address for n in cluster),
+            membership=list(state.voters) or list(members),
             raft_last=[last[1], last[2]], raft_prev=[prev[1], prev[2]],
         )
-        # PySyncObj seeds its log with these two entries when it loads the snapshot.
+        # The engine seeds its log with these two entries when it loads the snapshot.
         raft_entries = [[bytes(prev[0]), prev[1], prev[2]], [bytes(last[0]), last[1], last[2]]]
         self._started = time.monotonic()
         capture_started = time.perf_counter()
@@ -156,7 +161,7 @@ class Checkpointer:
             path = self.store.write(header, image)
             deadline = time.monotonic() + 10
             while os.path.lexists(tmp_file) and time.monotonic() < deadline:
-                time.sleep(0.001)  # PySyncObj renames the placeholder right after the hook returns
+                time.sleep(0.001)  # the engine renames the placeholder right after capture() returns
             self._point_dump_at(path)
             self._writer_ok = True
         except Exception:
@@ -164,22 +169,24 @@ class Checkpointer:
         finally:
             sys.setswitchinterval(switch_interval)
 
-    def check(self) -> int:
+    def progress(self) -> Progress:
         if self._writer is None:
-            return SERIALIZER_STATE.NOT_SERIALIZING
+            return Progress.IDLE
         if self._writer.is_alive():
-            return SERIALIZER_STATE.SERIALIZING
+            return Progress.WRITING
         self._writer = None
         self._thaw()  # tick thread: fold the writes made meanwhile back into the tables
         self.last_duration_s = time.monotonic() - self._started
         if self._writer_ok:
             self.snapshots_taken += 1
-            return SERIALIZER_STATE.SUCCESS
+            return Progress.DONE
         self.failures += 1
         log.warning("the log is kept until the next snapshot attempt")
-        return SERIALIZER_STATE.FAILED
+        return Progress.FAILED
 
-    def deserialize(self, file_name: str):
+    def load(self, file_name: str) -> tuple[Entry, Entry, list[str]]:
+        """Install the snapshot in `file_name`; returns its last entry, the entry before it and
+        the voters to adopt with it."""
         st = os.stat(file_name)
         trusted = self._verified == (st.st_ino, st.st_mtime_ns)
         self._verified = None
@@ -192,19 +199,19 @@ class Checkpointer:
             raise
         self.store.adopt(file_name)
         prev, last = (tuple(e) for e in _raft_entries(meta, header))
-        self._install(state)
+        self._replica.install(state)
         self.last_index = header.index
-        return (bytes(last[0]), last[1], last[2]), (bytes(prev[0]), prev[1], prev[2]), self._cluster(header, state)
+        return (bytes(last[0]), last[1], last[2]), (bytes(prev[0]), prev[1], prev[2]), self._members(header, state)
 
-    def _cluster(self, header: fmt.SnapshotHeader, state) -> set:
-        """The voters PySyncObj adopts with this snapshot: the replicated configuration it
+    def _members(self, header: fmt.SnapshotHeader, state) -> list[str]:
+        """The voters the engine adopts with this snapshot: the replicated configuration it
         holds (node.membership), else its header's, else the command line's."""
         if self.alone:
-            return {TCPNode(self.self_addr)}
+            return [self.self_addr]
         members = list(state.voters) or header.membership
         if self.self_addr not in members and not state.voters:  # restored from another cluster: keep ours
             members = self.configured
-        return {TCPNode(addr) for addr in members}
+        return list(members)
 
     async def snapshot_at_least(self, index: int, force, timeout_s: float) -> str:
         """Path of a snapshot that reflects at least log `index`, taking one if needed."""

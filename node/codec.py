@@ -1,7 +1,7 @@
 """Versioned command codec: the bytes that travel through the Raft log.
 
 Every log entry written by raftkv is one call of the single replicated entry point
-(`ReplicatedKV.apply`) with one argument: a payload produced here. PySyncObj numbers
+(`node.engine.replicated.ReplicatedLog.apply`) with one argument: a payload produced here. PySyncObj numbers
 replicated methods by sorted name, so we never add a second one; new operations get new,
 never reused, op codes in this module instead, and old journals keep decoding.
 

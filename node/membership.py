@@ -5,7 +5,7 @@ two ways, and both are caught here before PySyncObj could let it vote:
 
 * **Its data folder is empty** (a replaced disk, a wiped folder). An empty folder started
   without `--join` is *fresh*: before it votes or acknowledges anything, it learns from its
-  peers (the `hello` each node sends on every Raft connection, node.transport) whether their
+  peers (the `hello` each node sends on every Raft connection, node.engine.transport) whether their
   cluster already exists. If a peer has it as a published member (it served before), or
   names a cluster it is not in, the node refuses to start and says what to do (remove the
   member, start it again empty with `--join`). A brand-new cluster, every node empty, forms
@@ -54,7 +54,7 @@ class Standing:
 
 @dataclass
 class PeerHello:
-    """What a peer last told us about itself (node.transport sends it on every link)."""
+    """What a peer last told us about itself (node.engine.transport sends it on every link)."""
 
     addr: str
     cluster: str | None

@@ -1,12 +1,13 @@
 """Group proposals: every write that arrives in one event-loop turn becomes one log entry.
 
-This is where throughput comes from with PySyncObj's batching turned off (node.settings):
+This is where throughput comes from with PySyncObj's batching turned off (node.engine.conf):
 one log entry, one journal sync, one AppendEntries per follower and one callback hop for a
 whole batch. All ops of a batch commit together and share the entry's index.
 
-Runs on the event loop; `submit(payload, callback)` hands the entry to PySyncObj, whose
-callback arrives on the tick thread (or inline on a full queue) and is bounced back to the
-loop with `call_soon_threadsafe`: this module is the thread boundary for writes.
+Runs on the event loop; `submit(payload, callback)` hands the entry to the engine
+(node.engine.RaftEngine.submit), whose callback `(results, error)` arrives on the tick thread
+(or inline on a full queue) and is bounced back to the loop with `call_soon_threadsafe`: this
+module is the thread boundary for writes. `error` is None or a node.errors exception.
 """
 
 from __future__ import annotations
@@ -14,27 +15,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from pysyncobj import FAIL_REASON
-
 from node.codec import Op, encode
-from node.errors import NoLeaderError, NotAppliedError, OutcomeUnknownError
+from node.errors import OutcomeUnknownError
 from node.state_machine import OpResult
 
 MAX_BATCH_OPS = 512
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 
-# PySyncObj failure codes whose command certainly never reached the log.
-_NOT_APPLIED = {
-    FAIL_REASON.QUEUE_FULL: "the leader's queue is full",
-    FAIL_REASON.MISSING_LEADER: "no leader",
-    FAIL_REASON.DISCARDED: "overwritten by a new leader",
-    FAIL_REASON.NOT_LEADER: "this node is no longer the leader",
-    FAIL_REASON.REQUEST_DENIED: "refused by the leader",
-}
-
 BARRIER_PASSED = OpResult(True)
 
-Submit = Callable[[bytes, Callable[[object, int], None]], None]
+Submit = Callable[[bytes, Callable[[object, Exception | None], None]], None]
 
 
 class Proposer:
@@ -94,13 +84,13 @@ class Proposer:
         self._in_flight[entry] = (write_futures, barrier_futures)
         timer = loop.call_later(self._slot_timeout_s, self._release, entry)
 
-        def answered(results, fail_reason) -> None:  # on the loop
+        def answered(results, error) -> None:  # on the loop
             timer.cancel()
             self._release(entry)
-            _resolve(write_futures, barrier_futures, results, fail_reason)
+            _resolve(write_futures, barrier_futures, results, error)
 
-        def on_result(results, fail_reason):  # tick thread, or inline when the queue is full
-            loop.call_soon_threadsafe(answered, results, fail_reason)
+        def on_result(results, error):  # tick thread, or inline when the queue is full
+            loop.call_soon_threadsafe(answered, results, error)
 
         self.entries_proposed += 1
         self.ops_proposed += len(ops)
@@ -137,9 +127,9 @@ class Proposer:
 
 
 def _resolve(
-    write_futures: list[asyncio.Future], barrier_futures: list[asyncio.Future], results, fail_reason: int
+    write_futures: list[asyncio.Future], barrier_futures: list[asyncio.Future], results, error: Exception | None
 ) -> None:
-    if fail_reason == FAIL_REASON.SUCCESS:
+    if error is None:
         for fut, result in zip(write_futures, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
@@ -147,14 +137,7 @@ def _resolve(
             if not fut.done():
                 fut.set_result(BARRIER_PASSED)
         return
-    futures = write_futures + barrier_futures
-    if fail_reason == FAIL_REASON.MISSING_LEADER:
-        exc: Exception = NoLeaderError("no leader")
-    elif fail_reason in _NOT_APPLIED:
-        exc = NotAppliedError(_NOT_APPLIED[fail_reason])
-    else:  # LEADER_CHANGED, UNKNOWN_OUTCOME: the entry may still commit
-        exc = OutcomeUnknownError("the leader changed while the write was in flight")
-    _fail(futures, exc)
+    _fail(write_futures + barrier_futures, error)
 
 
 def _fail(futures: list[asyncio.Future], exc: Exception) -> None:

@@ -1,8 +1,14 @@
-"""A raftkv node: PySyncObj + our journal and transport + the KV state machine.
+"""A raftkv node: the composition root of the Raft engine (PySyncObj behind node.engine) and
+the KV state machine, and what the node does at run time (membership upkeep, writes, reads).
 
-Composition and lifecycle only; the pieces live in their own modules:
+The pieces live in their own modules:
+  startup                what the data folder says before Raft runs: identity, voters and
+                         standing, the journal and the snapshot to start from, a quarantine
+  admission              a fresh node's admission by its peers; a quarantined node's cure
   codec / state_machine  what the log means (pure)
-  journal / transport    durability and Raft-safety seams on PySyncObj 0.3.17
+  replica                this node's copy of the state, as the engine applies and installs it
+  checkpoint             snapshots as the engine's log compaction
+  engine/                PySyncObj 0.3.17 with our journal, transport and compaction seams
   proposer               batching writes into log entries, the loop <-> tick-thread bridge
   settings               timing and storage choices
 
@@ -14,96 +20,29 @@ the state machine is mutated only on the tick thread.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
-import socket
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 
-import pysyncobj.syncobj as _pysyncobj_module
-from pysyncobj import SyncObj, SyncObjConsumer, replicated
-from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
-
+from node.addresses import NodeAddresses
+from node.admission import QuarantineCure, admit_fresh_node
 from node.checkpoint import Checkpointer
 from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
-from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError, StartupError
-from node.journal import DurableJournal, JournalError
-from node.membership import MembershipFile, Quarantine, Standing, fresh_verdict, is_fresh
+from node.engine import CompactionHooks, DurabilityObserver, RaftEngine, Role, check_version
+from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError
 from node.proposer import Proposer, ReadBarrier
-from node.settings import DUMP_FILE, JOURNAL_FILE, SNAPSHOT_DIR, RaftSettings
+from node.replica import Replica
+from node.settings import DUMP_FILE, SNAPSHOT_DIR, RaftSettings
+from node.startup import plan_startup, recover_log
 from node.state_machine import KVStateMachine, OpResult
-from node.transport import DurableTransport
 from node.watch import WatchHub
 from snapshots.store import SnapshotStore
 
+__all__ = ["NodeAddresses", "RaftNode"]
+
 log = logging.getLogger(__name__)
-
-# Our seams (journal substitution, transport message fields) are written against this exact
-# release; a different one must be re-read before it is allowed in.
-SUPPORTED_PYSYNCOBJ = "0.3.17"
-_LEADER_STATE = _pysyncobj_module._RAFT_STATE.LEADER
-
-
-class ReplicatedKV(SyncObjConsumer):
-    """The one replicated entry point. Never add a second @replicated method: PySyncObj
-    numbers them by sorted name, and a new one would remap every entry already journaled."""
-
-    def __init__(self, watch_hub: WatchHub, on_config=None) -> None:
-        # Set before SyncObjConsumer.__init__, so PySyncObj does not snapshot it.
-        self.watch_hub = watch_hub
-        self.on_config = on_config
-        super().__init__()
-        self.state = KVStateMachine()
-        self.state.listener = watch_hub.on_apply
-        self.state.config_listener = on_config
-
-    def install(self, state: KVStateMachine) -> None:
-        """Replace the state by one loaded from a snapshot (tick thread)."""
-        state.listener = self.watch_hub.on_apply
-        state.config_listener = self.on_config
-        self.state = state
-        self.watch_hub.on_apply(None, state.applied_index)  # every watcher re-checks
-        if self.on_config is not None and state.voters:
-            self.on_config()
-
-    @replicated
-    def apply(self, payload: bytes) -> list[OpResult]:
-        # PySyncObj bumps raftLastApplied right after this returns: the entry's index is +1.
-        index = self._syncObj.raftLastApplied + 1
-        return self.state.apply(index, payload)
-
-
-@contextlib.contextmanager
-def _journal_seam(journal: DurableJournal):
-    """Make SyncObj's constructor use our journal instead of its unsynced mmap journal.
-
-    PySyncObj 0.3.17 builds its journal with the module-level `createJournal(path)` and offers
-    no parameter for it; we swap that one name for the duration of the constructor.
-    """
-    with _SEAM_LOCK:
-        original = _pysyncobj_module.createJournal
-        _pysyncobj_module.createJournal = lambda _path: journal
-        try:
-            yield
-        finally:
-            _pysyncobj_module.createJournal = original
-
-
-_SEAM_LOCK = threading.Lock()
-NO_VOTE = "-"  # recorded as this term's vote: no candidate can have it
-
-
-@dataclass
-class NodeAddresses:
-    node_id: str
-    raft: str  # advertised Raft address: the node's identity in the cluster
-    http: str  # advertised HTTP address, published to peers for forwarding
-    raft_bind: str | None = None  # defaults to `raft`
-    peers: list[str] = field(default_factory=list)  # the other nodes' advertised Raft addresses
 
 
 class RaftNode:
@@ -115,211 +54,73 @@ class RaftNode:
         *,
         join_voters: list[str] | None = None,
         force_new_cluster: bool = False,
-        on_sync=None,
-        on_ack=None,
+        observer: DurabilityObserver | None = None,
     ) -> None:
         """`join_voters`: this node joins an existing cluster whose voters these are (it
         starts as a learner); None: it is (or forms) a cluster from `addresses.peers`.
         `force_new_cluster`: the survivor of a majority lost for good restarts alone, as the
-        only voter of its cluster (its data is all there is; writes it lacked are lost)."""
-        if PYSYNCOBJ_VERSION != SUPPORTED_PYSYNCOBJ:
-            raise StartupError(f"pysyncobj {PYSYNCOBJ_VERSION} installed; raftkv needs exactly {SUPPORTED_PYSYNCOBJ}")
+        only voter of its cluster (its data is all there is; writes it lacked are lost).
+        `observer`: sees every journal sync and acknowledgement (node.engine.observer)."""
+        check_version()
         self.addresses = addresses
         self.data_dir = data_dir
         self.settings = settings or RaftSettings()
-        self.watch_hub = WatchHub()
-        self.kv = ReplicatedKV(self.watch_hub, self._on_config_applied)
-        self.fresh = is_fresh(data_dir, JOURNAL_FILE, SNAPSHOT_DIR)
-        _prepare_data_dir(data_dir, addresses)
-        self.membership_file = MembershipFile(data_dir)
-        self.standing = Standing()
-        self._changing = False
-        self._tick_calls: collections.deque = collections.deque()
-        self.stopping = False
-        self._seen_as_learner = False
+        plan = plan_startup(addresses, data_dir, join_voters, force_new_cluster)
+        self.standing = plan.standing
+        self.membership_file = plan.membership_file
+        self._config_floor = plan.config_floor  # see _on_config_applied
         self.forced = force_new_cluster
-        self.quarantine: Quarantine | None = None
-        if force_new_cluster:
-            if self.fresh:
-                raise StartupError("--force-new-cluster needs this node's own data; the folder is empty")
-            saved = self.membership_file.load() or {"cluster_id": None}
-            self.membership_file.store(saved["cluster_id"], [addresses.raft], {}, 0)
-            log.warning("forcing a new cluster: %s is its only voter; the other members are dropped", addresses.raft)
-        saved = self.membership_file.load()
-        self._config_floor = saved["index"] if saved else 0  # see _on_config_applied
-        other_nodes = self._plan_membership(join_voters)
-        bind = addresses.raft_bind or addresses.raft
-        _check_port_free(bind, "raft")
-        journal_path, dump_path = os.path.join(data_dir, JOURNAL_FILE), os.path.join(data_dir, DUMP_FILE)
+        self._seen_as_learner = False
+        self._changing = False
+        self.stopping = False
+        self.watch_hub = WatchHub()
+        self.replica = Replica(self.watch_hub, self._on_config_applied)
         self.checkpointer = Checkpointer(
-            dump_path, SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
-            addresses.raft, sorted({addresses.raft, *other_nodes}), self.kv.install,
+            os.path.join(data_dir, DUMP_FILE),
+            SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
+            addresses.raft, sorted({addresses.raft, *plan.other_voters}), self.replica,
             alone=force_new_cluster,
         )
-        self.checkpointer.bind_state(lambda: self.kv.state)
-        self.recovering = False
-        try:
-            meta_existed = os.path.exists(journal_path + ".meta")
-            self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
-            term_before = self.journal.getCurrentTerm()
-            first = self.journal[0][1] if len(self.journal) else 1
-            rebuildable, snapshot = self.checkpointer.prepare_startup(first)
-            if snapshot is not None and self.journal.getCurrentTerm() < snapshot.term:
-                # A snapshot restored offline carries its term; ours must never be below it.
-                self.journal.setCurrentTerm(snapshot.term, None)
-            if self.journal.damage is not None:
-                d = self.journal.damage
-                self.quarantine = Quarantine(f"journal damaged ({d.reason})", max(term_before, d.high_term),
-                                             d.high_index, d.high_term)
-            elif len(self.journal) and not meta_existed:
-                last = self.journal[-1]
-                # The log is whole, the vote is not: only a newer term than the log shows cures it.
-                self.quarantine = Quarantine("the journal's term and vote file is missing", last[2])
-            if not rebuildable:
-                # No snapshot to rebuild the state from, and a journal that starts after index 1.
-                last = self.journal[-1] if len(self.journal) else (b"", 0, 0)
-                self.journal._destroy()
-                broken = f"{journal_path}.{int(time.time())}.broken"
-                os.replace(journal_path, broken)
-                log.error("no usable snapshot and the journal starts at index %d: moved it aside to %s; "
-                          "recovering the state from the peers", first, os.path.basename(broken))
-                self.journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
-                self.recovering = True
-                self.quarantine = Quarantine("no usable snapshot (journal set aside)", max(term_before, last[2]),
-                                             last[1], last[2])
-        except (JournalError, OSError) as exc:
-            raise StartupError(str(exc)) from None
-        if self.quarantine is not None:
-            self.standing.voting = False
-            self.standing.why = f"quarantined: {self.quarantine.reason}"
-            log.warning("not voting until this node holds again what it may have acknowledged: %s",
-                        self.quarantine.reason)
-        self._transport: DurableTransport | None = None
-        # Before SyncObj exists: its state-change callback may already reach the proposer.
-        self.proposer = Proposer(self._submit)
+        recovered = recover_log(data_dir, self.checkpointer, self.standing,
+                                on_sync=observer.synced if observer is not None else None)
+        self.journal = recovered.journal
+        self.recovering = recovered.recovering
+        self.engine = RaftEngine(
+            addresses.raft, plan.other_voters, bind=addresses.bind, data_dir=data_dir, settings=self.settings,
+            journal=self.journal, standing=self.standing, compaction=CompactionHooks(self.checkpointer),
+            apply_entry=self.replica.apply, membership_hello=self._membership_hello,
+            on_role_changed=self._on_role_changed, on_removed=self._on_told_removed, observer=observer,
+        )
+        self.quarantine = QuarantineCure(recovered.quarantine, self.engine, self.journal, self.standing)
+        self.proposer = Proposer(self.engine.submit)
         self.read_barrier = ReadBarrier(self.proposer)
-        # The commit index recorded before the restart: entries up to it are replayed locally
-        # before the node answers anything (see wait_local_replay).
-        self.replay_target = self.journal.getRaftCommitIndex()
-
-        def transport_factory(syncobj, self_node, other_nodes):
-            self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal,
-                                               standing=self.standing, hello=self._hello, on_ack=on_ack,
-                                               on_removed=self._on_told_removed)
-            return self._transport
-
-        with _journal_seam(self.journal):
-            self._syncobj = SyncObj(
-                addresses.raft,
-                other_nodes,
-                conf=self.settings.to_conf(data_dir, bind, self.checkpointer, self._on_state_changed),
-                consumers=[self.kv],
-                transportClass=transport_factory,
-            )
-        if not self._syncobj.tick_thread_alive():
-            raise StartupError(f"cannot listen on raft address {bind}")
-        # Once per tick, before PySyncObj polls: the leader's own copy of what it appended and
-        # shipped this tick is durable before the next commit computation counts it.
-        self._syncobj.addOnTickCallback(self.journal.sync)
-        self._syncobj.addOnTickCallback(self._transport.keep_alive)
-        self._syncobj.addOnTickCallback(self._run_tick_calls)
-        if self.quarantine is not None:
-            self._syncobj.addOnTickCallback(self._check_quarantine)
+        # Everything the engine's callbacks reach exists: start it (it replays the journal at once).
+        self.engine.start()
+        if self.quarantine.active:
+            self.engine.add_tick_callback(self.quarantine.check)
         self.started_at = time.monotonic()
 
     # -- membership ---------------------------------------------------------------------------
 
-    def _plan_membership(self, join_voters: list[str] | None) -> list[str]:
-        """The other voters to start with, and this node's standing among them."""
-        a = self.addresses
-        saved = self.membership_file.load()
-        if saved is not None and saved["voters"]:
-            if a.raft in saved["learners"]:
-                self.standing.learner, self.standing.voting = True, False
-                self.standing.why = "learner: catching up before it becomes a voter"
-            elif a.raft not in saved["voters"]:
-                raise StartupError(
-                    f"this node ({a.raft}) was removed from cluster {saved['cluster_id']}; to add it again, start it "
-                    f"with an empty data folder and --join <a member's HTTP address>")
-            if join_voters is not None:
-                log.info("--join ignored: this node's data folder already holds its membership")
-            return [v for v in saved["voters"] if v != a.raft]
-        if join_voters is not None:
-            if not self.fresh:
-                raise StartupError(f"--join needs an empty data folder; {self.data_dir} holds another node's data")
-            self.standing.learner, self.standing.voting = True, False
-            self.standing.why = "learner: catching up before it becomes a voter"
-            return [v for v in join_voters if v != a.raft]
-        if self.fresh:
-            # Probation: no vote and no entry until the peers say this cluster is new (admit()).
-            self.standing.voting = self.standing.accepting = False
-            self.standing.why = "new node: asking the peers whether the cluster exists"
-        return [p for p in a.peers if p != a.raft]
-
     def admit(self, timeout_s: float = 3600.0) -> None:
         """Block (main thread, before serving) until a fresh node may take part: its peers
         confirm the cluster is new. Raises StartupError with the one line to show otherwise."""
-        if self.standing.accepting:
-            return
-        started = time.monotonic()
-        next_report = started + 10
-        while True:
-            verdict, detail = fresh_verdict(self.addresses.raft, self.addresses.node_id,
-                                            [p for p in self.addresses.peers if p != self.addresses.raft],
-                                            dict(self._transport.hellos), time.monotonic() - started)
-            if verdict == "refuse":
-                raise StartupError(detail)
-            if verdict == "form":
-                log.info("new cluster: %s", detail)
-                # Should this node have voted before it lost its folder, it did so in a term no
-                # higher than its peers have seen: it sits those terms out.
-                seen = max((h.term for h in self._transport.hellos.values()), default=0)
-                if seen > self._syncobj.raftCurrentTerm:
-                    self.on_tick_thread(lambda term=seen: self._syncobj._SyncObj__setCurrentTerm(term, NO_VOTE))
-                    while self._tick_calls:
-                        time.sleep(0.005)
-                self.standing.voting = self.standing.accepting = True
-                self.standing.why = ""
-                return
-            if time.monotonic() >= next_report:
-                log.info("new node: waiting for %s to say whether the cluster exists", detail)
-                next_report += 10
-            if time.monotonic() - started > timeout_s:
-                raise StartupError(f"no answer from {detail} within {timeout_s:g}s")
-            time.sleep(0.02)
+        admit_fresh_node(self.engine, self.addresses, self.standing, timeout_s)
 
-    def _hello(self) -> dict:
+    def _membership_hello(self) -> dict:
+        """Tick thread: the part of this node's hello to its peers that membership decides on."""
         state = self.state
         return {
-            "from": self.addresses.raft,
             "cluster": state.cluster_id,
             "members": sorted(state.members),
             "voters": list(state.voters),
             "learners": sorted(state.learners),
-            "replayed": self._syncobj_started and self.applied_index >= self.replay_target,
-            "applied": self.applied_index if self._syncobj_started else 0,
-            "term": self.term if self._syncobj_started else 0,
         }
 
     @property
-    def _syncobj_started(self) -> bool:
-        return "_syncobj" in self.__dict__
-
-    def _check_quarantine(self) -> None:
-        """Tick callback while quarantined."""
-        q = self.quarantine
-        if q is None or self.standing.voting:
-            return
-        applied = self.applied_index
-        if q.cured(applied, self.journal.entry_term(applied), self.journal.entry_term(q.high_index)):
-            log.warning("quarantine over: applied index %d (term %s) from the leader; voting again",
-                        applied, self.journal.entry_term(applied))
-            self.quarantine = None
-            # A node that lost its log (or its vote file) may have voted in this term already.
-            self._syncobj._SyncObj__setCurrentTerm(self._syncobj.raftCurrentTerm, NO_VOTE)
-            if not (self.standing.learner or self.standing.removed):
-                self.standing.voting = True
-                self.standing.why = ""
+    def replay_target(self) -> int:
+        """The commit index recorded before the restart (see wait_local_replay)."""
+        return self.engine.replay_target
 
     def _on_config_applied(self) -> None:
         """Tick thread: the replicated configuration changed (or a snapshot brought one)."""
@@ -334,8 +135,8 @@ class RaftNode:
         replaying = state.applied_index <= self._config_floor
         if not replaying:
             self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
-            if self._syncobj_started:
-                _set_other_voters(self._syncobj, [v for v in voters if v != me], self._transport)
+            if self.engine.started:  # not while SyncObj's constructor replays the journal
+                self.engine.set_other_voters([v for v in voters if v != me])
         standing = self.standing
         if standing.learner and me in state.learners:
             self._seen_as_learner = True
@@ -345,10 +146,9 @@ class RaftNode:
         if me in voters and standing.learner and self._seen_as_learner:
             log.info("promoted to voter in cluster %s", state.cluster_id)
             standing.learner = False
-            if self.quarantine is None:
+            if not self.quarantine.active:
                 standing.voting, standing.why = True, ""
-            if self._transport is not None:
-                self._transport.become_voter()
+            self.engine.become_voter()
         elif current and me not in voters and me not in state.learners and not standing.removed and not replaying:
             log.warning("this node was removed from cluster %s", state.cluster_id)
             standing.removed, standing.voting, standing.why = True, False, "removed from the cluster"
@@ -374,32 +174,18 @@ class RaftNode:
                 "members": dict(state.members), "index": state.applied_index}
 
     def hellos(self) -> dict:
-        return dict(self._transport.hellos) if self._transport is not None else {}
+        return self.engine.hellos()
 
     def transfer_leadership(self, target: str | None, callback) -> None:
-        """Ask PySyncObj to hand leadership to `target` (None: the most caught-up voter).
+        """Ask the engine to hand leadership to `target` (None: the most caught-up voter).
         `callback(ok: bool)` runs on the tick thread."""
-        def cb(_result, error):
-            callback(error == 0)
-        self.on_tick_thread(lambda: self._syncobj.transferLeadership(target, cb))
+        self.engine.transfer_leadership(target, callback)
 
-    def on_tick_thread(self, fn) -> None:
-        """Run `fn` on PySyncObj's tick thread at its next tick: what sends on its sockets or
-        writes its term must not race the tick thread."""
-        self._tick_calls.append(fn)
-
-    def _run_tick_calls(self) -> None:
-        while self._tick_calls:
-            self._tick_calls.popleft()()
-
-    def _on_state_changed(self, old: int, new: int) -> None:
+    def _on_role_changed(self, old: Role, new: Role) -> None:
         """Tick thread. A leader that steps down (no majority heard within the step-down
         timeout, or a higher term seen) answers its writes and reads in flight at once."""
-        if old == _LEADER_STATE and new != _LEADER_STATE:
+        if old is Role.LEADER and new is not Role.LEADER:
             self.proposer.abandon_in_flight("this node stopped being the leader while the request was in flight")
-
-    def _submit(self, payload: bytes, callback) -> None:
-        self.kv.apply(payload, callback=callback)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -429,8 +215,7 @@ class RaftNode:
         """A graceful stop begins: new writes and strong reads are refused at once (clients
         move to another node), so the ones in flight can drain before leadership moves."""
         self.stopping = True
-        if self._transport is not None:
-            self._transport.refuse_commands = True
+        self.engine.refuse_commands()
 
     def _refuse_if_stopping(self) -> None:
         if self.stopping:
@@ -495,50 +280,38 @@ class RaftNode:
         few entries of the commit index (a hello's own figure is up to half a second old, and
         under load the commit index moves faster than that)."""
         commit = self.commit_index
-        matches = self._syncobj._SyncObj__raftMatchIndex  # readonly links included
         for addr in sorted(self.state.learners):
-            hello, link = self.hellos().get(addr), self._transport.hello_links.get(addr)
+            hello = self.hellos().get(addr)
             if hello is None or not hello.replayed or time.monotonic() - hello.at > 2.0:
                 continue
-            if matches.get(link, 0) >= commit - self.PROMOTE_WITHIN_ENTRIES:
+            if self.engine.replicated_index(addr) >= commit - self.PROMOTE_WITHIN_ENTRIES:
                 return addr
         return None
 
     @property
     def state(self) -> KVStateMachine:
-        return self.kv.state
+        return self.replica.state
 
     @property
     def is_leader(self) -> bool:
-        return self._syncobj._isLeader()
+        return self.engine.is_leader
 
     @property
     def leader(self) -> str | None:
-        """The leader's Raft address, or None when no leader was heard within an election timeout.
-
-        PySyncObj keeps its last leader until it starts an election, and a node connected to no
-        peer never starts one: a lone survivor would name a dead leader forever.
-        """
-        node = self._syncobj._getLeader()
-        if node is None:
-            return None
-        if not self.is_leader:
-            last_contact = self.last_contact_ms
-            if last_contact is None or last_contact > self.settings.election_max_s * 1000:
-                return None
-        return node.address
+        """The leader's Raft address, or None when no leader was heard within an election timeout."""
+        return self.engine.leader
 
     @property
     def term(self) -> int:
-        return self._syncobj.raftCurrentTerm
+        return self.engine.term
 
     @property
     def commit_index(self) -> int:
-        return self._syncobj.raftCommitIndex
+        return self.engine.commit_index
 
     @property
     def applied_index(self) -> int:
-        return self._syncobj.raftLastApplied
+        return self.engine.applied_index
 
     @property
     def uptime_ms(self) -> int:
@@ -547,12 +320,7 @@ class RaftNode:
     @property
     def last_contact_ms(self) -> int | None:
         """Milliseconds since the leader was last heard from; 0 on the leader; None if never."""
-        if self.is_leader:
-            return 0
-        transport = self._transport
-        if transport is None or transport.last_leader_contact == 0.0:
-            return None
-        return int((time.monotonic() - transport.last_leader_contact) * 1000)
+        return self.engine.last_contact_ms
 
     def leader_http(self) -> str | None:
         """The leader's advertised HTTP address, once it has published it."""
@@ -568,9 +336,7 @@ class RaftNode:
 
     def unreachable_peers(self) -> list[str]:
         """Peers this node has no open Raft connection to right now."""
-        raw = self._syncobj.getStatus()
-        prefix = "partner_node_status_server_"
-        return sorted(k[len(prefix):] for k, v in raw.items() if k.startswith(prefix) and v != 2)
+        return self.engine.unreachable_peers()
 
     async def report_unreachable_peers(self, stop: asyncio.Event, after_s: float = 10.0) -> None:
         """Log one line when a peer has been unreachable for `after_s`, and one when it is back."""
@@ -607,26 +373,26 @@ class RaftNode:
 
     @property
     def ready(self) -> bool:
-        """True once this node has caught up with the leader's commit index (PySyncObj's isReady)."""
-        return self._syncobj.isReady()
+        """True once this node has caught up with the leader's commit index."""
+        return self.engine.ready
 
     async def snapshot_file(self, timeout_s: float) -> str:
         """A snapshot file reflecting every entry applied here now (taken if needed)."""
-        return await self.checkpointer.snapshot_at_least(self.applied_index, self._syncobj.forceLogCompaction,
+        return await self.checkpointer.snapshot_at_least(self.applied_index, self.engine.force_compaction,
                                                          timeout_s)
 
     def status(self) -> dict:
-        raw = self._syncobj.getStatus()
+        raft = self.engine.status()
         return {
             "id": self.addresses.node_id,
             "raft": self.addresses.raft,
             "http": self.addresses.http,
-            "state": {0: "follower", 1: "candidate", 2: "leader"}.get(raw["state"], "unknown"),
+            "state": raft.role.value,
             "leader": self.leader,
-            "term": raw["raft_term"],
-            "commit_index": raw["commit_idx"],
-            "applied_index": raw["last_applied"],
-            "log_len": raw["log_len"],
+            "term": raft.term,
+            "commit_index": raft.commit_index,
+            "applied_index": raft.applied_index,
+            "log_len": raft.log_len,
             "last_contact_ms": self.last_contact_ms,
             "keys": len(self.state.entries),
             "synced_index": self.journal.synced_index,
@@ -655,62 +421,5 @@ class RaftNode:
 
     def close(self) -> None:
         """Stop Raft and flush the journal. Call from the thread that constructed the node."""
-        self._syncobj.destroy_synchronous()
+        self.engine.close()
 
-
-def _set_other_voters(syncobj: SyncObj, others: list[str], transport: DurableTransport) -> None:
-    """Tick thread: make `others` PySyncObj's peers. Its own configuration update (used when
-    it loads a snapshot) forgets the leader's last-response time of a new peer, which its
-    step-down check then reads (KeyError on every tick): a new peer counts as just heard.
-    A removed voter never hears of the commit that removed it (the leader stops sending to
-    it at once), so the leader tells it before the link goes."""
-    if syncobj._isLeader():
-        for node in syncobj._SyncObj__otherNodes:
-            if node.address not in others:
-                transport.tell_removed(node)
-    syncobj._SyncObj__updateClusterConfiguration(others)
-    heard = syncobj._SyncObj__lastResponseTime
-    for node in syncobj._SyncObj__otherNodes:
-        heard.setdefault(node, time.monotonic())
-
-
-def _prepare_data_dir(data_dir: str, addresses: NodeAddresses) -> None:
-    """Create the data folder and check that it belongs to this node."""
-    try:
-        os.makedirs(data_dir, exist_ok=True)
-        probe = os.path.join(data_dir, ".write-test")
-        with open(probe, "wb") as f:
-            f.write(b"ok")
-        os.unlink(probe)
-    except OSError as exc:
-        raise StartupError(f"data folder {data_dir} is not writable: {exc.strerror}") from None
-    identity_path = os.path.join(data_dir, "node-identity")
-    identity = f"{addresses.node_id} {addresses.raft}\n"
-    if os.path.exists(identity_path):
-        with open(identity_path) as f:
-            existing = f.read()
-        if existing != identity:
-            old = existing.split()
-            raise StartupError(
-                f"data folder {data_dir} belongs to node {old[0]} at {old[1]}, not "
-                f"{addresses.node_id} at {addresses.raft} (Raft identity is the address)"
-            )
-    else:
-        from snapshots.fsutil import write_atomic
-
-        write_atomic(identity_path, identity.encode())
-
-
-def _check_port_free(addr: str, what: str) -> None:
-    host, _, port = addr.rpartition(":")
-    try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-    except (socket.gaierror, ValueError) as exc:
-        raise StartupError(f"cannot resolve {what} address {addr}: {exc}") from None
-    family, _, _, _, sockaddr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(sockaddr)
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {what} address {addr}: {exc.strerror}") from None

@@ -27,6 +27,22 @@ class Trace:
     def synced_by(self, node_id: str, index: int, t: float) -> bool:
         return any(i >= index and ts <= t for i, ts in self.syncs[node_id])
 
+    def observer(self, node_id: str) -> NodeTrace:
+        return NodeTrace(self, node_id)
+
+
+class NodeTrace:
+    """One node's durability observer (node.engine.DurabilityObserver), recording into a Trace."""
+
+    def __init__(self, trace: Trace, node_id: str):
+        self.trace, self.node_id = trace, node_id
+
+    def synced(self, index: int, at: float) -> None:
+        self.trace.syncs[self.node_id].append((index, at))
+
+    def acknowledged(self, index: int, at: float) -> None:
+        self.trace.acks[self.node_id].append((index, at))
+
 
 def start_nodes(root, trace=None, ports=None):
     ports = ports or free_ports(6)
@@ -34,12 +50,9 @@ def start_nodes(root, trace=None, ports=None):
     nodes = []
     for i in range(3):
         node_id = f"n{i + 1}"
-        hooks = {}
-        if trace is not None:
-            hooks = {"on_sync": lambda idx, t, n=node_id: trace.syncs[n].append((idx, t)),
-                     "on_ack": lambda idx, t, n=node_id: trace.acks[n].append((idx, t))}
+        observer = trace.observer(node_id) if trace is not None else None
         addresses = NodeAddresses(node_id, rafts[i], f"{HOST}:{ports[3 + i]}", peers=rafts)
-        nodes.append(RaftNode(addresses, os.path.join(root, node_id), **hooks))
+        nodes.append(RaftNode(addresses, os.path.join(root, node_id), observer=observer))
     for node in nodes:  # a new cluster: each node hears from its peers that nobody knows it yet
         node.admit(timeout_s=30)
     return nodes, ports

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from node.journal import HEADER, DurableJournal, JournalError
+from node.engine.journal import HEADER, DurableJournal, JournalError
 
 
 @pytest.fixture

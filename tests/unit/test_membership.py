@@ -3,7 +3,7 @@
 import os
 
 from node.codec import ClusterInitOp, ConfigOp, decode, encode
-from node.journal import DurableJournal
+from node.engine.journal import DurableJournal
 from node.membership import PeerHello, Quarantine, fresh_verdict, is_fresh
 from node.state_machine import KVStateMachine, from_image, to_image
 

@@ -4,8 +4,8 @@ Outgoing (`send`, tick thread):
 * an `append_entries` leaves the leader at once, before the leader's own sync: the leader
   writes its log in parallel with the followers (Raft thesis §10.2.1). Safe because the
   leader counts its own copy toward a commit only in the next tick, and every tick syncs the
-  journal before it polls (`RaftNode` registers `journal.sync` as a tick callback, which
-  PySyncObj runs after appending and sending and before polling);
+  journal before it polls (`RaftEngine` registers `journal.sync` as a tick callback, which
+  PySyncObj runs after appending and sending and before polling: NOTES.md, "Tick order");
 * before a follower sends a successful `next_node_idx` (its acknowledgement), its journal is
   synced: an entry is acknowledged only once it is durable here.
 
@@ -14,7 +14,8 @@ every KEEPALIVE_S. Followers never talk to each other in Raft, and PySyncObj dro
 that received nothing for `connectionTimeout` (2 s) at the moment it next sends on it: the
 first vote request after a leader's death went down with the idle link between the survivors
 and the election waited a whole election timeout more (new leader after 1.6-1.9 s instead of
-0.6-1.2 s; tests/fault/README.md #4). The receiver swallows these messages.
+0.6-1.2 s; tests/fault/README.md #4; NOTES.md, "Idle links"). The receiver swallows these
+messages.
 
 Hello: the keep-alive is also each node's `hello` (its cluster id, configuration, published
 members, whether it has replayed its own log): how a node with an empty data folder learns
@@ -31,31 +32,33 @@ Incoming (`_onMessageReceived`, tick thread):
 * `append_entries` stamps the time of last contact with the leader (PySyncObj keeps none);
 * redundant entries are trimmed from `append_entries` before PySyncObj sees them. PySyncObj
   0.3.17 rewinds `nextIndex` on every success reply and its follower then deletes *every*
-  entry after `prevLogIdx`, including entries it already applied (reference §7.4). Raft
+  entry after `prevLogIdx`, including entries it already applied (NOTES.md, "Truncation of
+  committed entries"). Raft
   only deletes from the first conflicting entry; we present PySyncObj with a message that
   starts after the entries we already hold with the same term, so it never truncates those.
 
-Valid for pysyncobj==0.3.17 exactly (message field names); tests/unit/test_transport_seams.py
-pins the behaviour.
+Valid for pysyncobj==0.3.17 exactly (overridden methods, fields and message names, listed in
+node/engine/NOTES.md); tests/unit/engine/test_pysyncobj_pins.py pins them, and
+tests/unit/engine/test_transport_trim.py the trimming.
 """
 
 from __future__ import annotations
 
 import time
 
-from pysyncobj import FAIL_REASON
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
-from node.journal import DurableJournal
+from node.engine import internals
+from node.engine.failures import NOT_LEADER
+from node.engine.journal import DurableJournal
 from node.membership import PeerHello, Standing
 
-KEEPALIVE_S = 0.5  # well inside connectionTimeout (node.settings)
+KEEPALIVE_S = 0.5  # well inside connectionTimeout (node.settings, node.engine.conf)
 _HELLO = "raftkv_keepalive"
 _REMOVED = "raftkv_removed"
 _VOTING_MESSAGES = ("request_vote", "timeout_now")
 _LEADER_MESSAGES = ("append_entries", "request_vote", "timeout_now")
-_ELECTION_DEADLINE = "_SyncObj__raftElectionDeadline"  # PySyncObj 0.3.17's private name
 
 
 class DurableTransport(TCPTransport):
@@ -65,7 +68,7 @@ class DurableTransport(TCPTransport):
         super().__init__(syncObj, selfNode, otherNodes)
         self.journal = journal
         self.last_leader_contact = 0.0  # time.monotonic() of the last append_entries received
-        self._on_ack = on_ack  # test seam: (acked_index, monotonic time) when an ack is sent
+        self._on_ack = on_ack  # (acked_index, monotonic time) when an ack is sent: the durability observer
         self._hello = hello or dict  # () -> this node's hello fields
         self._on_removed = on_removed or (lambda: None)
         self._next_keepalive = 0.0
@@ -88,9 +91,9 @@ class DurableTransport(TCPTransport):
         standing = self.standing
         now = time.monotonic()
         if not standing.voting:
-            setattr(self._syncObj, _ELECTION_DEADLINE, now + 3600)
-        elif getattr(self._syncObj, _ELECTION_DEADLINE) > now + 60:  # just allowed to vote again
-            setattr(self._syncObj, _ELECTION_DEADLINE, now + self._syncObj.conf.raftMaxTimeout)
+            internals.set_election_deadline(self._syncObj, now + 3600)
+        elif internals.election_deadline(self._syncObj) > now + 60:  # just allowed to vote again
+            internals.set_election_deadline(self._syncObj, now + self._syncObj.conf.raftMaxTimeout)
         if now < self._next_keepalive:
             return
         # A node still deciding whether it may join says hello every tick: start-up waits on it.
@@ -139,7 +142,7 @@ class DurableTransport(TCPTransport):
                 self.hello_links[hello.addr] = node  # a learner's link is a 'readonly' Node
             return
         if kind == _REMOVED:
-            if node == self._syncObj._getLeader():  # only our leader may say so
+            if node == internals.last_known_leader(self._syncObj):  # only our leader may say so
                 self._on_removed()
             return
         standing = self.standing
@@ -147,7 +150,7 @@ class DurableTransport(TCPTransport):
             # A stopping leader takes no new entries from its followers either, so the log
             # stops growing and the hand-over target can be fully caught up (PySyncObj's rule).
             super().send(node, {"type": "apply_command_response", "request_id": message["request_id"],
-                                "error": FAIL_REASON.NOT_LEADER})
+                                "error": NOT_LEADER})
             return
         if (not standing.accepting and kind in _LEADER_MESSAGES) or (
                 not standing.voting and kind in _VOTING_MESSAGES):

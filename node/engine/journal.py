@@ -1,12 +1,13 @@
 """The Raft log on disk, with the syncs PySyncObj 0.3.17 never does.
 
 PySyncObj's own FileJournal is an mmap that is never flushed, and its meta file is renamed
-without fsync (shared/reference/pysyncobj.md §4). `DurableJournal` implements the same
-duck-typed `Journal` interface with our own file format and explicit durability:
+without fsync (node/engine/NOTES.md, "Durability"). `DurableJournal` implements the same
+duck-typed `Journal` interface with our own file format and explicit durability; the engine
+installs it through PySyncObj's module-level `createJournal` (node.engine.journal_seam).
 
 * `add()` appends the record with one write(); nothing is synced yet.
 * `sync()` makes every record added so far durable with one fdatasync. It is called by
-  `node.transport.DurableTransport` before a follower acknowledges entries, and once per
+  `node.engine.transport.DurableTransport` before a follower acknowledges entries, and once per
   tick before PySyncObj polls: on the leader, entries appended and shipped in a tick are
   durable before the next tick's commit computation counts the leader's own copy.
   Concurrent writes batched into one log entry, and several log entries added in one tick,
@@ -25,7 +26,9 @@ have been acknowledged: the log is cut there too, and `damage` tells the node, w
 must not vote until a leader has given it those entries again (node.membership).
 
 Threading: every method runs on PySyncObj's tick thread, except the read-only accessors
-`last_index`, `synced_index` and `entry_term`, which are safe to call from anywhere.
+`last_index`, `synced_index` and `entry_term`, which are safe to call from anywhere, and the
+start-up accessors (`current_term`, `first_index`, `last_entry`, `start_term`, `close`), used
+before PySyncObj runs.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class DurableJournal:
         self.path = path
         self.meta_path = path + ".meta"
         self.dump_path = dump_path
-        self._on_sync = on_sync  # test seam: (synced_index, monotonic time) after each sync
+        self._on_sync = on_sync  # (synced_index, monotonic time) after each sync: the durability observer
         self._entries: list[Entry] = []
         self._offsets: list[int] = []  # file offset where each entry's record starts
         self._lock = threading.Lock()  # guards sync against concurrent sync from other threads
@@ -213,7 +216,7 @@ class DurableJournal:
         log. Raft keeps the entries after the snapshot's last entry when the log holds that
         entry (same index and term). Without this, a crash between a snapshot's rename and
         the journal's compaction would throw away every entry after the snapshot on restart
-        (reference §4.2)."""
+        (NOTES.md, "Snapshot loads")."""
         cleared, self._cleared = self._cleared, None
         last = self._entries[-1]
         for pos, entry in enumerate(cleared):
@@ -294,12 +297,8 @@ class DurableJournal:
             self._end = end
             self._synced_offset = end
 
-    def _destroy(self) -> None:
-        self.sync()
-        if self._meta_dirty:
-            self._store_meta()
-        os.close(self._fd)
-        self._fd = -1
+    def _destroy(self) -> None:  # PySyncObj's name for close()
+        self.close()
 
     def flush(self) -> None:
         self.sync()
@@ -327,6 +326,39 @@ class DurableJournal:
     def onOneSecondTimer(self) -> None:  # noqa: N802
         if self._meta_dirty:
             self._store_meta()
+
+    # -- start-up (before PySyncObj runs) ----------------------------------------------------------
+
+    @property
+    def current_term(self) -> int:
+        return self.getCurrentTerm()
+
+    def start_term(self, term: int) -> None:
+        """Make `term` current, with no vote cast in it yet (stored before this returns)."""
+        self.setCurrentTerm(term, None)
+
+    @property
+    def first_index(self) -> int | None:
+        entries = self._entries
+        return entries[0][1] if entries else None
+
+    @property
+    def last_entry(self) -> Entry | None:
+        entries = self._entries
+        return entries[-1] if entries else None
+
+    @property
+    def commit_index_hint(self) -> int:
+        """The commit index stored before the last stop (at least 1, never beyond the log)."""
+        return self.getRaftCommitIndex()
+
+    def close(self) -> None:
+        """Sync, store the term and vote file if it changed, close the file."""
+        self.sync()
+        if self._meta_dirty:
+            self._store_meta()
+        os.close(self._fd)
+        self._fd = -1
 
     # -- durability ---------------------------------------------------------------------------
 

@@ -1,0 +1,273 @@
+"""RaftEngine: this node's PySyncObj peer, behind named methods.
+
+It composes PySyncObj's SyncObj with our journal (node.engine.journal, installed through
+node.engine.journal_seam), our transport (node.engine.transport), our compaction hooks
+(node.engine.compaction) and one replicated entry point (node.engine.replicated), and
+translates what PySyncObj reports into our types: `Role`, `EngineStatus`, node.errors.
+
+Lifecycle: construct (nothing runs yet), `start()` from the main thread (PySyncObj's tick
+thread exits when the thread that built it exits), `close()` from the same thread.
+
+Threading: properties and `submit` may be called from any thread (the event loop, mostly);
+methods documented "tick thread" must run on PySyncObj's tick thread: from a tick callback,
+an apply or a PySyncObj callback, or through `on_tick_thread`. The callbacks given to the
+constructor (`apply_entry`, `on_role_changed`, `on_removed`, the observer's) run on the tick thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+
+from pysyncobj import SyncObj
+
+from node.engine import internals
+from node.engine.compaction import CompactionHooks
+from node.engine.conf import syncobj_conf
+from node.engine.failures import SUCCESS, error_for
+from node.engine.journal import DurableJournal
+from node.engine.journal_seam import journal_installed
+from node.engine.observer import DurabilityObserver
+from node.engine.replicated import ApplyEntry, ReplicatedLog
+from node.engine.status import EngineStatus, Role, role_of
+from node.engine.transport import DurableTransport
+from node.errors import StartupError
+from node.membership import PeerHello, Standing
+from node.settings import RaftSettings
+
+# (results, error): error is None on success, else a node.errors exception
+OnDone = Callable[[object, Exception | None], None]
+
+
+class RaftEngine:
+    def __init__(
+        self,
+        self_addr: str,
+        other_voters: list[str],
+        *,
+        bind: str,
+        data_dir: str,
+        settings: RaftSettings,
+        journal: DurableJournal,
+        standing: Standing,
+        compaction: CompactionHooks,
+        apply_entry: ApplyEntry,
+        membership_hello: Callable[[], dict],
+        on_role_changed: Callable[[Role, Role], None],
+        on_removed: Callable[[], None],
+        observer: DurabilityObserver | None = None,
+    ) -> None:
+        """`membership_hello()`: this node's cluster id and configuration, for its hello to peers
+        (node.membership.PeerHello). `on_removed()`: our leader says a committed change removed
+        us. `observer`: sees acknowledgements (the journal, built with it, sees the syncs)."""
+        self.self_addr = self_addr
+        self.journal = journal
+        self.standing = standing
+        self._other_voters = other_voters
+        self._bind = bind
+        self._data_dir = data_dir
+        self._settings = settings
+        self._compaction = compaction
+        self._log = ReplicatedLog(apply_entry)
+        self._membership_hello = membership_hello
+        self._on_role_changed = on_role_changed
+        self._on_removed = on_removed
+        self._on_ack = observer.acknowledged if observer is not None else None
+        # The commit index recorded before the restart: entries up to it are replayed locally
+        # before the node answers anything (RaftNode.wait_local_replay).
+        self.replay_target = journal.commit_index_hint
+        self._tick_calls: collections.deque = collections.deque()
+        self._syncobj: SyncObj | None = None  # set once SyncObj's constructor has returned
+        self._transport: DurableTransport | None = None  # set during that constructor
+
+    def start(self) -> None:
+        """Main thread: build and start the PySyncObj peer (its tick thread starts replaying the
+        journal at once). StartupError if it cannot listen on its Raft address."""
+        with journal_installed(self.journal):
+            syncobj = SyncObj(
+                self.self_addr,
+                self._other_voters,
+                conf=syncobj_conf(self._settings, self._data_dir, self._bind, self._compaction,
+                                  self._state_changed),
+                consumers=[self._log],
+                transportClass=self._make_transport,
+            )
+        self._syncobj = syncobj
+        if not syncobj.tick_thread_alive():
+            raise StartupError(f"cannot listen on raft address {self._bind}")
+        # PySyncObj runs tick callbacks after it appended and sent this tick's entries and before
+        # it polls (NOTES.md, "Tick order"); ours run in this order:
+        # 1. the leader's own copy of what it appended and shipped this tick is durable before the
+        #    next commit computation counts it;
+        # 2. the hello on every link, and no election while we may not vote;
+        # 3. what other threads asked to run here.
+        for callback in self._tick_callbacks():
+            syncobj.addOnTickCallback(callback)
+
+    def _tick_callbacks(self) -> list[Callable[[], None]]:
+        return [self.journal.sync, self._transport.keep_alive, self._run_tick_calls]
+
+    def _make_transport(self, syncobj, self_node, other_nodes) -> DurableTransport:
+        # Called by SyncObj's constructor, before its tick thread starts.
+        self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal,
+                                           standing=self.standing, hello=self._hello, on_ack=self._on_ack,
+                                           on_removed=self._on_removed)
+        return self._transport
+
+    @property
+    def started(self) -> bool:
+        """SyncObj's constructor has returned (its tick thread may run before: a replay, a hello)."""
+        return self._syncobj is not None
+
+    def close(self) -> None:
+        """Stop Raft and flush the journal. Call from the thread that called `start()`."""
+        self._syncobj.destroy_synchronous()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def submit(self, payload: bytes, on_done: OnDone) -> None:
+        """Propose one log entry. `on_done(results, error)` runs once on the tick thread (or
+        inline, when PySyncObj's queue is full); `results` are what `apply_entry` returned."""
+        def callback(results, fail_reason: int) -> None:
+            on_done(results, None if fail_reason == SUCCESS else error_for(fail_reason))
+        self._log.apply(payload, callback=callback)
+
+    # -- what this node knows -------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return internals.is_leader(self._syncobj)
+
+    @property
+    def leader(self) -> str | None:
+        """The leader's Raft address, or None when no leader was heard within an election timeout.
+
+        PySyncObj keeps its last leader until it starts an election, and a node connected to no
+        peer never starts one: a lone survivor would name a dead leader forever.
+        """
+        node = internals.last_known_leader(self._syncobj)
+        if node is None:
+            return None
+        if not self.is_leader:
+            last_contact = self.last_contact_ms
+            if last_contact is None or last_contact > self._settings.election_max_s * 1000:
+                return None
+        return node.address
+
+    @property
+    def last_contact_ms(self) -> int | None:
+        """Milliseconds since the leader was last heard from; 0 on the leader; None if never."""
+        if self.is_leader:
+            return 0
+        transport = self._transport
+        if transport is None or transport.last_leader_contact == 0.0:
+            return None
+        return int((time.monotonic() - transport.last_leader_contact) * 1000)
+
+    @property
+    def term(self) -> int:
+        return self._syncobj.raftCurrentTerm
+
+    @property
+    def commit_index(self) -> int:
+        return self._syncobj.raftCommitIndex
+
+    @property
+    def applied_index(self) -> int:
+        return self._syncobj.raftLastApplied
+
+    @property
+    def ready(self) -> bool:
+        """True once this node has caught up with the leader's commit index (PySyncObj's isReady)."""
+        return self._syncobj.isReady()
+
+    def status(self) -> EngineStatus:
+        return EngineStatus.from_pysyncobj(self._syncobj.getStatus())
+
+    def unreachable_peers(self) -> list[str]:
+        """Voters this node has no open Raft connection to right now."""
+        return list(self.status().unreachable_peers)
+
+    def hellos(self) -> dict[str, PeerHello]:
+        """Peer Raft address -> the last hello it sent us."""
+        return dict(self._transport.hellos) if self._transport is not None else {}
+
+    def replicated_index(self, addr: str) -> int:
+        """Leader: the highest index its replication knows `addr` (a voter or a learner) holds."""
+        link = self._transport.hello_links.get(addr)  # a learner's link is a 'readonly' Node
+        return internals.match_indexes(self._syncobj).get(link, 0)
+
+    def _hello(self) -> dict:
+        """This node's hello (node.membership.PeerHello), sent by the transport on every link."""
+        started = self.started
+        applied = self.applied_index if started else 0
+        return {
+            "from": self.self_addr,
+            **self._membership_hello(),
+            "replayed": started and applied >= self.replay_target,
+            "applied": applied,
+            "term": self.term if started else 0,
+        }
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def set_other_voters(self, addresses: list[str]) -> None:
+        """Tick thread: make `addresses` the other voters. A removed voter never hears of the
+        commit that removed it (the leader stops sending to it at once), so the leader tells
+        it before the link goes."""
+        syncobj = self._syncobj
+        if internals.is_leader(syncobj):
+            for node in internals.other_voters(syncobj):
+                if node.address not in addresses:
+                    self._transport.tell_removed(node)
+        internals.set_other_voters(syncobj, addresses)
+
+    def record_no_vote(self, term: int) -> None:
+        """Tick thread: make `term` current with a vote for no one: this node grants no vote in it."""
+        internals.record_no_vote(self._syncobj, term)
+
+    def sit_out_terms_up_to(self, term: int) -> None:
+        """Not on the tick thread: `record_no_vote(term)` there, and wait until it has run."""
+        self.on_tick_thread(lambda: self.record_no_vote(term))
+        while self._tick_calls:
+            time.sleep(0.005)
+
+    def become_voter(self) -> None:
+        """Tick thread: a learner just promoted connects to its peers as a voter."""
+        if self._transport is not None:
+            self._transport.become_voter()
+
+    def refuse_commands(self) -> None:
+        """A graceful stop begins: as leader, take no more entries forwarded by followers."""
+        if self._transport is not None:
+            self._transport.refuse_commands = True
+
+    def transfer_leadership(self, target: str | None, callback: Callable[[bool], None]) -> None:
+        """Ask PySyncObj to hand leadership to `target` (None: the most caught-up voter).
+        `callback(ok: bool)` runs on the tick thread; ok only means the request was sent."""
+        def done(_result, fail_reason: int) -> None:
+            callback(fail_reason == SUCCESS)
+        self.on_tick_thread(lambda: self._syncobj.transferLeadership(target, done))
+
+    def force_compaction(self) -> None:
+        """Take a snapshot at the next tick, however short the log."""
+        self._syncobj.forceLogCompaction()
+
+    # -- the tick thread ----------------------------------------------------------------------
+
+    def add_tick_callback(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on every tick, after the engine's own (see `start`)."""
+        self._syncobj.addOnTickCallback(callback)
+
+    def on_tick_thread(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on PySyncObj's tick thread at its next tick: what sends on its sockets or
+        writes its term must not race the tick thread."""
+        self._tick_calls.append(fn)
+
+    def _run_tick_calls(self) -> None:
+        while self._tick_calls:
+            self._tick_calls.popleft()()
+
+    def _state_changed(self, old: int, new: int) -> None:
+        self._on_role_changed(role_of(old), role_of(new))

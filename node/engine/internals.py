@@ -1,0 +1,65 @@
+"""Every private field and method of PySyncObj 0.3.17's SyncObj the engine touches, one small
+function each. Nothing else in raftkv spells a `_SyncObj__` name.
+
+Why each is needed: node/engine/NOTES.md, "Private names". Each function is exercised on a
+real SyncObj by tests/unit/engine/test_pysyncobj_pins.py, so a release that renames or
+reshapes one fails there rather than in a cluster.
+
+Threading: the writers run on PySyncObj's tick thread only (they race it otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+
+from pysyncobj import SyncObj
+
+# Recorded as a term's vote: no candidate has this address, so every vote request in that
+# term is refused (PySyncObj grants a vote only while its vote of the term is None).
+NO_VOTE = "-"
+
+
+def is_leader(syncobj: SyncObj) -> bool:
+    return syncobj._isLeader()
+
+
+def last_known_leader(syncobj: SyncObj):
+    """The leader PySyncObj last heard of (a Node), or None; kept until it starts an election."""
+    return syncobj._getLeader()
+
+
+def election_deadline(syncobj: SyncObj) -> float:
+    return syncobj._SyncObj__raftElectionDeadline
+
+
+def set_election_deadline(syncobj: SyncObj, deadline: float) -> None:
+    """Tick thread: no election starts before `deadline` (time.monotonic())."""
+    syncobj._SyncObj__raftElectionDeadline = deadline
+
+
+def record_no_vote(syncobj: SyncObj, term: int) -> None:
+    """Tick thread: make `term` current with a vote for no one (stored in the journal at once)."""
+    syncobj._SyncObj__setCurrentTerm(term, NO_VOTE)
+
+
+def match_indexes(syncobj: SyncObj) -> dict:
+    """Leader: link (Node, readonly links included) -> highest index known replicated there."""
+    return syncobj._SyncObj__raftMatchIndex
+
+
+def other_voters(syncobj: SyncObj) -> set:
+    """The voters PySyncObj replicates to and counts (Nodes), this node excluded."""
+    return syncobj._SyncObj__otherNodes
+
+
+def set_other_voters(syncobj: SyncObj, addresses: list[str]) -> None:
+    """Tick thread: make `addresses` PySyncObj's other voters.
+
+    Its own configuration update (used when it loads a snapshot) forgets the leader's
+    last-response time of a new peer, which its step-down check then reads (KeyError on every
+    tick): a new peer counts as just heard.
+    """
+    syncobj._SyncObj__updateClusterConfiguration(addresses)
+    heard = syncobj._SyncObj__lastResponseTime
+    for node in syncobj._SyncObj__otherNodes:
+        heard.setdefault(node, time.monotonic())

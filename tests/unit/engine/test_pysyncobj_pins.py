@@ -1,0 +1,331 @@
+"""Every place the engine reaches into PySyncObj 0.3.17 beyond its documented API, pinned.
+
+node/engine/NOTES.md lists each reach and why we need it; a release that renames a private
+name, changes a hook's shape, a message field or the order of a tick must fail here, not in a
+cluster. Source checks read PySyncObj's code; the rest drive a real SyncObj built the way
+node.engine builds it (our journal through the createJournal seam, our transport, our
+replicated entry point), ticked by hand.
+"""
+
+import inspect
+import pickle
+import re
+import time
+from dataclasses import dataclass
+
+import pysyncobj
+import pysyncobj.journal
+import pysyncobj.serializer
+import pysyncobj.syncobj
+import pysyncobj.tcp_connection
+import pytest
+from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf
+from pysyncobj.node import TCPNode
+from pysyncobj.transport import TCPTransport
+
+from node.engine import internals
+from node.engine.engine import RaftEngine
+from node.engine.failures import error_for
+from node.engine.journal import DurableJournal
+from node.engine.journal_seam import journal_installed
+from node.engine.replicated import ReplicatedLog
+from node.engine.status import EngineStatus, Role, role_of
+from node.engine.transport import DurableTransport
+from node.engine.version import SUPPORTED_PYSYNCOBJ, check_version
+from node.errors import NoLeaderError, NotAppliedError, OutcomeUnknownError
+from node.membership import Standing
+from tests.support.cluster import HOST, free_ports
+
+SYNCOBJ_SOURCE = inspect.getsource(pysyncobj.syncobj.SyncObj)
+
+
+def source_of(name: str) -> str:
+    return inspect.getsource(getattr(SyncObj, name))
+
+
+def in_order(source: str, *snippets: str) -> bool:
+    positions = [source.find(s) for s in snippets]
+    return -1 not in positions and positions == sorted(positions)
+
+
+# -- the release ------------------------------------------------------------------------------
+
+
+def test_pysyncobj_is_the_version_our_seams_were_written_for():
+    assert pysyncobj.syncobj.VERSION == SUPPORTED_PYSYNCOBJ
+    # The journal seam swaps this module-level name during SyncObj's constructor.
+    assert callable(pysyncobj.syncobj.createJournal)
+    check_version()  # the node refuses to start on any other release
+
+
+# -- a real SyncObj, built as the engine builds it --------------------------------------------
+
+
+@dataclass
+class Peer:
+    syncobj: SyncObj
+    journal: DurableJournal
+    transport: DurableTransport
+    log: ReplicatedLog
+    address: str
+    others: list[str]
+    applied: list
+
+
+@pytest.fixture
+def make_peer(tmp_path):
+    built = []
+
+    def make(other_count: int = 1) -> Peer:
+        ports = free_ports(1 + other_count)
+        address, others = f"{HOST}:{ports[0]}", [f"{HOST}:{p}" for p in ports[1:]]  # the others never answer
+        journal = DurableJournal(str(tmp_path / f"{ports[0]}.journal"))
+        applied = []
+        transports = []
+
+        def make_transport(syncobj, self_node, other_nodes):
+            transports.append(DurableTransport(syncobj, self_node, other_nodes, journal=journal, standing=Standing()))
+            return transports[-1]
+
+        log = ReplicatedLog(lambda index, payload: applied.append((index, payload)) or index)
+        conf = SyncObjConf(autoTick=False, bindAddress=address, dynamicMembershipChange=True,
+                           journalFile=journal.path, appendEntriesUseBatch=False)
+        with journal_installed(journal):
+            syncobj = SyncObj(address, others, conf=conf, consumers=[log], transportClass=make_transport)
+        built.append(syncobj)
+        return Peer(syncobj, journal, transports[0], log, address, others, applied)
+
+    yield make
+    for syncobj in built:
+        syncobj.destroy()  # without a tick thread: closes the transport and the journal at once
+
+
+def elect_alone(peer: Peer) -> None:
+    internals.set_election_deadline(peer.syncobj, 0)
+    deadline = time.monotonic() + 5
+    while not internals.is_leader(peer.syncobj) and time.monotonic() < deadline:
+        peer.syncobj.doTick(0.0)
+    assert internals.is_leader(peer.syncobj)
+
+
+def test_the_create_journal_seam_gives_syncobj_our_journal(make_peer):
+    peer = make_peer()
+    assert peer.syncobj._SyncObj__raftLog is peer.journal
+    assert pysyncobj.syncobj.createJournal is pysyncobj.journal.createJournal  # swapped back
+    assert "self.__raftLog = createJournal(self.__conf.journalFile)" in SYNCOBJ_SOURCE
+
+
+def test_our_journal_implements_every_journal_method_syncobj_calls():
+    called = set(re.findall(r"__raftLog\.(\w+)", SYNCOBJ_SOURCE)) | {"__getitem__", "__len__"}
+    interface = {name for name, _ in inspect.getmembers(pysyncobj.journal.Journal, inspect.isfunction)}
+    for name in called | interface:
+        assert callable(getattr(DurableJournal, name, None)), name
+
+
+def test_a_snapshot_load_replaces_the_log_by_clear_and_two_adds():
+    # DurableJournal keeps the entries after the snapshot by recognising this sequence.
+    assert in_order(source_of("_SyncObj__loadDumpFile"), "self.__raftLog.clear()", "self.__raftLog.add(*data[2])",
+                    "self.__raftLog.add(*data[1])")
+
+
+def test_the_replicated_entry_point_keeps_method_id_0(make_peer):
+    peer = make_peer()
+    # One replicated method on the one consumer, none on SyncObj itself: the journaled id is 0.
+    assert peer.syncobj._methodToID == {(id(peer.log), "apply_v0"): 0}
+    assert "cmd = (funcID, args)" in inspect.getsource(pysyncobj.syncobj.replicated)
+
+
+def test_an_applied_entry_is_numbered_last_applied_plus_one(make_peer):
+    peer = make_peer(other_count=0)
+    elect_alone(peer)
+    results = []
+    peer.log.apply(b"payload", callback=lambda result, error: results.append((result, error)))
+    deadline = time.monotonic() + 5
+    while not results and time.monotonic() < deadline:
+        peer.syncobj.doTick(0.01)
+    index = peer.syncobj.raftLastApplied
+    assert results == [(index, FAIL_REASON.SUCCESS)] and peer.applied[-1] == (index, b"payload")
+    assert in_order(source_of("_SyncObj__applyLogEntries"), "res = self.__doApplyCommand(entry[0])",
+                    "callback(res, FAIL_REASON.SUCCESS)", "self.__raftLastApplied += 1")
+
+
+# -- the private names in node.engine.internals -------------------------------------------------
+
+
+def test_every_internal_reach_works_on_a_real_syncobj(make_peer):
+    peer = make_peer()
+    syncobj = peer.syncobj
+    assert internals.is_leader(syncobj) is False and internals.last_known_leader(syncobj) is None
+    internals.set_election_deadline(syncobj, 123.0)
+    assert internals.election_deadline(syncobj) == 123.0
+    internals.record_no_vote(syncobj, 5)
+    assert syncobj.raftCurrentTerm == 5 and peer.journal.getVotedForNodeId() == internals.NO_VOTE
+    assert syncobj._SyncObj__votedForNodeId == internals.NO_VOTE
+    assert {n.address for n in internals.other_voters(syncobj)} == set(peer.others)
+    assert isinstance(internals.match_indexes(syncobj), dict)
+    newcomer = f"{HOST}:{free_ports(1)[0]}"
+    internals.set_other_voters(syncobj, [newcomer])
+    assert {n.address for n in internals.other_voters(syncobj)} == {newcomer}
+    assert TCPNode(newcomer) in syncobj._SyncObj__lastResponseTime  # filled in by us
+    assert TCPNode(newcomer) in internals.match_indexes(syncobj)
+
+
+def test_the_leader_gets_match_indexes_for_every_link_and_a_leader_node(make_peer):
+    peer = make_peer(other_count=0)
+    elect_alone(peer)
+    assert internals.last_known_leader(peer.syncobj).address == peer.address
+
+
+def test_the_behaviour_behind_the_private_reaches_is_unchanged():
+    # A vote already recorded for the term refuses every other candidate (our NO_VOTE relies on it).
+    assert "if self.__votedForNodeId is not None:\n                        return" in SYNCOBJ_SOURCE
+    assert "def __setCurrentTerm(self, term, votedForNodeId)" in SYNCOBJ_SOURCE
+    # The leader's step-down check reads __lastResponseTime for every peer, and PySyncObj's own
+    # configuration update does not fill it in (why internals.set_other_voters does).
+    assert "if self.__lastResponseTime[node] > deadline:" in SYNCOBJ_SOURCE
+    assert "__lastResponseTime" not in source_of("_SyncObj__updateClusterConfiguration")
+    # A loaded snapshot's cluster becomes the configuration (our deserialize hook decides it).
+    assert "self.__updateClusterConfiguration([node for node in data[3] if node != self.__selfNode])" in (
+        source_of("_SyncObj__loadDumpFile"))
+    # The last leader stays known until an election or a step-down clears it (RaftEngine.leader).
+    assert "return self.__raftLeader" in source_of("_getLeader")
+    # The election deadline is what starts an election (the transport holds it off).
+    assert "if self.__raftElectionDeadline < monotonicTime() and self.__connectedToAnyone():" in SYNCOBJ_SOURCE
+
+
+# -- the tick ---------------------------------------------------------------------------------
+
+
+def test_the_tick_runs_our_callbacks_after_sending_and_before_polling():
+    assert in_order(
+        source_of("_onTick"),
+        "while commitIdx < self.__getCurrentLogIndex():",  # commit computation (counts the leader's copy)
+        "needSendAppendEntries = self.__applyLogEntries()",
+        "self.__sendAppendEntries()",
+        "self._checkCommandsToApply()",  # appends new commands and ships them (batching off)
+        "self.__tryLogCompaction()",
+        "for callback in self.__onTickCallbacks:",  # journal.sync, keep_alive, tick calls
+        "self._poller.poll(timeToWait)",
+    )
+    assert "self.__onTickCallbacks.append(callback)" in source_of("addOnTickCallback")  # run in order added
+
+
+def test_the_engine_registers_its_tick_callbacks_in_the_order_it_relies_on():
+    source = inspect.getsource(RaftEngine._tick_callbacks)
+    assert in_order(source, "self.journal.sync", "self._transport.keep_alive", "self._run_tick_calls")
+
+
+# -- status and states --------------------------------------------------------------------------
+
+
+def test_raft_states_are_the_three_we_map():
+    states = {k: v for k, v in vars(pysyncobj.syncobj._RAFT_STATE).items() if not k.startswith("_")}
+    assert states == {"FOLLOWER": 0, "CANDIDATE": 1, "LEADER": 2}
+    assert [role_of(n) for n in (0, 1, 2)] == [Role.FOLLOWER, Role.CANDIDATE, Role.LEADER]
+    assert "callback(oldState, newState)" in source_of("_SyncObj__setState")
+
+
+def test_get_status_has_the_keys_engine_status_reads(make_peer):
+    peer = make_peer(other_count=2)
+    status = EngineStatus.from_pysyncobj(peer.syncobj.getStatus())
+    assert status.role is Role.FOLLOWER and status.term == peer.syncobj.raftCurrentTerm
+    assert (status.commit_index, status.applied_index) == (peer.syncobj.raftCommitIndex,
+                                                           peer.syncobj.raftLastApplied)
+    assert status.log_len == len(peer.journal)
+    assert status.unreachable_peers == tuple(sorted(peer.others))  # keyed by address, 0 = not connected
+    assert "2 if self.isNodeConnected(node) else 0" in source_of("getStatus")
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+def test_fail_reasons_are_the_ones_we_translate():
+    codes = {k: v for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
+    assert codes == {"SUCCESS": 0, "QUEUE_FULL": 1, "MISSING_LEADER": 2, "DISCARDED": 3, "NOT_LEADER": 4,
+                     "LEADER_CHANGED": 5, "REQUEST_DENIED": 6, "UNKNOWN_OUTCOME": 7}
+    assert error_for(FAIL_REASON.SUCCESS) is None
+    assert isinstance(error_for(FAIL_REASON.MISSING_LEADER), NoLeaderError)
+    for code in (FAIL_REASON.QUEUE_FULL, FAIL_REASON.DISCARDED, FAIL_REASON.NOT_LEADER, FAIL_REASON.REQUEST_DENIED):
+        assert isinstance(error_for(code), NotAppliedError), code
+    for code in (FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME):
+        assert isinstance(error_for(code), OutcomeUnknownError), code
+    # A leader that refuses a forwarded command answers like this (our transport does the same).
+    assert in_order(source_of("_SyncObj__callErrCallback"), "'type': 'apply_command_response',",
+                    "'request_id': requestID,", "'error': err,")
+
+
+def test_transfer_leadership_takes_a_target_and_a_callback():
+    assert list(inspect.signature(SyncObj.transferLeadership).parameters) == ["self", "node", "callback"]
+
+
+# -- compaction hooks ----------------------------------------------------------------------------
+
+
+def test_the_compaction_hooks_have_the_shapes_our_adapter_expects():
+    serializer = inspect.getsource(pysyncobj.serializer.Serializer)
+    # custom hooks never fork; serialize gets (last, prev, cluster) and <dump>.tmp, renamed right after
+    assert "self.__useFork = tryUseFork and hasattr(os, 'fork') and serializer is None" in serializer
+    assert in_order(serializer, "tmpFile = self.__fileName + '.tmp'", "self.__serializer(tmpFile, data[1:])",
+                    "atomicReplace(tmpFile, self.__fileName)")
+    assert "self.__serializer.serialize((data, lastAppliedEntries[1], lastAppliedEntries[0], cluster)" in (
+        SYNCOBJ_SOURCE)
+    assert "return (None,) + self.__deserializer(self.__fileName)" in serializer
+    assert "status = self.__serializeChecker()" in serializer
+    states = {k: v for k, v in vars(SERIALIZER_STATE).items() if not k.startswith("_")}
+    assert states == {"NOT_SERIALIZING": 0, "SERIALIZING": 1, "SUCCESS": 2, "FAILED": 3}
+
+
+# -- the transport --------------------------------------------------------------------------------
+
+
+def test_the_transport_methods_we_override_keep_their_signatures():
+    expected = {"send": ["self", "node", "message"], "addNode": ["self", "node"], "dropNode": ["self", "node"],
+                "_sendSelfAddress": ["self", "conn"], "_shouldConnect": ["self", "node"],
+                "_onIncomingMessageReceived": ["self", "conn", "message"],
+                "_onMessageReceived": ["self", "node", "message"]}
+    for name, params in expected.items():
+        assert list(inspect.signature(getattr(TCPTransport, name)).parameters) == params, name
+    assert "self.__transport = transportClass(self, self.__selfNode, self.__otherNodes)" in SYNCOBJ_SOURCE
+
+
+def test_the_transport_fields_we_read_are_there(make_peer):
+    transport = make_peer().transport
+    for field in ("_connections", "_nodes", "_preventConnectNodes", "_nodeAddrToNode", "_syncObj"):
+        assert hasattr(transport, field), field
+    assert transport._syncObj.encryptor is None and transport._syncObj.conf.raftMaxTimeout > 0
+    source = inspect.getsource(TCPTransport)
+    # A stranger's first message is its address; an unknown one is hung up on, 'readonly' is a learner.
+    assert "if node is None and message != 'readonly':\n            conn.disconnect()" in source
+    assert "conn.send('readonly')" in source
+    # Who connects to whom: the addresses compared as strings (a learner calls everybody instead).
+    assert "self._selfNode.address > node.address" in source
+
+
+def test_the_message_fields_the_transport_reads_and_writes():
+    for snippet in ("'type': 'next_node_idx',\n            'next_node_idx': nextNodeIdx,",
+                    "'success': success,", "if 'prevLogIdx' in message:",
+                    "transmission = message.get('transmission', None)", "prevLogIdx = message['prevLogIdx']",
+                    "prevLogTerm = message['prevLogTerm']", "newEntries = message.get('entries', [])",
+                    "if message['type'] == 'append_entries' and message['term'] >= self.__raftCurrentTerm:",
+                    "if message['type'] == 'request_vote'", "if message['type'] == 'timeout_now'",
+                    "if message['type'] == 'apply_command':\n            if 'request_id' in message:"):
+        assert snippet in SYNCOBJ_SOURCE, snippet
+
+
+def test_an_idle_link_is_dropped_when_it_next_sends():
+    # Why the keep-alive exists (NOTES.md, "Idle links"): the timeout is checked before a send.
+    connection = pysyncobj.tcp_connection.TcpConnection
+    assert "self.__processConnectionTimeout()" in inspect.getsource(connection._TcpConnection__trySendBuffer)
+    assert "if monotonicTime() - self.__lastReadTime > self.__timeout:" in inspect.getsource(
+        connection._TcpConnection__processConnectionTimeout)
+
+
+def test_commands_are_pickled_with_protocol_the_journal_stores_as_bytes(make_peer):
+    # Our journal stores PySyncObj's command bytes as they come: a type byte and a pickle.
+    peer = make_peer(other_count=0)
+    elect_alone(peer)
+    peer.log.apply(b"x", callback=lambda *_: None)
+    for _ in range(5):
+        peer.syncobj.doTick(0.01)
+    command = peer.journal[-1][0]
+    assert isinstance(command, bytes) and pickle.loads(command[1:]) == (0, (b"x",))
