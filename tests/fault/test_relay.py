@@ -72,7 +72,7 @@ def _round_trips(s: socket.socket, count: int) -> list[float]:
     return times
 
 
-def _pysyncobj_hello(address: str) -> bytes:
+def _peer_first_frame(address: str) -> bytes:
     """What a PySyncObj node sends first on a connection it opens: its own address, framed."""
     data = zlib.compress(pickle.dumps(address), 3)
     return struct.pack("i", len(data)) + data
@@ -154,7 +154,7 @@ def test_links_are_told_apart_by_the_connecting_nodes_first_frame(echo_relay):
     relay, front = echo_relay
     a, b = "127.0.0.1:1111", "127.0.0.1:2222"
     relay.set_link(a, front, delay_ms=60)
-    hello_a, hello_b = _pysyncobj_hello(a), _pysyncobj_hello(b)
+    hello_a, hello_b = _peer_first_frame(a), _peer_first_frame(b)
     with _connect(front) as sa, _connect(front) as sb:
         sa.sendall(hello_a)
         sb.sendall(hello_b)  # the first frame is forwarded too: the real node needs it
