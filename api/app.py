@@ -10,10 +10,10 @@ from api import kv, operator, snapshot, status, txn
 from api.context import CTX, ApiConfig, ApiContext
 from api.errors import error_middleware
 from api.forward import LeaderForwarder
-from node.raft import RaftNode
+from api.node_port import Node
 
 
-def make_app(node: RaftNode, config: ApiConfig | None = None) -> web.Application:
+def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     config = config or ApiConfig()
     app = web.Application(
         middlewares=[error_middleware],
@@ -25,10 +25,10 @@ def make_app(node: RaftNode, config: ApiConfig | None = None) -> web.Application
     async def close_forwarder(_app: web.Application) -> None:
         await forwarder.close()
 
-    async def attach_watch_hub(_app: web.Application) -> None:
-        node.watch_hub.attach(asyncio.get_running_loop())
+    async def attach_node(_app: web.Application) -> None:
+        node.attach(asyncio.get_running_loop())  # where the node delivers its events
 
-    app.on_startup.append(attach_watch_hub)
+    app.on_startup.append(attach_node)
     app.on_cleanup.append(close_forwarder)
     app.router.add_get("/v1/kv/{key:.*}", kv.get_kv)
     app.router.add_put("/v1/kv/{key:.*}", kv.put_kv)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from node.raft import RaftNode
+from api.forward import LeaderForwarder
+from api.node_port import Node
 
 DEFAULT_MAX_VALUE_BYTES = 512 * 1024
 
@@ -21,9 +22,9 @@ class ApiConfig:
 
 @dataclass
 class ApiContext:
-    node: RaftNode
+    node: Node
     config: ApiConfig
-    forwarder: object  # api.forward.LeaderForwarder (typed loosely to keep imports one-way)
+    forwarder: LeaderForwarder
 
 
 CTX = web.AppKey("raftkv", ApiContext)

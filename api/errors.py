@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 
 from api.reply import Reply
-from node.errors import NoLeaderError, NotAppliedError, OutcomeUnknownError
+from node.errors import NoLeaderError, NotAppliedError, NotReadyError, OutcomeUnknownError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ def problem_for(exc: Exception) -> Reply | None:
                          (OutcomeUnknownError, "outcome unknown")):
         if isinstance(exc, kind):
             return Reply.text(503, f"{prefix}: {exc}", {"Retry-After": RETRY_AFTER_S})
+    if isinstance(exc, NotReadyError):
+        return Reply.text(503, str(exc), {"Retry-After": RETRY_AFTER_S})
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return Reply.text(413, f"request body too large (limit {exc.max_size} bytes)")
     return None

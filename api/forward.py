@@ -10,21 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
 
 from api.errors import HTTPProblem, unavailable
 from api.http_client import client_session
 from api.reply import Reply
-from node.raft import RaftNode
 
 FORWARDED_HEADER = "X-Raftkv-Forwarded"
-LEADER_CHECK_S = 0.05  # how often a forwarded read looks whether the leader changed meanwhile
 _COPIED_HEADERS = ("Content-Type", "Retry-After", "X-Content-Type-Options", "Content-Security-Policy")
 
 
+@dataclass(frozen=True)
+class ForwardRequest:
+    """What forwarding needs of a request, from either HTTP front: no raw request goes further."""
+
+    method: str
+    rel_url: str  # path and query, as received
+    headers: Mapping[str, str]  # case-insensitive
+
+    @classmethod
+    def of(cls, request) -> ForwardRequest:
+        """From aiohttp's request or the lean front's (both have method, rel_url, headers)."""
+        return cls(request.method, str(request.rel_url), request.headers)
+
+
 class LeaderForwarder:
-    def __init__(self, node: RaftNode, timeout_s: float) -> None:
+    def __init__(self, node, timeout_s: float) -> None:
+        """`node`: the api.node_port.Node this API serves."""
         self.node = node
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
@@ -35,10 +50,10 @@ class LeaderForwarder:
         if self._session is not None:
             await self._session.close()
 
-    async def route(self, request, body: bytes | None, is_write: bool, hold_s: float = 0.0) -> Reply | None:
+    async def route(self, request: ForwardRequest, body: bytes | None, is_write: bool,
+                    hold_s: float = 0.0) -> Reply | None:
         """None when this node is the leader and serves the request itself, else the
-        leader's response to the forwarded request. `request` is aiohttp's or the lean
-        front's: both have `method`, `rel_url` and case-insensitive `headers`."""
+        leader's response to the forwarded request."""
         deadline = time.monotonic() + self.timeout_s
         while True:
             await self.node.wait_for_leader(max(0.0, deadline - time.monotonic()))
@@ -55,34 +70,43 @@ class LeaderForwarder:
                 if reply is not None:
                     return reply
                 continue
-            if time.monotonic() >= deadline:  # a fresh leader publishes its address within a second
+            left = deadline - time.monotonic()
+            if left <= 0:  # a fresh leader publishes its address within a second
                 raise unavailable("the leader has not published its HTTP address yet")
-            await asyncio.sleep(0.02)
+            await self.node.wait_for_cluster_change(left)
 
     async def _read_unless_leader_changes(self, request, target: str, hold_s: float) -> Reply | None:
         """The leader's answer, or None if this node learns of another leader first: a read
         sent to a leader that was then cut off would otherwise hang until its timeout, long
         after the cluster had moved on. (A read can be abandoned; a write could not be.)"""
         task = asyncio.ensure_future(self._send(request, target, None, False, hold_s))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=LEADER_CHECK_S)
-            if done:
-                return task.result()
-            if self.node.leader_http() not in (target, None):
+        try:
+            while True:
+                change = asyncio.ensure_future(self.node.wait_for_cluster_change(self.timeout_s + hold_s + 1))
+                try:
+                    await asyncio.wait({task, change}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    change.cancel()
+                if task.done():
+                    return task.result()
+                if self.node.leader_http() not in (target, None):
+                    return None
+        finally:
+            if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                return None
 
-    async def send(self, request, target: str, body: bytes | None, is_write: bool) -> Reply:
+    async def send(self, request: ForwardRequest, target: str, body: bytes | None, is_write: bool) -> Reply:
         """Send the request to `target` whether or not it was forwarded before (operator calls
         that hand leadership over and then need the new leader)."""
         return await self._send(request, target, body, is_write, 0.0)
 
-    async def _send(self, request, target: str, body: bytes | None, is_write: bool, hold_s: float) -> Reply:
+    async def _send(self, request: ForwardRequest, target: str, body: bytes | None, is_write: bool,
+                    hold_s: float) -> Reply:
         if self._session is None:
             self._session = client_session(auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-consul") or k == "Content-Type"}
-        headers[FORWARDED_HEADER] = self.node.addresses.node_id
+        headers[FORWARDED_HEADER] = self.node.node_id
         url = f"http://{target}{request.rel_url}"
         try:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s + hold_s + 1)

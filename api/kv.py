@@ -1,7 +1,7 @@
 """/v1/kv handlers: Consul's KV wire format over the node.
 
-Reads: who answers and what is checked first is decided by `api.reads.prepare_read`;
-blocking queries (`?index=N&wait=D`) wait on `node.watch.WatchHub`.
+Reads: who answers and what is checked first is the node's decision (`api.reads.route_read`);
+blocking queries (`?index=N&wait=D`) wait for the node to report a change of their key.
 Writes are proposed on the node that received them: on a follower, PySyncObj carries the
 entry to the leader over the Raft connection (no second HTTP hop), and the answer comes once
 the entry is committed and applied here.
@@ -21,10 +21,12 @@ from aiohttp import web
 
 from api.context import CTX, ApiContext
 from api.errors import HTTPProblem
-from api.params import ReadConsistency, ReadParams, parse_key, read_params, uint_param
-from api.reads import barrier, prepare_read
+from api.forward import ForwardRequest
+from api.params import ReadParams, parse_key, read_params, uint_param
+from api.reads import reverify, route_read
 from api.reply import Reply
 from node.codec import DeleteOp, SetOp
+from node.reads import Consistency
 from node.state_machine import KVEntry
 
 
@@ -39,7 +41,7 @@ def entry_json(key: str, entry: KVEntry) -> dict:
     }
 
 
-def meta_headers(ctx: ApiContext, index: int, consistency: ReadConsistency) -> dict[str, str]:
+def meta_headers(ctx: ApiContext, index: int, consistency: Consistency) -> dict[str, str]:
     node = ctx.node
     last_contact = node.last_contact_ms
     if last_contact is None:  # never heard from a leader: as old as this process
@@ -55,13 +57,13 @@ def meta_headers(ctx: ApiContext, index: int, consistency: ReadConsistency) -> d
 async def get_kv(request: web.Request) -> web.StreamResponse:
     params = read_params(request.query)
     key = parse_key(request.match_info.get("key", ""), allow_empty=params.recurse or params.keys)
-    return (await read_value(request.app[CTX], request, key, params)).to_web()
+    return (await read_value(request.app[CTX], ForwardRequest.of(request), key, params)).to_web()
 
 
-async def read_value(ctx: ApiContext, request, key: str, params: ReadParams) -> Reply:
+async def read_value(ctx: ApiContext, request: ForwardRequest, key: str, params: ReadParams) -> Reply:
     """A read of one key or a prefix, blocking when asked to. `request` is only forwarded."""
     hold_s = params.wait_s * (1 + 1 / 16) if params.index else 0.0
-    forwarded = await prepare_read(ctx, request, params, hold_s)
+    forwarded = await route_read(ctx, request, params.consistency, params.max_stale_s, hold_s)
     if forwarded is not None:
         return forwarded
     index, respond = _query(ctx, key, params)
@@ -71,19 +73,22 @@ async def read_value(ctx: ApiContext, request, key: str, params: ReadParams) -> 
         deadline = time.monotonic() + params.wait_s + random.uniform(0, params.wait_s / 16)
         watched_prefix = params.recurse or params.keys
         while index <= params.index and (left := deadline - time.monotonic()) > 0:
-            await ctx.node.watch_hub.wait(key, watched_prefix, left)
-            if params.consistency is not ReadConsistency.STALE:
-                await barrier(ctx)  # re-verify on every wake-up, as Consul's consistent mode does
+            await ctx.node.wait_for_change(key, watched_prefix, left)
+            await reverify(ctx, params.consistency)  # on every wake-up, as Consul's consistent mode does
             index, respond = _query(ctx, key, params)
     return respond()
 
 
 def _query(ctx: ApiContext, key: str, params: ReadParams):
     """Run the read on this node's state: (index it reflects, a function building the reply)."""
-    state = ctx.node.state
+    with ctx.node.read_view() as view:
+        if params.keys or params.recurse:
+            items = view.items_with_prefix(key)
+            index = view.prefix_index(key, items)
+        else:
+            entry = view.get(key)
+            index = view.key_index(key)
     if params.keys or params.recurse:
-        items = state.items_with_prefix(key)
-        index = state.prefix_index(key, items)
         headers = meta_headers(ctx, index, params.consistency)
         if params.keys:
             names = _fold_keys(items, key, params.separator)
@@ -93,8 +98,6 @@ def _query(ctx: ApiContext, key: str, params: ReadParams):
         if not items:
             return index, lambda: Reply(404, headers=headers, content_type=None)
         return index, lambda: Reply.json([entry_json(k, e) for k, e in items], headers)
-    entry = state.get(key)
-    index = state.key_index(key)
     headers = meta_headers(ctx, index, params.consistency)
     if entry is None:
         return index, lambda: Reply(404, headers=headers, content_type=None)

@@ -22,6 +22,7 @@ from aiohttp import web
 from api.addresses import AddressError, parse_hostport
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
+from api.forward import ForwardRequest
 from api.reply import Reply
 from node.codec import ConfigOp
 from node.errors import MembershipBusyError
@@ -42,7 +43,7 @@ def servers_json(node) -> dict:
 
 async def _on_leader(request: web.Request, body: bytes | None = None) -> web.Response | None:
     """None when this node leads; else the leader's answer to the forwarded request."""
-    reply = await request.app[CTX].forwarder.route(request, body, is_write=True)
+    reply = await request.app[CTX].forwarder.route(ForwardRequest.of(request), body, is_write=True)
     return None if reply is None else reply.to_web()
 
 
@@ -56,7 +57,7 @@ def leader_only(handler):
 
 async def get_configuration(request: web.Request) -> web.Response:
     if "stale" not in request.query:
-        reply = await request.app[CTX].forwarder.route(request, None, is_write=False)
+        reply = await request.app[CTX].forwarder.route(ForwardRequest.of(request), None, is_write=False)
         if reply is not None:
             return reply.to_web()
     return Reply.json(servers_json(request.app[CTX].node)).to_web()
@@ -95,19 +96,20 @@ async def _change(request: web.Request, op: ConfigOp) -> None:
 async def delete_peer(request: web.Request) -> web.Response:
     node = request.app[CTX].node
     target = _find(node, request.query)
-    if target == node.addresses.raft:
+    if target == node.raft_address:
         # The leader cannot remove itself: hand leadership over, then let the new leader do it.
         await transfer(node, None)
         target_http = node.leader_http()
         if node.is_leader or target_http is None:
             raise HTTPProblem(503, "leadership did not move; the leader was not removed", {"Retry-After": "1"})
         # A second, deliberate hop (the request may have been forwarded to us already).
-        return (await request.app[CTX].forwarder.send(request, target_http, None, is_write=True)).to_web()
+        return (await request.app[CTX].forwarder.send(ForwardRequest.of(request), target_http, None,
+                                                       is_write=True)).to_web()
     config = node.configuration()
     if target in config["voters"] and not _flag(request.query, "force"):
         remaining = [v for v in config["voters"] if v != target]
         down = set(node.unreachable_peers())
-        live = [v for v in remaining if v == node.addresses.raft or v not in down]
+        live = [v for v in remaining if v == node.raft_address or v not in down]
         needed = len(remaining) // 2 + 1
         if len(live) < needed:
             raise HTTPProblem(409, f"removing {target} would leave {len(live)} reachable of {len(remaining)} voters, "
@@ -142,7 +144,7 @@ async def transfer_leader(request: web.Request) -> web.Response:
     target = _find(node, request.query) if ("id" in request.query or "address" in request.query) else None
     if target is not None and target not in node.configuration()["voters"]:
         raise HTTPProblem(409, f"{target} is not a voter")
-    if target == node.addresses.raft:
+    if target == node.raft_address:
         return Reply.json({"Success": True}).to_web()
     await transfer(node, target)
     return Reply.json({"Success": True}).to_web()
@@ -153,7 +155,7 @@ async def transfer(node, target: str | None) -> str:
     PySyncObj refuses while the target lacks an entry, so it is asked again until the deadline."""
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + TRANSFER_WAIT_S
-    me = node.addresses.raft
+    me = node.raft_address
     while time.monotonic() < deadline:
         if not node.is_leader:
             leader = await node.wait_for_leader(max(0.1, deadline - time.monotonic()))

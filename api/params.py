@@ -6,12 +6,12 @@ Boolean parameters are presence-tested (`?recurse`, `?recurse=1`, `?keys=True` a
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from api.errors import bad_request
+from node.reads import Consistency
 
 MAX_KEY_BYTES = 512
 UINT64_MAX = 2**64 - 1
@@ -21,15 +21,9 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class ReadConsistency(enum.Enum):
-    DEFAULT = "leader"
-    CONSISTENT = "consistent"
-    STALE = "stale"
-
-
 @dataclass(frozen=True)
 class ReadParams:
-    consistency: ReadConsistency
+    consistency: Consistency
     recurse: bool
     keys: bool
     raw: bool
@@ -88,18 +82,18 @@ def read_params(q: Mapping[str, str]) -> ReadParams:
     if "stale" in q and "consistent" in q:
         raise bad_request("Cannot specify ?stale with ?consistent, conflicting semantics.")
     if "stale" in q:
-        consistency = ReadConsistency.STALE
+        consistency = Consistency.STALE
     elif "consistent" in q:
-        consistency = ReadConsistency.CONSISTENT
+        consistency = Consistency.CONSISTENT
     else:
-        consistency = ReadConsistency.DEFAULT
+        consistency = Consistency.DEFAULT
     separator = q.get("separator", q.get("seperator"))  # Consul accepts its old misspelling
     max_stale_s = _duration_param(q, "max_stale", "Invalid max_stale value")
     if max_stale_s is not None:
-        if consistency is ReadConsistency.CONSISTENT:
+        if consistency is Consistency.CONSISTENT:
             raise bad_request("Cannot specify ?max_stale with ?consistent, conflicting semantics.")
         if max_stale_s > 0:
-            consistency = ReadConsistency.STALE
+            consistency = Consistency.STALE
     index = 0
     if "index" in q:
         try:

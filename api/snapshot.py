@@ -12,8 +12,10 @@ from aiohttp import web
 
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
-from api.reads import barrier
+from api.forward import ForwardRequest
+from api.reads import route_read
 from node.codec import RestoreOp
+from node.reads import Consistency
 from snapshots import format as fmt
 
 SNAPSHOT_TIMEOUT_S = 120.0
@@ -22,11 +24,12 @@ CHUNK_BYTES = 1 << 20
 
 async def get_snapshot(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    if "stale" not in request.query:
-        forwarded = await ctx.forwarder.route(request, None, is_write=False, hold_s=SNAPSHOT_TIMEOUT_S)
-        if forwarded is not None:
-            return forwarded.to_web()
-        await barrier(ctx)  # the snapshot then holds every write acknowledged before the request
+    # Default: from the leader after a barrier, so the snapshot holds every write acknowledged
+    # before the request; ?stale: this node's own newest.
+    consistency = Consistency.STALE if "stale" in request.query else Consistency.DEFAULT
+    forwarded = await route_read(ctx, ForwardRequest.of(request), consistency, hold_s=SNAPSHOT_TIMEOUT_S)
+    if forwarded is not None:
+        return forwarded.to_web()
     path = await ctx.node.snapshot_file(SNAPSHOT_TIMEOUT_S)
     header = fmt.read_header(path)
     # Our own link to the file: retention may delete the store's name while we stream.
@@ -61,7 +64,7 @@ async def put_snapshot(request: web.Request) -> web.Response:
         header, _, _ = fmt.read_bytes(body)
     except fmt.SnapshotCorrupt as exc:
         raise bad_request(f"not a usable snapshot: {exc}") from None
-    forwarded = await ctx.forwarder.route(request, body, is_write=True)
+    forwarded = await ctx.forwarder.route(ForwardRequest.of(request), body, is_write=True)
     if forwarded is not None:
         return forwarded.to_web()
     result = await ctx.node.propose(RestoreOp(body), ctx.config.request_timeout_s * 4, len(body))

@@ -32,14 +32,15 @@ caught up (it never serves an empty store as if it were the data).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
+from node.bridge import Pulse, wait_until
 from node.replica import Replica
 from node.state_machine import freeze_image, from_image
 from snapshots import format as fmt
@@ -60,13 +61,14 @@ class Progress(enum.Enum):
 
 class Checkpointer:
     def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str],
-                 replica: Replica, alone: bool = False) -> None:
+                 replica: Replica, alone: bool = False, on_written: Callable[[], None] | None = None) -> None:
         self.dump_path = dump_path
         self.store = store
         self.self_addr = self_addr
         self.configured = configured  # every member's Raft address, from the command line
         self._replica = replica  # the live state (captured) and where a loaded one is installed
         self.alone = alone  # forced into a one-voter cluster: a snapshot's members are not adopted
+        self._on_written = on_written or (lambda: None)  # any thread: a snapshot file came or failed
         self._writer: threading.Thread | None = None
         self._writer_ok = False
         self._thaw = None
@@ -142,7 +144,8 @@ class Checkpointer:
         raft_entries = [[bytes(prev[0]), prev[1], prev[2]], [bytes(last[0]), last[1], last[2]]]
         self._started = time.monotonic()
         capture_started = time.perf_counter()
-        image, thaw = freeze_image(state)  # O(1): later writes go to a delta over frozen tables
+        with self._replica.lock:  # readers on the loop never see the tables half frozen
+            image, thaw = freeze_image(state)  # O(1): later writes go to a delta over frozen tables
         image.meta["raft_entries"] = raft_entries
         self.last_capture_pause_ms = (time.perf_counter() - capture_started) * 1000
         self._thaw = thaw
@@ -168,6 +171,7 @@ class Checkpointer:
             log.exception("writing a snapshot failed")
         finally:
             sys.setswitchinterval(switch_interval)
+            self._on_written()
 
     def progress(self) -> Progress:
         if self._writer is None:
@@ -175,7 +179,8 @@ class Checkpointer:
         if self._writer.is_alive():
             return Progress.WRITING
         self._writer = None
-        self._thaw()  # tick thread: fold the writes made meanwhile back into the tables
+        with self._replica.lock:
+            self._thaw()  # tick thread: fold the writes made meanwhile back into the tables
         self.last_duration_s = time.monotonic() - self._started
         if self._writer_ok:
             self.snapshots_taken += 1
@@ -198,6 +203,7 @@ class Checkpointer:
             self.store.quarantine(file_name, str(exc))
             raise
         self.store.adopt(file_name)
+        self._on_written()
         prev, last = (tuple(e) for e in _raft_entries(meta, header))
         self._replica.install(state)
         self.last_index = header.index
@@ -213,20 +219,19 @@ class Checkpointer:
             members = self.configured
         return list(members)
 
-    async def snapshot_at_least(self, index: int, force, timeout_s: float) -> str:
-        """Path of a snapshot that reflects at least log `index`, taking one if needed."""
-        deadline = time.monotonic() + timeout_s
-        forced = False
-        while True:
-            for path in self.store.list()[:1]:
-                if fmt.read_header(path).index >= index:
-                    return path
-            if not forced:
-                force()
-                forced = True
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no snapshot at index {index} within {timeout_s:g}s")
-            await asyncio.sleep(0.02)
+    async def snapshot_at_least(self, index: int, force, written: Pulse, timeout_s: float) -> str:
+        """Path of a snapshot that reflects at least log `index`, taking one if needed;
+        `written` fires on the loop whenever a snapshot file came (or failed to)."""
+        def newest_enough() -> str | None:
+            return next((p for p in self.store.list()[:1] if fmt.read_header(p).index >= index), None)
+
+        if (path := newest_enough()) is not None:
+            return path
+        force()
+        path = await wait_until(newest_enough, written, timeout_s)
+        if path is None:
+            raise TimeoutError(f"no snapshot at index {index} within {timeout_s:g}s")
+        return path
 
 
 def _raft_entries(meta: dict, header: fmt.SnapshotHeader) -> list:

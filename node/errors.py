@@ -23,3 +23,7 @@ class StartupError(RaftkvError):
 
 class MembershipBusyError(RaftkvError):
     """A membership change was refused because another one is still in flight."""
+
+
+class NotReadyError(RaftkvError):
+    """This node cannot answer yet (it is rebuilding its state from its peers); ask another."""

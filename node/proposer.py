@@ -6,8 +6,8 @@ whole batch. All ops of a batch commit together and share the entry's index.
 
 Runs on the event loop; `submit(payload, callback)` hands the entry to the engine
 (node.engine.RaftEngine.submit), whose callback `(results, error)` arrives on the tick thread
-(or inline on a full queue) and is bounced back to the loop with `call_soon_threadsafe`: this
-module is the thread boundary for writes. `error` is None or a node.errors exception.
+(or inline on a full queue) and is posted back to the loop through the node's bridge
+(node.bridge). `error` is None or a node.errors exception.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from node.bridge import LoopBridge
 from node.codec import Op, encode
 from node.errors import OutcomeUnknownError
 from node.state_machine import OpResult
@@ -35,15 +36,16 @@ class Proposer:
     per follower, one callback for all of them), while an idle node still proposes at once.
     """
 
-    def __init__(self, submit: Submit, max_in_flight: int = 2, slot_timeout_s: float = 10.0) -> None:
+    def __init__(self, submit: Submit, bridge: LoopBridge, max_in_flight: int = 2,
+                 slot_timeout_s: float = 10.0) -> None:
         self._submit = submit
+        self._bridge = bridge
         self._pending: list[tuple[Op | None, int, asyncio.Future]] = []
         self._pending_bytes = 0
         self._flush_scheduled = False
         self._max_in_flight = max_in_flight
         # entry number -> its futures, for entries proposed and not yet answered
         self._in_flight: dict[int, tuple[list[asyncio.Future], list[asyncio.Future]]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._slot_timeout_s = slot_timeout_s  # an entry never answered (lost forward) frees its slot
         self.entries_proposed = 0
         self.ops_proposed = 0
@@ -57,7 +59,7 @@ class Proposer:
         is pending) and returns once that entry is committed and applied here, i.e. after
         every write committed before the call. Concurrent barriers share one entry.
         """
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((op, size_bytes, fut))
         self._pending_bytes += size_bytes
@@ -79,7 +81,7 @@ class Proposer:
         ops = [op for op, _, _ in batch if op is not None]
         write_futures = [fut for op, _, fut in batch if op is not None]
         barrier_futures = [fut for op, _, fut in batch if op is None]
-        loop = asyncio.get_running_loop()
+        loop, bridge = asyncio.get_running_loop(), self._bridge
         entry = self.entries_proposed
         self._in_flight[entry] = (write_futures, barrier_futures)
         timer = loop.call_later(self._slot_timeout_s, self._release, entry)
@@ -90,14 +92,13 @@ class Proposer:
             _resolve(write_futures, barrier_futures, results, error)
 
         def on_result(results, error):  # tick thread, or inline when the queue is full
-            loop.call_soon_threadsafe(answered, results, error)
+            bridge.post(answered, results, error)
 
         self.entries_proposed += 1
         self.ops_proposed += len(ops)
         self.barriers_proposed += len(barrier_futures)
         self.barrier_entries += 1 if barrier_futures else 0
         self._submit(encode(ops), on_result)
-
 
     @property
     def in_flight(self) -> int:
@@ -109,9 +110,7 @@ class Proposer:
         they may still commit under the next leader, or never). Without this a deposed leader,
         cut off from the others, held its clients until their own timeouts; PySyncObj answers
         them only once a new leader overwrites or commits the entries. Thread-safe."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._abandon, reason)
+        self._bridge.post(self._abandon, reason)
 
     def _abandon(self, reason: str) -> None:
         for entry, (write_futures, barrier_futures) in list(self._in_flight.items()):

@@ -9,12 +9,15 @@ The pieces live in their own modules:
   replica                this node's copy of the state, as the engine applies and installs it
   checkpoint             snapshots as the engine's log compaction
   engine/                PySyncObj 0.3.17 with our journal, transport and compaction seams
-  proposer               batching writes into log entries, the loop <-> tick-thread bridge
+  proposer               batching writes into log entries, read barriers
+  bridge                 the one door from the tick thread to the event loop
+  reads                  consistency modes and the locked read view
   settings               timing and storage choices
 
 Threading: construct and `close()` from the main thread (PySyncObj's tick thread exits when
-the thread that built it exits). Everything else here is called from the asyncio loop;
-the state machine is mutated only on the tick thread.
+the thread that built it exits); `attach(loop)` once the loop runs. Everything else here is
+called from the asyncio loop; the state machine is mutated only on the tick thread, and what
+the tick thread has to say reaches the loop through `self.bridge`.
 """
 
 from __future__ import annotations
@@ -23,16 +26,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 import uuid
 
 from node.addresses import NodeAddresses
 from node.admission import QuarantineCure, admit_fresh_node
+from node.bridge import LoopBridge, Pulse, wait_until
 from node.checkpoint import Checkpointer
 from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
 from node.engine import CompactionHooks, DurabilityObserver, RaftEngine, Role, check_version
-from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError
+from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError, NotReadyError
 from node.proposer import Proposer, ReadBarrier
+from node.reads import Consistency, ReadRoute, ReadView
 from node.replica import Replica
 from node.settings import DUMP_FILE, SNAPSHOT_DIR, RaftSettings
 from node.startup import plan_startup, recover_log
@@ -73,13 +79,20 @@ class RaftNode:
         self._seen_as_learner = False
         self._changing = False
         self.stopping = False
-        self.watch_hub = WatchHub()
+        self.bridge = LoopBridge()
+        # Fired on the loop when the leader, its HTTP address, this node's role or the
+        # configuration changes: what wait_for_leader and the forwarder wait on.
+        self.cluster_changes = Pulse()
+        self.snapshots_written = Pulse()
+        self._replayed = threading.Event()
+        self._seen_leader: tuple[str | None, str | None] = (None, None)
+        self.watch_hub = WatchHub(self.bridge)
         self.replica = Replica(self.watch_hub, self._on_config_applied)
         self.checkpointer = Checkpointer(
             os.path.join(data_dir, DUMP_FILE),
             SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
             addresses.raft, sorted({addresses.raft, *plan.other_voters}), self.replica,
-            alone=force_new_cluster,
+            alone=force_new_cluster, on_written=lambda: self.bridge.post(self.snapshots_written.fire),
         )
         recovered = recover_log(data_dir, self.checkpointer, self.standing,
                                 on_sync=observer.synced if observer is not None else None)
@@ -92,13 +105,37 @@ class RaftNode:
             on_role_changed=self._on_role_changed, on_removed=self._on_told_removed, observer=observer,
         )
         self.quarantine = QuarantineCure(recovered.quarantine, self.engine, self.journal, self.standing)
-        self.proposer = Proposer(self.engine.submit)
+        self.proposer = Proposer(self.engine.submit, self.bridge)
         self.read_barrier = ReadBarrier(self.proposer)
         # Everything the engine's callbacks reach exists: start it (it replays the journal at once).
         self.engine.start()
         if self.quarantine.active:
             self.engine.add_tick_callback(self.quarantine.check)
+        self.engine.add_tick_callback(self._watch_on_tick)
         self.started_at = time.monotonic()
+
+    @property
+    def node_id(self) -> str:
+        return self.addresses.node_id
+
+    @property
+    def raft_address(self) -> str:
+        return self.addresses.raft
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the event loop, before serving: where tick-thread events are delivered."""
+        self.bridge.attach(loop)
+
+    def _watch_on_tick(self) -> None:
+        """Tick thread, every tick: tell the loop when the leader (or its HTTP address) changed,
+        including a leader forgotten after an election timeout of silence, which no message
+        announces; and tell a waiting start-up when the local replay is done."""
+        seen = (self.leader, self.leader_http())
+        if seen != self._seen_leader:
+            self._seen_leader = seen
+            self.bridge.post(self.cluster_changes.fire)
+        if not self._replayed.is_set() and self.applied_index >= self.replay_target:
+            self._replayed.set()
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -152,6 +189,7 @@ class RaftNode:
         elif current and me not in voters and me not in state.learners and not standing.removed and not replaying:
             log.warning("this node was removed from cluster %s", state.cluster_id)
             standing.removed, standing.voting, standing.why = True, False, "removed from the cluster"
+        self.bridge.post(self.cluster_changes.fire)
 
     def _on_told_removed(self) -> None:
         """Tick thread: our leader says a committed change removed us."""
@@ -186,6 +224,7 @@ class RaftNode:
         timeout, or a higher term seen) answers its writes and reads in flight at once."""
         if old is Role.LEADER and new is not Role.LEADER:
             self.proposer.abandon_in_flight("this node stopped being the leader while the request was in flight")
+        self.bridge.post(self.cluster_changes.fire)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -197,13 +236,9 @@ class RaftNode:
 
     def wait_local_replay(self, timeout_s: float) -> bool:
         """Block until the snapshot is loaded and the journal replayed up to the commit index
-        known before the restart, so that no request sees a half-rebuilt store."""
-        deadline = time.monotonic() + timeout_s
-        while self.applied_index < self.replay_target:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        known before the restart, so that no request sees a half-rebuilt store (main thread,
+        before serving; the tick thread says when, see _watch_on_tick)."""
+        return self._replayed.wait(timeout_s)
 
     async def barrier(self, timeout_s: float) -> None:
         """Return once every write committed before the call is applied on this node."""
@@ -222,14 +257,41 @@ class RaftNode:
             raise NotAppliedError("this node is stopping; send the request to another node")
 
     async def wait_for_leader(self, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            leader = self.leader
-            if leader is not None:
-                return leader
-            if time.monotonic() >= deadline:
-                raise NoLeaderError(f"no leader elected within {timeout_s:g}s")
-            await asyncio.sleep(0.02)
+        leader = await wait_until(lambda: self.leader, self.cluster_changes, timeout_s)
+        if leader is None:
+            raise NoLeaderError(f"no leader elected within {timeout_s:g}s")
+        return leader
+
+    async def wait_for_cluster_change(self, timeout_s: float) -> None:
+        """Return when the leader, its HTTP address, this node's role or the configuration
+        changes, or after `timeout_s`."""
+        await self.cluster_changes.wait(timeout_s)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def prepare_read(self, consistency: Consistency, max_stale_s: float | None, timeout_s: float) -> ReadRoute:
+        """Who answers a read (node.reads), after making this node fit to when it is this one."""
+        if consistency is Consistency.STALE:
+            if self.recovering and not self.ready:
+                raise NotReadyError("this node lost its local state and is catching up from its peers")
+            if max_stale_s is None:
+                return ReadRoute.LOCAL
+            last_contact = self.last_contact_ms
+            if (last_contact is not None and last_contact <= max_stale_s * 1000) or self.is_leader:
+                return ReadRoute.LOCAL
+            return ReadRoute.LEADER
+        if consistency is Consistency.DEFAULT:
+            await self.wait_for_leader(timeout_s)
+            if not self.is_leader:
+                return ReadRoute.LEADER
+        await self.barrier(timeout_s)
+        return ReadRoute.LOCAL
+
+    def read_view(self) -> ReadView:
+        return self.replica.read_view()
+
+    async def wait_for_change(self, key: str, prefix: bool, timeout_s: float) -> None:
+        await self.watch_hub.wait(key, prefix, timeout_s)
 
     async def maintain_membership(self, stop: asyncio.Event) -> None:
         """Keep our HTTP address in the replicated member table (so peers can forward to us);
@@ -249,9 +311,8 @@ class RaftNode:
             elif (state.members.get(a.raft) != (a.node_id, a.http) and not self.standing.removed
                   and (not state.voters or a.raft in state.voters or a.raft in state.learners)):
                 op = SetMemberOp(a.raft, a.http, a.node_id)
-            if op is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
+            if op is None:  # nothing to do until the cluster changes (or, at the latest, 0.5 s)
+                await self.cluster_changes.wait(0.5)
                 continue
             with contextlib.suppress(Exception):
                 await self.propose(op, 2.0)
@@ -267,8 +328,8 @@ class RaftNode:
             deadline = time.monotonic() + timeout_s
             # A cluster that has just formed names itself in its first entries (maintain_membership):
             # a change that arrives before them waits for them rather than being refused.
-            while not self.state.voters and op.action != "reset" and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+            if op.action != "reset":
+                await wait_until(lambda: self.state.voters, self.cluster_changes, timeout_s)
             return await self.propose(op, max(0.1, deadline - time.monotonic()))
         finally:
             self._changing = False
@@ -379,7 +440,7 @@ class RaftNode:
     async def snapshot_file(self, timeout_s: float) -> str:
         """A snapshot file reflecting every entry applied here now (taken if needed)."""
         return await self.checkpointer.snapshot_at_least(self.applied_index, self.engine.force_compaction,
-                                                         timeout_s)
+                                                         self.snapshots_written, timeout_s)
 
     def status(self) -> dict:
         raft = self.engine.status()

@@ -5,9 +5,9 @@ payload, in log order, on every node; identical inputs give identical states eve
 It never raises for a domain outcome (a failed check-and-set is a result): PySyncObj
 retries an entry whose apply raised, forever.
 
-Reads (`get`, `items_with_prefix`, ...) run on the asyncio thread while apply runs on
-PySyncObj's thread. Entries are immutable tuples replaced whole, so a single-key read is
-atomic under the GIL; prefix scans retry if the tick thread mutates the dict meanwhile.
+Reads (`get`, `items_with_prefix`, ...) from another thread than the one applying must hold
+the lock the applier holds (node.replica, node.reads.ReadView): a sorted-table scan is not
+safe against a concurrent insert.
 
 Deleted keys leave a tombstone (the delete's index) so that the index of a prefix, and of
 an absent key, never goes backwards when keys are deleted (Consul's rule for blocking
@@ -298,7 +298,7 @@ class KVStateMachine:
             return f"unknown verb {verb!r}"
         return None
 
-    # -- reads (any thread) -----------------------------------------------------------------
+    # -- reads (the applying thread, or under its lock) ----------------------------------------
 
     def get(self, key: str) -> KVEntry | None:
         return self.entries.get(key)
@@ -328,19 +328,12 @@ class KVStateMachine:
 
     def _keys_with_prefix(self, prefix: str, table: LayeredSortedMap | None = None) -> list[str]:
         table = self.entries if table is None else table
-        # Called from the asyncio thread while the tick thread may insert or delete: a
-        # sorted-table iterator can then fail or skip, so retry; the next call sees a settled one.
-        for _ in range(100):
-            try:
-                keys = []
-                for key in table.irange(minimum=prefix):
-                    if not key.startswith(prefix):
-                        break
-                    keys.append(key)
-                return keys
-            except (RuntimeError, ValueError, IndexError, KeyError):
-                continue
-        return [k for k in list(table.keys()) if k.startswith(prefix)]
+        keys = []
+        for key in table.irange(minimum=prefix):
+            if not key.startswith(prefix):
+                break
+            keys.append(key)
+        return keys
 
 
 def _cas_matches(entry: KVEntry | None, cas: int) -> bool:

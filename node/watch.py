@@ -1,7 +1,7 @@
 """Wake-ups for blocking queries: who waits on which key or prefix.
 
 The state machine reports the keys each applied entry changed, on PySyncObj's tick thread;
-`WatchHub.on_apply` hands them to the event loop (`call_soon_threadsafe`), where only the
+`WatchHub.on_apply` posts them to the event loop (node.bridge), where only the
 waiters of those keys, and of prefixes of them, are woken. An idle waiter is a future and a
 timer: ten thousand of them cost no CPU while nothing changes.
 """
@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from node.bridge import LoopBridge
+
 
 class WatchHub:
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self, bridge: LoopBridge) -> None:
+        self._bridge = bridge
         self._by_key: dict[str, set[asyncio.Future]] = {}
         self._by_prefix: dict[str, set[asyncio.Future]] = {}
         self._prefix_lengths: dict[int, int] = {}  # length -> how many watched prefixes have it
         self.wakeups = 0
-
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
 
     @property
     def waiting(self) -> int:
@@ -29,9 +28,8 @@ class WatchHub:
 
     # tick thread
     def on_apply(self, keys: list[str] | None, index: int) -> None:
-        loop = self._loop
-        if loop is not None and (self._by_key or self._by_prefix):
-            loop.call_soon_threadsafe(self._notify, keys)
+        if self._by_key or self._by_prefix:
+            self._bridge.post(self._notify, keys)
 
     # event loop
     def _notify(self, keys: list[str] | None) -> None:

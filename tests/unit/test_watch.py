@@ -1,12 +1,14 @@
 import asyncio
 
+from node.bridge import LoopBridge
 from node.watch import WatchHub
 from tests.support.wait import wait_until_async
 
 
 async def test_watch_hub_wakes_only_the_watchers_of_the_changed_key_and_its_prefixes():
-    hub = WatchHub()
-    hub.attach(asyncio.get_running_loop())
+    bridge = LoopBridge()
+    bridge.attach(asyncio.get_running_loop())
+    hub = WatchHub(bridge)
     waiters = [asyncio.create_task(hub.wait(f"key/{i}", False, 30)) for i in range(10_000)]
     prefix_waiters = [asyncio.create_task(hub.wait(p, True, 30)) for p in ("key/", "key/7", "other/", "")]
     await wait_until_async("every waiter to register", lambda: hub.waiting == 10_004, timeout=10, interval=0.01)
@@ -24,7 +26,8 @@ async def test_watch_hub_wakes_only_the_watchers_of_the_changed_key_and_its_pref
 
 
 async def test_watch_hub_wait_times_out_and_forgets_the_waiter():
-    hub = WatchHub()
-    hub.attach(asyncio.get_running_loop())
+    bridge = LoopBridge()
+    bridge.attach(asyncio.get_running_loop())
+    hub = WatchHub(bridge)
     await hub.wait("k", True, 0.05)
     assert hub.waiting == 0 and hub.wakeups == 0

@@ -1,0 +1,68 @@
+"""Reads of this node's store from the event loop: the consistency modes, who must answer,
+and a view that is consistent while the tick thread applies entries.
+
+| requested          | answered by                                      | before answering |
+| ------------------ | ------------------------------------------------ | ---------------- |
+| stale              | this node, even without a leader                 | nothing          |
+| stale, max_stale=D | this node if it heard from the leader within D, else the leader | nothing |
+| default            | the leader (one forwarding hop)                  | a read barrier   |
+| consistent         | this node                                        | a read barrier   |
+
+A read barrier is an empty entry committed through the log from this node (node.proposer):
+once it is applied here, every write acknowledged before the read began is applied too, and
+a deposed leader can never pass one. raftkv uses no leader lease: PySyncObj's followers grant
+votes without leader stickiness, which a lease needs to be safe.
+
+Consistency of a read against concurrent applies: the tick thread holds `lock` while it
+applies an entry or installs a snapshot (node.replica), and a `ReadView` holds it for the
+duration of one read (a prefix scan included), so a read sees the store after one whole
+entry, never in the middle of one, and never needs a retry. Measured cost: BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+
+from node.state_machine import KVEntry, KVStateMachine
+
+
+class Consistency(enum.Enum):
+    DEFAULT = "leader"  # the value is what Consul's X-Consul-Effective-Consistency says
+    CONSISTENT = "consistent"
+    STALE = "stale"
+
+
+class ReadRoute(enum.Enum):
+    LOCAL = "local"  # this node answers from its own store (after a barrier where needed)
+    LEADER = "leader"  # forward the read to the leader
+
+
+class ReadView:
+    """One read of the store, under the apply lock. Use as `with node.read_view() as view:`."""
+
+    __slots__ = ("_lock", "_state_of", "state")
+
+    def __init__(self, lock: threading.Lock, state_of: Callable[[], KVStateMachine]) -> None:
+        self._lock, self._state_of = lock, state_of
+
+    def __enter__(self) -> ReadView:
+        self._lock.acquire()
+        self.state = self._state_of()  # taken under the lock: a snapshot install swaps it whole
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+    def get(self, key: str) -> KVEntry | None:
+        return self.state.get(key)
+
+    def key_index(self, key: str) -> int:
+        return self.state.key_index(key)
+
+    def items_with_prefix(self, prefix: str) -> list[tuple[str, KVEntry]]:
+        return self.state.items_with_prefix(prefix)
+
+    def prefix_index(self, prefix: str, items: list[tuple[str, KVEntry]]) -> int:
+        return self.state.prefix_index(prefix, items)
