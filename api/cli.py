@@ -11,7 +11,7 @@ import sys
 # `api` importing them at module level.
 COMMAND_MODULES = [
     "api.serve", "api.up", "api.client_cli", "api.members_cli", "snapshots.cli",
-    "loadtest.locust_run", "loadtest.bench", "loadtest.chaos",
+    "loadtest.locustfiles.locust_run", "loadtest.bench.sweep", "loadtest.chaos.experiment",
 ]
 
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from loadtest.netlab import NetLab, NetLabError, available
+from loadtest.chaos.network.netlab import NetLab, NetLabError, available
 
 OK, WHY = available()
 pytestmark = [pytest.mark.skipif(not OK, reason=WHY), pytest.mark.timeout(60)]
@@ -165,7 +165,7 @@ def test_exit_removes_namespaces_links_routes_and_leaves_the_host_firewall_alone
 
 OWNER = """
 import sys, time
-from loadtest.netlab import NetLab
+from loadtest.chaos.network.netlab import NetLab
 with NetLab(["n1", "n2", "n3"], run_id=sys.argv[1]) as lab:
     print(lab.address("n1"), flush=True)
     time.sleep(30)
