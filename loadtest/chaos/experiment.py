@@ -55,7 +55,7 @@ from loadtest.chaos.network import netlab
 from loadtest.chaos.network.relay import Relay
 from loadtest.chaos.report import per_kind, summary_line, write_reports
 from loadtest.chaos.workload import WorkloadConfig, WorkloadResult, run_workload
-from loadtest.checker.linearizability import check_history
+from loadtest.checker import check_history
 from loadtest.harness import attach
 from loadtest.harness.cluster import HOST, NAMESPACE_RAFT_PORT, Cluster, free_ports
 

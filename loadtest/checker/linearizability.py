@@ -1,10 +1,5 @@
-"""A linearizability checker for per-key histories of reads, writes and check-and-sets.
-
-Operations whose outcome is unknown (timeouts, "outcome unknown") have no return time: they
-may take effect at any point after their invocation, or never. Operations that certainly
-failed must be left out of the history by the caller. Model: one register per key holding a
-value (None = absent); values written should be unique per key, so that a check-and-set's
-expected ModifyIndex can be given as the value it names.
+"""A linearizability checker for per-key histories of reads, writes and check-and-sets
+(the model, and what an unknown outcome means: history.py).
 
 The search walks the history's events in time order, carrying the exact set of possible
 configurations: (register value, which in-flight completed operations are already linearized,
@@ -30,36 +25,18 @@ Why the set stays small, each rule exact (it neither adds nor removes a possible
 * An unknown operation may never take effect, so a configuration whose pending unknown
   operations include another's, with as many junk writes, the same value and the same known
   obligations, can do all the other can: the other is dropped.
+
+Representation: a configuration is the tuple (value, known, pending, junk_writes). `known` is
+a bit mask of in-flight completed operations (one bit per slot, see _InFlight), `pending` one
+of unknown operations (one bit each, see _UnknownOperations). A frontier maps (value, known) to
+an antichain of (pending, junk_writes), none dominating another (_add_undominated).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-READ, WRITE, CAS = "read", "write", "cas"
-
-
-@dataclass
-class Operation:
-    kind: str  # read | write | cas
-    key: str
-    call: float  # invocation time (monotonic seconds)
-    ret: float = math.inf  # completion time; inf when the outcome is unknown
-    value: object = None  # read: value observed; write/cas: value written
-    expected: object = None  # cas: value the key must hold (None: must be absent)
-    ok: bool | None = None  # cas: True succeeded, False refused, None unknown
-    client: str = ""
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def unknown(self) -> bool:
-        return self.ret == math.inf
-
-    def __str__(self) -> str:
-        ret = "?" if self.unknown else f"{self.ret:.4f}"
-        return (f"{self.client} {self.kind} {self.value!r} exp={self.expected!r} ok={self.ok} "
-                f"[{self.call:.4f}, {ret}]")
+from loadtest.checker.history import CAS, READ, WRITE, Operation, apply_to_register
 
 
 class _Junk:
@@ -68,20 +45,6 @@ class _Junk:
 
 
 JUNK = _Junk()  # stands for any value no remaining operation can observe
-
-
-def _step(state, op: Operation):
-    """(valid, new state) for `op` applied to a register holding `state`."""
-    if op.kind == READ:
-        return state == op.value, state
-    if op.kind == WRITE:
-        return True, op.value
-    matches = state == op.expected
-    if op.ok is None:  # unknown outcome: a CAS is deterministic given the state
-        return True, op.value if matches else state
-    if op.ok:
-        return matches, op.value
-    return not matches, state
 
 
 @dataclass
@@ -113,195 +76,332 @@ class Verdict:
                 f"[{lo:.4f}, {hi:.4f}]. Operations around it:\n  {ops}")
 
 
+def check_history(ops: list[Operation]) -> list[Verdict]:
+    """Check each key's sub-history on its own (linearizability is compositional)."""
+    by_key: dict[str, list[Operation]] = {}
+    for op in ops:
+        by_key.setdefault(op.key, []).append(op)
+    return [check_key(key_ops) for _, key_ops in sorted(by_key.items())]
+
+
 def check_key(ops: list[Operation], initial=None, max_states: int = 1_000_000) -> Verdict:
     """Exact check of one key's history. `max_states` bounds the configurations carried across
     an event and those explored while processing one event; beyond it: inconclusive."""
     ops = sorted(ops, key=lambda o: o.call)
-    n, key = len(ops), ops[0].key if ops else ""
-    hist = [o for o in ops if not (o.unknown and o.kind == READ)]  # an unanswered read constrains nothing
-    # Events in time order, invocations before returns at equal times (so they overlap).
-    events = sorted([(o.call, 0, i) for i, o in enumerate(hist)]
-                    + [(max(o.ret, o.call), 1, i) for i, o in enumerate(hist) if not o.unknown])
-    ret_event = {i: e for e, (_, kind, i) in enumerate(events) if kind}
+    history = [o for o in ops if not (o.unknown and o.kind == READ)]  # an unanswered read constrains nothing
+    key = ops[0].key if ops else ""
+    return _KeySearch(key, len(ops), history, initial, max_states).run()
 
-    # When each value stops being observable: after the return of the last completed operation
-    # that reads or expects it, or that observes a value an unknown CAS could turn it into
-    # (a fixpoint over the unknown CASes' edges expected -> value). Never referenced: at once.
-    dead_after: dict = {}
-    for i, o in enumerate(hist):
-        if not o.unknown and o.kind != WRITE:
-            ref = o.value if o.kind == READ else o.expected
-            dead_after[ref] = max(dead_after.get(ref, -1), ret_event[i])
-    edges = [(o.expected, o.value) for o in hist if o.unknown and o.kind == CAS]
-    changed = True
-    while changed:
-        changed = False
-        for exp, val in edges:
-            if dead_after.get(val, -1) > dead_after.get(exp, -1):
-                dead_after[exp], changed = dead_after[val], True
-    goes_dead: dict[int, list] = {}
-    for v, e in dead_after.items():
-        goes_dead.setdefault(e, []).append(v)
 
-    # An unknown write whose value is dead is a junk write; an unknown CAS whose expected value is
-    # dead can no longer fire (the register never holds that value again, in canonical terms:
-    # from a dead value it could only reach another dead one) and is dropped. Until then, each
-    # unknown operation has a bit in the configurations' `pending` mask.
-    unknown_bit: dict[int, int] = {}
-    unknown_ops: list[Operation] = []
-    junk_writes: set[int] = set()  # unknown writes that are junk from their invocation on
-    expiry: dict[int, tuple[int, int]] = {}  # event -> (bits turning into junk writes, bits dropped)
-    unknown_writes, unknown_cas = 0, {}  # bits of unknown writes; expected value -> bits of unknown CASes
-    inv_event = {i: e for e, (_, kind, i) in enumerate(events) if not kind}
-    for i, o in enumerate(hist):
-        if o.unknown:
-            dead = dead_after.get(o.value if o.kind == WRITE else o.expected, -1)
-            if dead < inv_event[i]:
-                if o.kind == WRITE:
-                    junk_writes.add(i)
-                continue
-            bit = unknown_bit[i] = 1 << len(unknown_ops)
-            unknown_ops.append(o)
-            junk, drop = expiry.get(dead, (0, 0))
-            if o.kind == WRITE:
-                unknown_writes |= bit
-                expiry[dead] = (junk | bit, drop)
+@dataclass
+class _Timeline:
+    """The history's events in time order, invocations before returns at equal times (so that
+    they overlap). An event is (time, is_return, index of the operation in the history)."""
+
+    events: list[tuple[float, int, int]]
+    invoked_at: dict[int, int]  # operation index -> event index of its invocation
+    returned_at: dict[int, int]  # completed operation index -> event index of its return
+
+
+def _timeline(history: list[Operation]) -> _Timeline:
+    events = sorted([(o.call, 0, i) for i, o in enumerate(history)]
+                    + [(max(o.ret, o.call), 1, i) for i, o in enumerate(history) if not o.unknown])
+    return _Timeline(events,
+                     invoked_at={i: e for e, (_, is_return, i) in enumerate(events) if not is_return},
+                     returned_at={i: e for e, (_, is_return, i) in enumerate(events) if is_return})
+
+
+class _ValueLifetimes:
+    """When each value stops being observable: after the return of the last completed operation
+    that reads or expects it, or that observes a value an unknown CAS could turn it into (a
+    fixpoint over the unknown CASes' edges expected -> value). Never referenced: at once."""
+
+    def __init__(self, history: list[Operation], timeline: _Timeline) -> None:
+        self.last_observed: dict = {}  # value -> event index after which no operation observes it
+        for i, op in enumerate(history):
+            if not op.unknown and op.kind != WRITE:
+                observed = op.value if op.kind == READ else op.expected
+                self.last_observed[observed] = max(self.last_observed.get(observed, -1), timeline.returned_at[i])
+        self._extend_through_unknown_cas(history)
+        self.dying_at: dict[int, list] = {}  # event index -> values that are dead after it
+        for value, event in self.last_observed.items():
+            self.dying_at.setdefault(event, []).append(value)
+
+    def _extend_through_unknown_cas(self, history: list[Operation]) -> None:
+        """A value lives as long as any value an unknown CAS expecting it could write."""
+        edges = [(o.expected, o.value) for o in history if o.unknown and o.kind == CAS]
+        changed = True
+        while changed:
+            changed = False
+            for expected, written in edges:
+                if self.last_observed.get(written, -1) > self.last_observed.get(expected, -1):
+                    self.last_observed[expected], changed = self.last_observed[written], True
+
+    def last_observed_event(self, value) -> int:
+        return self.last_observed.get(value, -1)
+
+    def canonical(self, value, event: int):
+        """`value` as the search carries it after `event`: JUNK once it is dead."""
+        return JUNK if self.last_observed.get(value, -1) < event else value
+
+
+class _UnknownOperations:
+    """The unknown operations that can still matter, each with a bit in the configurations'
+    `pending` mask. An unknown write whose value is dead is a junk write; an unknown CAS whose
+    expected value is dead can no longer fire (the register never holds that value again, in
+    canonical terms: from a dead value it could only reach another dead one) and is dropped."""
+
+    def __init__(self, history: list[Operation], timeline: _Timeline, lifetimes: _ValueLifetimes) -> None:
+        self.bit_of: dict[int, int] = {}  # operation index -> its bit in `pending`
+        self.op_of_bit: dict[int, Operation] = {}  # the unknown operation of each bit
+        self.junk_from_invocation: set[int] = set()  # indexes of unknown writes that are junk when invoked
+        self.expiring_at: dict[int, tuple[int, int]] = {}  # event -> (bits becoming junk writes, bits dropped)
+        self.write_bits = 0  # bits of the unknown writes
+        self.cas_bits_expecting: dict = {}  # expected value -> bits of the unknown CASes
+        for i, op in enumerate(history):
+            if op.unknown:
+                self._track(i, op, lifetimes.last_observed_event(op.value if op.kind == WRITE else op.expected),
+                            timeline.invoked_at[i])
+
+    def _track(self, index: int, op: Operation, dead_after: int, invoked_at: int) -> None:
+        """Give `op` a bit until the event after which it can no longer matter, or none at all."""
+        if dead_after < invoked_at:
+            if op.kind == WRITE:
+                self.junk_from_invocation.add(index)
+            return
+        bit = self.bit_of[index] = 1 << len(self.op_of_bit)
+        self.op_of_bit[bit] = op
+        becoming_junk, dropped = self.expiring_at.get(dead_after, (0, 0))
+        if op.kind == WRITE:
+            self.write_bits |= bit
+            self.expiring_at[dead_after] = (becoming_junk | bit, dropped)
+        else:
+            self.cas_bits_expecting[op.expected] = self.cas_bits_expecting.get(op.expected, 0) | bit
+            self.expiring_at[dead_after] = (becoming_junk, dropped | bit)
+
+
+class _InFlight:
+    """Completed operations between their invocation and their return. Each holds a small slot,
+    reused once it returns; a configuration's `known` mask holds the bits of the slots whose
+    operation it has already linearized."""
+
+    def __init__(self) -> None:
+        self._free_slots: list[int] = []
+        self.op_of_bit: dict[int, Operation] = {}  # the operation in each taken slot, by the slot's bit
+        self._bit_of: dict[int, int] = {}  # operation index -> its slot's bit
+        self.movers = 0  # bits of in-flight writes and CASes that may change the register
+        self._reads_of: dict = {}  # value -> bits of in-flight reads of it
+        self._refused_expecting: dict = {}  # expected value -> bits of in-flight refused CASes
+        self._refused_all = 0  # bits of all in-flight refused CASes
+
+    def admit(self, index: int, op: Operation) -> int:
+        """Give the invoked operation a slot; its bit."""
+        slot = self._free_slots.pop() if self._free_slots else len(self.op_of_bit)
+        bit = self._bit_of[index] = 1 << slot
+        self.op_of_bit[bit] = op
+        if op.kind == READ:
+            self._reads_of[op.value] = self._reads_of.get(op.value, 0) | bit
+        elif op.kind == CAS and op.ok is False:
+            self._refused_expecting[op.expected] = self._refused_expecting.get(op.expected, 0) | bit
+            self._refused_all |= bit
+        else:
+            self.movers |= bit
+        return bit
+
+    def returning(self, index: int) -> int:
+        """The bit of the operation that returns (its slot stays taken until `release`)."""
+        return self._bit_of.pop(index)
+
+    def release(self, bit: int, op: Operation) -> None:
+        del self.op_of_bit[bit]
+        self._free_slots.append(bit.bit_length() - 1)
+        self.movers &= ~bit
+        self._refused_all &= ~bit
+        for bits_by_value, value in ((self._reads_of, op.value), (self._refused_expecting, op.expected)):
+            if bits_by_value.get(value, 0) & bit:
+                bits_by_value[value] &= ~bit
+                if not bits_by_value[value]:
+                    del bits_by_value[value]
+
+    def absorbed(self, value) -> int:
+        """Bits of in-flight operations that may be linearized for free while holding `value`:
+        reads of it, and refused CASes expecting another value."""
+        return self._reads_of.get(value, 0) | (self._refused_all & ~self._refused_expecting.get(value, 0))
+
+
+class _KeySearch:
+    """The search over one key's history (module docstring): one pass over its events."""
+
+    def __init__(self, key: str, operation_count: int, history: list[Operation], initial,
+                 max_states: int) -> None:
+        self.key, self.operation_count, self.history, self.max_states = key, operation_count, history, max_states
+        self.timeline = _timeline(history)
+        self.lifetimes = _ValueLifetimes(history, self.timeline)
+        self.unknowns = _UnknownOperations(history, self.timeline, self.lifetimes)
+        self.in_flight = _InFlight()
+        self.successors = _successor_function(self.lifetimes, self.in_flight, self.unknowns)
+        self.frontier: dict[tuple, list[tuple[int, int]]] = {(self.lifetimes.canonical(initial, 0), 0): [(0, 0)]}
+        self.explored = 0  # configurations taken off the search stack, over all events
+        self.peak = 0  # largest frontier carried across an event
+        self.verified = 0  # returns explained so far
+
+    def run(self) -> Verdict:
+        # Bound once: the loop runs once per event.
+        history, invoke_unknown, invoke_completed, return_completed = (
+            self.history, self._invoke_unknown, self._invoke_completed, self._return_completed)
+        for event, (_, is_return, index) in enumerate(self.timeline.events):
+            op = history[index]
+            if op.unknown:
+                invoke_unknown(index)
+            elif not is_return:
+                invoke_completed(index, op)
             else:
-                unknown_cas[o.expected] = unknown_cas.get(o.expected, 0) | bit
-                expiry[dead] = (junk, drop | bit)
+                failure = return_completed(event, index, op)
+                if failure is not None:
+                    return failure
+        return self._verdict(True)
 
-    def canon(v, e):
-        return JUNK if dead_after.get(v, -1) < e else v
+    def _invoke_unknown(self, index: int) -> None:
+        """From its invocation on, an unknown operation may take effect: pending, or one more junk
+        write in hand (or nothing at all when it can no longer matter)."""
+        bit = self.unknowns.bit_of.get(index)
+        if bit is not None:
+            self.frontier = {group: [(pending | bit, junk_writes) for pending, junk_writes in antichain]
+                             for group, antichain in self.frontier.items()}
+        elif index in self.unknowns.junk_from_invocation:
+            self.frontier = {group: [(pending, junk_writes + 1) for pending, junk_writes in antichain]
+                             for group, antichain in self.frontier.items()}
 
-    # Completed operations in flight hold a small slot; `known` masks are sets of slots.
-    free_slots: list[int] = []
-    slot_op: dict[int, Operation] = {}
-    slot_bit: dict[int, int] = {}
-    movers = 0  # slots of in-flight writes and CASes that may change the register
-    reads: dict = {}  # value -> slots of in-flight reads of it
-    refused, refused_all = {}, 0  # expected value -> slots of in-flight refused CASes; all of them
+    def _invoke_completed(self, index: int, op: Operation) -> None:
+        """Give the operation a slot. A read is linearized at once where the register holds its
+        value, a refused CAS where it does not hold the expected one."""
+        bit = self.in_flight.admit(index, op)
+        if op.kind == READ:
+            self.frontier = {(value, known | bit if value == op.value else known): antichain
+                             for (value, known), antichain in self.frontier.items()}
+        elif op.kind == CAS and op.ok is False:
+            self.frontier = {(value, known | bit if value != op.expected else known): antichain
+                             for (value, known), antichain in self.frontier.items()}
 
-    def absorbed(v) -> int:
-        """Slots of in-flight operations that may be linearized for free while holding v."""
-        return reads.get(v, 0) | (refused_all & ~refused.get(v, 0))
+    def _return_completed(self, event: int, index: int, op: Operation) -> Verdict | None:
+        """`op` returns, so it must be linearized by now: the next frontier holds the configurations
+        where it is. None, or the verdict when none is left (or the search gives up)."""
+        bit = self.in_flight.returning(index)
+        frontier = self._linearize_by_now(bit, event)
+        if frontier is None:
+            return self._verdict(False, op, f"over {self.max_states} states explored at one event")
+        self.in_flight.release(bit, op)
+        if event in self.lifetimes.dying_at:
+            frontier = self._collapse_dead(frontier, event)
+        if not frontier:
+            return self._verdict(False, op)
+        self.frontier, self.verified = frontier, self.verified + 1
+        size = sum(len(antichain) for antichain in frontier.values())
+        self.peak = max(self.peak, size)
+        if size > self.max_states:
+            return self._verdict(False, op, f"over {self.max_states} configurations carried")
+        return None
 
-    # A frontier: (value, known mask) -> antichain of (pending unknown bits, junk writes in hand).
-    frontier: dict[tuple, list[tuple[int, int]]] = {(canon(initial, 0), 0): [(0, 0)]}
-    explored = peak = done = 0
-
-    def verdict(ok: bool, at: Operation | None = None, reason: str = "") -> Verdict:
-        v = Verdict(ok, key, n, done, explored, windows=len(_quiescent_windows(hist)), peak_states=peak)
-        if at is not None:
-            v.failed_at, v.inconclusive, v.reason = (at if not reason else None), bool(reason), reason
-            v.window, v.witness = _around(hist, at)
-        return v
-
-    for e, (_, is_ret, i) in enumerate(events):
-        o = hist[i]
-        if o.unknown:
-            if i in unknown_bit:
-                bit = unknown_bit[i]
-                frontier = {g: [(up | bit, j) for up, j in lst] for g, lst in frontier.items()}
-            elif i in junk_writes:
-                frontier = {g: [(up, j + 1) for up, j in lst] for g, lst in frontier.items()}
-            continue
-        if not is_ret:  # invocation of a completed operation: give it a slot
-            s = free_slots.pop() if free_slots else len(slot_op)
-            b = slot_bit[i] = 1 << s
-            slot_op[s] = o
-            if o.kind == READ:
-                reads[o.value] = reads.get(o.value, 0) | b
-                frontier = {(v, k | b if v == o.value else k): lst for (v, k), lst in frontier.items()}
-            elif o.kind == CAS and o.ok is False:
-                refused[o.expected] = refused.get(o.expected, 0) | b
-                refused_all |= b
-                frontier = {(v, k | b if v != o.expected else k): lst for (v, k), lst in frontier.items()}
-            else:
-                movers |= b
-            continue
-
-        # Return of a completed operation: it must be linearized by now.
-        b = slot_bit.pop(i)
-        new: dict[tuple, list[tuple[int, int]]] = {}
+    def _linearize_by_now(self, returning_bit: int, event: int) -> dict | None:
+        """Depth first over the orders of pending operations that end with the returning one: the
+        configurations where it is linearized, with its bit cleared (None past `max_states`)."""
+        linearized: dict[tuple, list[tuple[int, int]]] = {}
         seen: set = set()
-        stack = []
-        for (v, k), lst in frontier.items():
-            for up, j in lst:
-                if k & b:
-                    _add(new, v, k & ~b, up, j)
+        to_explore = []
+        for (value, known), antichain in self.frontier.items():
+            for pending, junk_writes in antichain:
+                if known & returning_bit:
+                    _add_undominated(linearized, value, known & ~returning_bit, pending, junk_writes)
                 else:
-                    stack.append((v, k, up, j))
-        # Depth first over orders of pending operations ending with o.
-        while stack:
-            v, k, up, j = stack.pop()
+                    to_explore.append((value, known, pending, junk_writes))
+        successors, max_states, explored = self.successors, self.max_states, 0
+        while to_explore:
+            configuration = to_explore.pop()
             explored += 1
             if len(seen) > max_states:
-                return verdict(False, o, f"over {max_states} states explored at one event")
-            succ = []
-            m = movers & ~k
-            while m:
-                low = m & -m
-                m ^= low
-                valid, nv = _step(v, slot_op[low.bit_length() - 1])
-                if valid:
-                    nv = canon(nv, e)
-                    succ.append((nv, k | low | absorbed(nv), up, j))
-            # Unknown CASes that would fail change nothing (and may never fire): not worth trying.
-            m = up & (unknown_writes | unknown_cas.get(v, 0))
-            while m:
-                low = m & -m
-                m ^= low
-                nv = canon(unknown_ops[low.bit_length() - 1].value, e)
-                succ.append((nv, k | absorbed(nv), up & ~low, j))
-            if j and v is not JUNK:
-                succ.append((JUNK, k | absorbed(JUNK), up, j - 1))
-            for c in succ:
-                if c[1] & b:  # o is linearized: this order is done, the rest waits for later returns
-                    _add(new, c[0], c[1] & ~b, c[2], c[3])
-                elif c not in seen:
-                    seen.add(c)
-                    stack.append(c)
+                self.explored += explored
+                return None
+            for successor in successors(configuration, event):
+                value, known, pending, junk_writes = successor
+                if known & returning_bit:  # this order is done, the rest waits for later returns
+                    _add_undominated(linearized, value, known & ~returning_bit, pending, junk_writes)
+                elif successor not in seen:
+                    seen.add(successor)
+                    to_explore.append(successor)
+        self.explored += explored
+        return linearized
 
-        s = b.bit_length() - 1
-        del slot_op[s]
-        free_slots.append(s)
-        movers &= ~b
-        refused_all &= ~b
-        for d, v in ((reads, o.value), (refused, o.expected)):
-            if d.get(v, 0) & b:
-                d[v] &= ~b
-                if not d[v]:
-                    del d[v]
-        # Values and unknown operations that no later operation can observe collapse into junk.
-        if e in goes_dead:
-            dead, (junk, drop) = set(goes_dead[e]), expiry.get(e, (0, 0))
-            old, new = new, {}
-            for (v, k), lst in old.items():
-                for up, j in lst:
-                    _add(new, *((JUNK, k | absorbed(JUNK)) if v in dead else (v, k)), up & ~junk & ~drop,
-                         j + (up & junk).bit_count())
-        if not new:
-            return verdict(False, o)
-        frontier, done = new, done + 1
-        size = sum(len(lst) for lst in frontier.values())
-        peak = max(peak, size)
-        if size > max_states:
-            return verdict(False, o, f"over {max_states} configurations carried")
-    return verdict(True)
+    def _collapse_dead(self, frontier: dict, event: int) -> dict:
+        """Values and unknown operations that no later operation can observe collapse into junk:
+        dead values into JUNK, unknown writes of them into junk writes in hand; unknown CASes
+        expecting them are dropped."""
+        dead = set(self.lifetimes.dying_at[event])
+        becoming_junk, dropped = self.unknowns.expiring_at.get(event, (0, 0))
+        collapsed: dict[tuple, list[tuple[int, int]]] = {}
+        for (value, known), antichain in frontier.items():
+            if value in dead:
+                value, known = JUNK, known | self.in_flight.absorbed(JUNK)
+            for pending, junk_writes in antichain:
+                _add_undominated(collapsed, value, known, pending & ~becoming_junk & ~dropped,
+                                 junk_writes + (pending & becoming_junk).bit_count())
+        return collapsed
+
+    def _verdict(self, ok: bool, at: Operation | None = None, reason: str = "") -> Verdict:
+        verdict = Verdict(ok, self.key, self.operation_count, self.verified, self.explored,
+                          windows=len(_quiescent_windows(self.history)), peak_states=self.peak)
+        if at is not None:
+            verdict.failed_at, verdict.inconclusive, verdict.reason = (at if not reason else None), bool(reason), reason
+            verdict.window, verdict.witness = _around(self.history, at)
+        return verdict
 
 
-def _add(frontier: dict, v, k: int, up: int, j: int) -> None:
+def _successor_function(lifetimes: _ValueLifetimes, in_flight: _InFlight, unknowns: _UnknownOperations):
+    """`successors(configuration, event)`: the configurations one step later. An in-flight write
+    or CAS not yet linearized takes effect (if it may), a pending unknown operation does, or a
+    junk write in hand does; each step also linearizes the in-flight operations that the new
+    value absorbs. (A closure over the search's tables: it runs for every configuration explored.)"""
+    canonical, absorbed = lifetimes.canonical, in_flight.absorbed
+    in_flight_op, unknown_op = in_flight.op_of_bit, unknowns.op_of_bit
+    unknown_write_bits, unknown_cas_bits_expecting = unknowns.write_bits, unknowns.cas_bits_expecting
+
+    def successors(configuration: tuple, event: int) -> list[tuple]:
+        value, known, pending, junk_writes = configuration
+        found = []
+        movers = in_flight.movers & ~known
+        while movers:  # each set bit, lowest first
+            bit = movers & -movers
+            movers ^= bit
+            may, new_value = apply_to_register(value, in_flight_op[bit])
+            if may:
+                new_value = canonical(new_value, event)
+                found.append((new_value, known | bit | absorbed(new_value), pending, junk_writes))
+        # Unknown CASes that would fail change nothing (and may never fire): not worth trying.
+        changing = pending & (unknown_write_bits | unknown_cas_bits_expecting.get(value, 0))
+        while changing:
+            bit = changing & -changing
+            changing ^= bit
+            new_value = canonical(unknown_op[bit].value, event)
+            found.append((new_value, known | absorbed(new_value), pending & ~bit, junk_writes))
+        if junk_writes and value is not JUNK:
+            found.append((JUNK, known | absorbed(JUNK), pending, junk_writes - 1))
+        return found
+
+    return successors
+
+
+def _add_undominated(frontier: dict, value, known: int, pending: int, junk_writes: int) -> None:
     """Add a configuration, keeping only those not dominated (same value and known mask, and
     pending unknown operations and junk writes that include another's)."""
-    lst = frontier.get((v, k))
-    if lst is None:
-        frontier[(v, k)] = [(up, j)]
+    antichain = frontier.get((value, known))
+    if antichain is None:
+        frontier[(value, known)] = [(pending, junk_writes)]
         return
-    for u2, j2 in lst:
-        if up & ~u2 == 0 and j <= j2:
+    for other_pending, other_junk_writes in antichain:
+        if pending & ~other_pending == 0 and junk_writes <= other_junk_writes:
             return
-    lst[:] = [(u2, j2) for u2, j2 in lst if not (u2 & ~up == 0 and j2 <= j)]
-    lst.append((up, j))
+    antichain[:] = [(other_pending, other_junk_writes) for other_pending, other_junk_writes in antichain
+                    if not (other_pending & ~pending == 0 and other_junk_writes <= junk_writes)]
+    antichain.append((pending, junk_writes))
 
 
 def _quiescent_windows(ops: list[Operation]) -> list[tuple[float, float]]:
@@ -323,11 +423,3 @@ def _around(ops: list[Operation], at: Operation) -> tuple[tuple[float, float], l
                    and (o.call >= window[0] if o.unknown else o.ret >= at.call)]
     before = [o for o in ops if o.ret < at.call and not o.unknown][-3:]
     return window, (before + [at] + overlapping)[:20]
-
-
-def check_history(ops: list[Operation]) -> list[Verdict]:
-    """Check each key's sub-history on its own (linearizability is compositional)."""
-    by_key: dict[str, list[Operation]] = {}
-    for op in ops:
-        by_key.setdefault(op.key, []).append(op)
-    return [check_key(key_ops) for _, key_ops in sorted(by_key.items())]

@@ -12,7 +12,7 @@ import time
 import requests
 
 from loadtest.chaos.workload import WorkloadConfig, run_workload
-from loadtest.checker.linearizability import WRITE, Operation, check_history
+from loadtest.checker import WRITE, Operation, check_history
 
 
 def fault_schedule(cluster, stop: threading.Event, log: list):
