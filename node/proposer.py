@@ -59,6 +59,8 @@ class Proposer:
         is pending) and returns once that entry is committed and applied here, i.e. after
         every write committed before the call. Concurrent barriers share one entry.
         """
+        if not self._bridge.attached:  # its answer could never reach this loop
+            raise RuntimeError("the node was not attached to the event loop (RaftNode.attach)")
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((op, size_bytes, fut))

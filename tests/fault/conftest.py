@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from loadtest.relay import Relay
+from loadtest.chaos.network.relay import Relay
 from tests.support.cluster import HOST, Cluster, NodeProcess, free_ports
 
 

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-from loadtest import netlab
+from loadtest.chaos.network import netlab
 
 
 def test_chaos_short_scenario_passes_and_writes_its_reports(tmp_path):

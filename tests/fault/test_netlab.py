@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from loadtest.netlab import NetLab, NetLabError, available
+from loadtest.chaos.network.netlab import NetLab, NetLabError, available
 from tests.support.wait import wait_until
 
 OK, WHY = available()
@@ -156,7 +156,7 @@ def test_exit_removes_namespaces_links_routes_and_leaves_the_host_firewall_alone
 
 OWNER = """
 import sys, time
-from loadtest.netlab import NetLab
+from loadtest.chaos.network.netlab import NetLab
 with NetLab(["n1", "n2", "n3"], run_id=sys.argv[1]) as lab:
     print(lab.address("n1"), flush=True)
     time.sleep(30)  # not synchronisation: the owner holds its lab until the test kills or signals it

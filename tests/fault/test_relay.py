@@ -1,4 +1,4 @@
-"""The fault relay (loadtest/relay.py): intact byte streams with delay, loss and cuts, over plain TCP
+"""The fault relay (loadtest/chaos/network/relay.py): intact byte streams with delay, loss and cuts, over plain TCP
 and between the nodes of a real raftkv cluster."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import zlib
 import pytest
 import requests
 
-from loadtest.relay import Relay, link
+from loadtest.chaos.network.relay import Relay, link
 from tests.support.cluster import HOST, NodeProcess, free_ports
 from tests.support.wait import wait_until
 

@@ -59,6 +59,9 @@ def start_nodes(root, trace=None, ports=None):
 
 
 async def leader_of(nodes, timeout=15.0):
+    for n in nodes:  # as the HTTP app does on start-up: the nodes deliver their events to this loop
+        n.attach(asyncio.get_running_loop())
+
     def agreed():
         leaders = [n for n in nodes if n.is_leader]
         if len(leaders) == 1 and all(n.leader == leaders[0].addresses.raft for n in nodes):

@@ -11,8 +11,8 @@ import time
 
 import requests
 
-from loadtest.linearizability import WRITE, Operation, check_history
-from loadtest.workload import WorkloadConfig, run_workload
+from loadtest.chaos.workload import WorkloadConfig, run_workload
+from loadtest.checker import WRITE, Operation, check_history
 
 
 def fault_schedule(cluster, stop: threading.Event, log: list):

@@ -33,7 +33,7 @@ def test_bench_sweeps_its_own_cluster_and_writes_json_and_png(tmp_path):
 def test_report_regenerates_benchmarks_md_from_results(tmp_path):
     results = os.path.join(os.path.dirname(__file__), "..", "..", "loadtest", "results")
     out = tmp_path / "B.md"
-    r = run("loadtest.report", "--results", results, "--out", str(out))
+    r = run("loadtest.bench.report", "--results", results, "--out", str(out))
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     assert text.startswith("# Benchmarks") and "## How to run" in text and "Snapshots" in text

@@ -1,3 +1,3 @@
 """The tests use the product's own local-cluster helper."""
 
-from loadtest.cluster import HOST, Cluster, NodeProcess, free_ports  # noqa: F401
+from loadtest.harness.cluster import HOST, Cluster, NodeProcess, free_ports  # noqa: F401

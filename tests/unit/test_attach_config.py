@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from loadtest import attach
+from loadtest.harness import attach
 
 
 @pytest.mark.parametrize("text, reason", [

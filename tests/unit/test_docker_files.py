@@ -34,7 +34,7 @@ def test_compose_runs_three_nodes_that_name_each_other_as_peers():
 
 def test_compose_locust_service_targets_every_node_with_our_locustfile():
     locust = load_compose()["services"]["locust"]
-    assert "/app/loadtest/locustfile.py" in locust["command"]
+    assert "/app/loadtest/locustfiles/locustfile.py" in locust["command"]
     assert set(locust["environment"]["RAFTKV_NODES"].split(",")) == {"n1:8500", "n2:8500", "n3:8500"}
 
 
@@ -48,7 +48,7 @@ def test_dockerfile_installs_the_project_and_runs_raftkv():
 
 
 def test_chaos_attach_config_drives_the_compose_services():
-    from loadtest import attach
+    from loadtest.harness import attach
 
     cluster = attach.load(os.path.join(ROOT, "docker", "chaos-nodes.toml"))
     services = load_compose()["services"]

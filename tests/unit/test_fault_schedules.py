@@ -2,8 +2,8 @@
 
 import random
 
-from loadtest.attach import AttachedCluster, AttachedNode
-from loadtest.faults import HOLDS, SCHEDULES, Network, mixed_schedule, unsupported
+from loadtest.chaos.faults import HOLDS, SCHEDULES, Network, mixed_schedule, unsupported
+from loadtest.harness.attach import AttachedCluster, AttachedNode
 
 
 def test_mixed_schedule_plans_every_kind_past_the_duration():

@@ -2,7 +2,7 @@ import math
 import random
 import time
 
-from loadtest.linearizability import CAS, READ, WRITE, Operation, check_history, check_key
+from loadtest.checker import CAS, READ, WRITE, Operation, check_history, check_key
 
 
 def op(kind, call, ret, value=None, expected=None, ok=None):

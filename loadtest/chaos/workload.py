@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from api.http_client import client_session
-from loadtest.linearizability import CAS, READ, WRITE, Operation
+from loadtest.checker.history import CAS, READ, WRITE, Operation
 
 READ_MODES = ("default", "consistent")
 

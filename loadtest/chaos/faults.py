@@ -11,8 +11,8 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 
-from loadtest.cluster import Cluster, NodeProcess
-from loadtest.membership_faults import MEMBERSHIP_FAULTS, apply_membership_fault
+from loadtest.chaos.membership_faults import MEMBERSHIP_FAULTS, apply_membership_fault
+from loadtest.harness.cluster import Cluster, NodeProcess
 
 
 @dataclass
@@ -42,8 +42,8 @@ def _kill_and_restart(cluster: Cluster, victims: list[NodeProcess], hold_s: floa
 class Network:
     """The means for network faults: a namespace lab (partitions) and a relay (latency, loss)."""
 
-    lab: object = None  # loadtest.netlab.NetLab, keyed by node id
-    relay: object = None  # loadtest.relay.Relay, keyed by advertised Raft address
+    lab: object = None  # loadtest.chaos.network.netlab.NetLab, keyed by node id
+    relay: object = None  # loadtest.chaos.network.relay.Relay, keyed by advertised Raft address
     why_not: str = ""  # why partitions are unavailable, for the report
 
     def heal(self) -> None:

@@ -1,6 +1,6 @@
 """raftkv against etcd 3.4 on this machine, in one run, with the same load generator.
 
-    python -m loadtest.compare [--duration 10] [--out bench-results]
+    python -m loadtest.bench.compare [--duration 10] [--out bench-results]
 
 Runs the same closed-loop workloads (puts; linearizable and stale/serializable reads) at 1
 and 32 clients against a local 3-node raftkv cluster and a local 3-node etcd cluster, then
@@ -16,9 +16,9 @@ import shutil
 import sys
 import tempfile
 
-from loadtest.bench import Target, machine, measure_ceiling, measure_point
-from loadtest.cluster import Cluster
-from loadtest.etcd import EtcdCluster
+from loadtest.bench.etcd import EtcdCluster
+from loadtest.bench.sweep import Target, machine, measure_ceiling, measure_point
+from loadtest.harness.cluster import Cluster
 
 WORKLOADS = [("put", "put"), ("get-consistent", "get-consistent"), ("get-stale", "get-stale")]
 
@@ -35,7 +35,7 @@ def sweep(target: Target, label: str, concurrency: list[int], procs: int, warmup
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtest.compare")
+    ap = argparse.ArgumentParser(prog="python -m loadtest.bench.compare")
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--procs", type=int, default=2)

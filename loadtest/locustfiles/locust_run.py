@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 
-from loadtest.cluster import Cluster
+from loadtest.harness.cluster import Cluster
 
 LOCUSTFILE = os.path.join(os.path.dirname(__file__), "locustfile.py")
 SCENARIOS = ["write-heavy", "strong-read-heavy", "stale-read", "mixed", "watchers"]

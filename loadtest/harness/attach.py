@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tomllib
 
-from loadtest.cluster import Cluster, NodeProcess
+from loadtest.harness.cluster import Cluster, NodeProcess
 
 COMMANDS = ("kill", "start", "pause", "resume", "stop")
 

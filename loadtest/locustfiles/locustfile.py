@@ -3,7 +3,7 @@
 Pick a scenario and the cluster with environment variables, then run locust as usual:
 
     RAFTKV_NODES=127.0.0.1:8501,127.0.0.1:8502,127.0.0.1:8503 RAFTKV_SCENARIO=mixed \\
-        locust -f loadtest/locustfile.py --headless -u 32 -r 32 -t 60s --host http://127.0.0.1:8501
+        locust -f loadtest/locustfiles/locustfile.py --headless -u 32 -r 32 -t 60s --host http://127.0.0.1:8501
 
 or let `raftkv loadtest` start a local cluster and do all of it (README, "Load tests").
 

@@ -1,6 +1,6 @@
 """`raftkv chaos`: a node-kill experiment with a verdict and a picture.
 
-Starts a local cluster (or attaches to nodes described in a TOML file: loadtest/attach.py),
+Starts a local cluster (or attaches to nodes described in a TOML file: loadtest/harness/attach.py),
 runs a recorded workload (writes, check-and-sets, default, consistent and stale reads, spread
 over all nodes) while a schedule of faults is applied (SIGKILL of the leader, a follower, a
 majority, all nodes; SIGSTOP pauses; a rolling restart; partitions: leader or follower
@@ -8,16 +8,16 @@ isolated, leader in a minority, one link cut; slow and lossy links), heals every
 then judges what happened:
 
 * linearizability of every key's history of writes, check-and-sets, default and consistent
-  reads (the checker of loadtest/linearizability.py);
+  reads (the checker of loadtest/checker/linearizability.py);
 * no lost acknowledged write: every write to a never-reused key that was acknowledged is read
   back after healing;
 * staleness of stale reads (versions and milliseconds behind);
 * per fault: the unavailability window (first failure to first success) and the time until
   a new leader was seen.
 
-Partitions need root: each node then runs in its own network namespace (loadtest/netlab.py)
+Partitions need root: each node then runs in its own network namespace (loadtest/chaos/network/netlab.py)
 and cuts are nftables DROP rules; without root they are skipped, and the report says why.
-Latency and loss come from a relay between the nodes (loadtest/relay.py), started only when
+Latency and loss come from a relay between the nodes (loadtest/chaos/network/relay.py), started only when
 the schedule has such faults.
 
 Writes a JSON report, a Markdown summary and a PNG timeline into --out.
@@ -40,10 +40,7 @@ import time
 import urllib.error
 import urllib.request
 
-from loadtest import attach, netlab
-from loadtest.chaos_report import per_kind, summary_line, write_reports
-from loadtest.cluster import HOST, NAMESPACE_RAFT_PORT, Cluster, free_ports
-from loadtest.faults import (
+from loadtest.chaos.faults import (
     EXTRA_S,
     LINK_FAULTS,
     PARTITIONS,
@@ -54,9 +51,13 @@ from loadtest.faults import (
     mixed_schedule,
     unsupported,
 )
-from loadtest.linearizability import check_history
-from loadtest.relay import Relay
-from loadtest.workload import WorkloadConfig, WorkloadResult, run_workload
+from loadtest.chaos.network import netlab
+from loadtest.chaos.network.relay import Relay
+from loadtest.chaos.report import per_kind, summary_line, write_reports
+from loadtest.chaos.workload import WorkloadConfig, WorkloadResult, run_workload
+from loadtest.checker import check_history
+from loadtest.harness import attach
+from loadtest.harness.cluster import HOST, NAMESPACE_RAFT_PORT, Cluster, free_ports
 
 STRONG = {"write", "cas", "read-default", "read-consistent"}
 LEADER_FAULTS = {"kill-leader", "pause-leader", "kill-majority", "kill-all", "rolling-restart", "isolate-leader",

@@ -1,6 +1,6 @@
 """A local 3-node etcd cluster for side-by-side benchmarks (Debian's `etcd-server`, 3.4).
 
-Never a dependency of raftkv or of CI: `raftkv bench --etcd` and `loadtest.compare` use it
+Never a dependency of raftkv or of CI: `raftkv bench --etcd` and `loadtest.bench.compare` use it
 when the `etcd` binary is on PATH, with etcd's default settings (its WAL is fsynced).
 """
 
@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.request
 
-from loadtest.cluster import HOST, free_ports
+from loadtest.harness.cluster import HOST, free_ports
 
 
 class EtcdCluster:

@@ -20,7 +20,7 @@ only `set_all` reaches them.)
 The relay runs its own asyncio loop in its own thread, apart from any workload's loop; the fault
 settings may be changed from any thread. Only loopback addresses are accepted, and addresses of
 a network lab the caller created (`allowed`, with `listen` opening each listener inside its node's
-namespace: loadtest.netlab.NetLab.listen_socket), so the lab's DROP rules still see the peer.
+namespace: loadtest.chaos.network.netlab.NetLab.listen_socket), so the lab's DROP rules still see the peer.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from api.http_client import client_session
-from loadtest.cluster import Cluster
+from loadtest.harness.cluster import Cluster
 
 WORKLOADS = ["put", "get", "get-consistent", "get-stale", "mixed"]
 DEFAULT_SWEEP = [1, 8, 32, 128]
@@ -164,7 +164,7 @@ def _trivial_server(port: int, ready) -> None:
 
 
 def measure_ceiling(concurrency: int, procs: int, warmup: float, duration: float) -> dict:
-    from loadtest.cluster import free_ports
+    from loadtest.harness.cluster import free_ports
 
     (port,) = free_ports(1)
     ctx = mp.get_context("spawn")

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from loadtest.cluster import HOST, Cluster, NodeProcess, free_ports
+from loadtest.harness.cluster import HOST, Cluster, NodeProcess, free_ports
 
 MEMBERSHIP_FAULTS = {"replace-disk", "replace-node", "grow-shrink", "remove-leader", "restart-leader"}
 PROMOTION_TIMEOUT_S = 120.0

@@ -2,7 +2,7 @@
 snapshot's time and size, the restart time to serving, peak memory, and write latency p99
 while a snapshot is taken against p99 without one.
 
-    python -m loadtest.snapshot_bench --keys 100000 1000000 [--value-bytes 128] [--out FILE.json]
+    python -m loadtest.bench.snapshot_bench --keys 100000 1000000 [--value-bytes 128] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import urllib.request
 import aiohttp
 
 from api.http_client import client_session
-from loadtest.cluster import Cluster
+from loadtest.harness.cluster import Cluster
 
 TXN_OPS = 128
 
@@ -142,7 +142,7 @@ def run_one(keys: int, value_bytes: int, root: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtest.snapshot_bench")
+    ap = argparse.ArgumentParser(prog="python -m loadtest.bench.snapshot_bench")
     ap.add_argument("--keys", type=int, nargs="+", default=[100_000])
     ap.add_argument("--value-bytes", type=int, default=128)
     ap.add_argument("--out", help="write the results as JSON here")

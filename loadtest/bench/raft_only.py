@@ -5,7 +5,7 @@ Three node processes, each a `RaftNode` (the same journal, fsync and batching se
 of the same size as the HTTP benchmark's. The difference to `raftkv bench --workloads put`
 at the same concurrency is the cost of the HTTP layer.
 
-    python -m loadtest.raft_only [--clients 32] [--duration 10] [--value-bytes 128]
+    python -m loadtest.bench.raft_only [--clients 32] [--duration 10] [--value-bytes 128]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from loadtest.cluster import HOST, free_ports
+from loadtest.harness.cluster import HOST, free_ports
 
 
 def node_main(args) -> int:
@@ -32,6 +32,7 @@ def node_main(args) -> int:
     value = b"v" * args.value_bytes
 
     async def run() -> dict:
+        node.attach(asyncio.get_running_loop())
         await node.wait_for_leader(30)
         await asyncio.sleep(1.0)
         latencies: list[float] = []
@@ -61,7 +62,7 @@ def node_main(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtest.raft_only")
+    ap = argparse.ArgumentParser(prog="python -m loadtest.bench.raft_only")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     shares = [args.clients // 3 + (1 if i < args.clients % 3 else 0) for i in range(3)]
     with tempfile.TemporaryDirectory(prefix="raftkv-raftonly-") as root:
         procs = [subprocess.Popen(
-            [sys.executable, "-m", "loadtest.raft_only", "--node", "--id", f"n{i + 1}", "--raft", rafts[i],
+            [sys.executable, "-m", "loadtest.bench.raft_only", "--node", "--id", f"n{i + 1}", "--raft", rafts[i],
              "--peers", ",".join(rafts), "--data-dir", os.path.join(root, f"n{i + 1}"), "--clients", str(shares[i]),
              "--duration", str(args.duration), "--warmup", str(args.warmup), "--value-bytes", str(args.value_bytes)],
             stdout=subprocess.PIPE, text=True) for i in range(3)]

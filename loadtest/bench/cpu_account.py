@@ -1,6 +1,6 @@
 """Where a write's CPU goes: CPU microseconds per operation, per process and per thread.
 
-    python -m loadtest.cpu_account [--workload put] [--clients 32] [--duration 8] [--out FILE]
+    python -m loadtest.bench.cpu_account [--workload put] [--clients 32] [--duration 8] [--out FILE]
 
 Starts a 3-node cluster, runs one closed-loop point of `raftkv bench` against it and reads
 /proc before and after: the client process, and for every node its event-loop thread (the
@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 
-from loadtest.cluster import Cluster
-from loadtest.etcd import EtcdCluster
+from loadtest.bench.etcd import EtcdCluster
+from loadtest.harness.cluster import Cluster
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -40,7 +40,7 @@ def thread_cpu(pid: int) -> dict[int, float]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtest.cpu_account")
+    ap = argparse.ArgumentParser(prog="python -m loadtest.bench.cpu_account")
     ap.add_argument("--workload", default="put")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=8.0)

@@ -1,7 +1,7 @@
 """Join benchmark: for N keys on a local 3-node cluster, the time from starting a fourth node
 with `--join` to its promotion to voter, and to holding everything committed.
 
-    python -m loadtest.join_bench --keys 10000 1000000 [--value-bytes 128] [--out FILE.json]
+    python -m loadtest.bench.join_bench --keys 10000 1000000 [--value-bytes 128] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import tempfile
 import time
 import urllib.request
 
-from loadtest.cluster import HOST, Cluster, NodeProcess, free_ports
-from loadtest.snapshot_bench import load
+from loadtest.bench.snapshot_bench import load
+from loadtest.harness.cluster import HOST, Cluster, NodeProcess, free_ports
 
 
 def _voter(node: NodeProcess, raft: str) -> bool:
@@ -62,7 +62,7 @@ def measure(keys: int, value_bytes: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtest.join_bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m loadtest.bench.join_bench", description=__doc__.splitlines()[0])
     p.add_argument("--keys", type=int, nargs="+", default=[10_000])
     p.add_argument("--value-bytes", type=int, default=128)
     p.add_argument("--out", help="write the results as JSON here")

@@ -1,6 +1,6 @@
 """Regenerate BENCHMARKS.md from the JSON files in loadtest/results/.
 
-    python -m loadtest.report [--results loadtest/results] [--out BENCHMARKS.md]
+    python -m loadtest.bench.report [--results loadtest/results] [--out BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ HEADER = """# Benchmarks
 
 Figures, not verdicts: every number here comes from the JSON in `loadtest/results/`, written
 by the commands below on the machine described, and this file is regenerated from them with
-`python -m loadtest.report`. The load generator runs on the same 2 cores as the cluster, so
+`python -m loadtest.bench.report`. The load generator runs on the same 2 cores as the cluster, so
 it competes with it; its own ceiling (a trivial HTTP server, same client) is shown.
 
 ## How to run
@@ -25,12 +25,12 @@ pip install -e '.[load]'
 raftkv bench                                   # sweep 1/8/32/128 clients on a fresh local 3-node cluster
 raftkv bench --addr 127.0.0.1:8501,127.0.0.1:8502,127.0.0.1:8503   # an existing cluster
 raftkv bench --nodes 5 --value-bytes 4096 --workloads put get-stale --concurrency 32
-python -m loadtest.compare                     # raftkv and etcd 3.4 side by side (needs `etcd` on PATH)
-python -m loadtest.snapshot_bench --keys 100000 1000000
-python -m loadtest.raft_only > loadtest/results/raft-only.json   # the Raft layer alone, no HTTP
-python -m loadtest.cpu_account --out loadtest/results/cpu-put-32.json   # CPU per write, raftkv and etcd
+python -m loadtest.bench.compare               # raftkv and etcd 3.4 side by side (needs `etcd` on PATH)
+python -m loadtest.bench.snapshot_bench --keys 100000 1000000
+python -m loadtest.bench.raft_only > loadtest/results/raft-only.json   # the Raft layer alone, no HTTP
+python -m loadtest.bench.cpu_account --out loadtest/results/cpu-put-32.json   # CPU per write, raftkv and etcd
 raftkv loadtest --scenario mixed --time 60s    # locust, CSV and HTML reports
-python -m loadtest.report                      # rewrite this file
+python -m loadtest.bench.report                # rewrite this file
 ```
 """
 
@@ -152,7 +152,7 @@ def section_raft_only(results: str) -> str:
                 if p["workload"] == "put" and p["concurrency"] == r["clients"]:
                     http = p["ops_per_s"]
     lines = ["\n## The cost of the HTTP layer\n",
-             f"The Raft layer alone (`python -m loadtest.raft_only`: the same node code, journal fsync and "
+             f"The Raft layer alone (`python -m loadtest.bench.raft_only`: the same node code, journal fsync and "
              f"batching, {r['clients']} in-process clients spread over the 3 nodes, no HTTP) commits "
              f"**{r['commits_per_s']:,.0f} writes/s** (p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms)."]
     if http:
@@ -167,7 +167,7 @@ def section_cpu(results: str) -> str:
         return ""
     lines = ["\n## Where the time goes\n",
              "CPU per write at 32 clients, read from /proc around one closed-loop run of each system "
-             "(`python -m loadtest.cpu_account --out loadtest/results/cpu-put-32.json`): the load "
+             "(`python -m loadtest.bench.cpu_account --out loadtest/results/cpu-put-32.json`): the load "
              "generator, and every node's threads. For raftkv the main thread is the event loop (the lean "
              "HTTP front, the proposer, replies) and the others are PySyncObj's tick thread (AppendEntries, "
              "sockets, apply, journal writes and fdatasync) and the idle snapshot writer; etcd is Go, its "
@@ -205,8 +205,8 @@ def section_cpu(results: str) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtest.report")
-    ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results"))
+    ap = argparse.ArgumentParser(prog="python -m loadtest.bench.report")
+    ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "..", "results"))
     ap.add_argument("--out", default="BENCHMARKS.md")
     args = ap.parse_args(argv)
     text = "".join([HEADER, section_machine(args.results), section_compare(args.results),
