@@ -46,7 +46,7 @@ def problem_for(exc: Exception) -> Reply | None:
     if isinstance(exc, NotReadyError):
         return Reply.text(503, str(exc), {"Retry-After": RETRY_AFTER_S})
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return Reply.text(413, f"request body too large (limit {exc.max_size} bytes)")
+        return Reply.text(413, f"request body too large: {exc.text}")
     return None
 
 
@@ -57,7 +57,7 @@ async def error_middleware(request: web.Request, handler):
     except web.HTTPException as exc:
         if not isinstance(exc, web.HTTPRequestEntityTooLarge):
             raise  # aiohttp's own 404/405 for unknown routes
-        return problem_for(exc).to_web()
+        return Reply.text(413, f"request body too large: {exc.text}").to_web()
     except Exception as exc:
         reply = problem_for(exc)
         if reply is None:

@@ -99,7 +99,8 @@ class LeanProtocol(asyncio.Protocol):
             self._next()
         elif len(self.buf) > self.ctx.config.max_value_bytes + 2 * MAX_HEAD_BYTES and not self.paused:
             self.paused = True  # a client pipelining faster than we answer: stop reading for now
-            self.transport.pause_reading()
+            if self.transport is not None:
+                self.transport.pause_reading()
 
     def _next(self) -> None:
         while self.transport is not None and not self.busy and self.buf:
@@ -122,7 +123,7 @@ class LeanProtocol(asyncio.Protocol):
         if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in _LEAN or not parts[1].startswith("/v1/kv/"):
             return self._hand_off()
         method, target = parts[0], parts[1]
-        headers = CIMultiDict()
+        headers: CIMultiDict[str] = CIMultiDict()
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep:
@@ -144,10 +145,12 @@ class LeanProtocol(asyncio.Protocol):
         del self.buf[:end + 4 + length]
         return LeanRequest(method, target, unquote(path[len("/v1/kv/"):]), query, headers, body)
 
-    def _hand_off(self) -> None:
-        """From now on this connection is aiohttp's, starting with the unread bytes."""
+    def _hand_off(self) -> LeanRequest | None:
+        """From now on this connection is aiohttp's, starting with the unread bytes. Always
+        None: `_parse` answers "no lean request" with `return self._hand_off()`."""
         protocol = self.fallback_factory()
         transport, self.transport = self.transport, None
+        assert transport is not None  # _next parses only while the connection is ours
         if self.idle_timer is not None:
             self.idle_timer.cancel()  # aiohttp keeps its own keep-alive timeout
         transport.set_protocol(protocol)
@@ -161,10 +164,11 @@ class LeanProtocol(asyncio.Protocol):
         try:
             reply = await self._dispatch(request)
         except Exception as exc:  # the same translation aiohttp's error middleware applies
-            reply = problem_for(exc)
-            if reply is None:
+            problem = problem_for(exc)
+            if problem is None:
                 log.exception("unhandled error serving %s %s", request.method, request.rel_url)
-                reply = Reply.text(500, "internal error (see the node's log)")
+                problem = Reply.text(500, "internal error (see the node's log)")
+            reply = problem
         keep_alive = request.headers.get("connection", "").lower() != "close"
         if self.transport is not None:
             self.transport.write(encode_reply(reply, keep_alive))

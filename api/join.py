@@ -151,9 +151,7 @@ async def hand_over_leadership(node) -> None:
         log.info("no other voter reachable: stopping without a leadership hand-over")
         return
     started = time.monotonic()
-    drained_by = started + HANDOVER_DRAIN_S
-    while node.proposer.in_flight and time.monotonic() < drained_by:
-        await asyncio.sleep(0.005)
+    await node.drain_writes(HANDOVER_DRAIN_S)
     drained = time.monotonic()
     try:
         leader = await asyncio.wait_for(transfer(node, None), HANDOVER_WAIT_S)

@@ -156,10 +156,11 @@ def run(args) -> int:
     started = time.monotonic()
     announced = None
     exit_code = 0
+    reported: set[str] = set()  # nodes whose exit was already told
     while not stop.wait(0.2):
         for node_id, proc in procs.items():
-            if proc.poll() is not None and not getattr(proc, "_reported", False):
-                proc._reported = True
+            if proc.poll() is not None and node_id not in reported:
+                reported.add(node_id)
                 print(f"raftkv up: node {node_id} exited with code {proc.returncode}", flush=True)
                 if all(p.poll() is not None for p in procs.values()):
                     stop.set()

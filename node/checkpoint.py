@@ -71,7 +71,7 @@ class Checkpointer:
         self._on_written = on_written or (lambda: None)  # any thread: a snapshot file came or failed
         self._writer: threading.Thread | None = None
         self._writer_ok = False
-        self._thaw = None
+        self._thaw: Callable[[], None] = lambda: None
         self._started = 0.0
         self._verified: tuple[int, int] | None = None  # (inode, mtime_ns) of a dump verified at start
         self.last_duration_s: float | None = None

@@ -11,6 +11,7 @@ Only the tick thread mutates; readers on other threads see either value of a key
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from sortedcontainers import SortedDict
 
@@ -101,7 +102,8 @@ class LayeredSortedMap:
             yield from base
             return
         changes = iter(delta.irange(minimum=minimum))
-        b, d = next(base, _DELETED), next(changes, _DELETED)
+        b: Any = next(base, _DELETED)  # a key, or _DELETED once the side is exhausted
+        d: Any = next(changes, _DELETED)
         while b is not _DELETED or d is not _DELETED:
             if d is _DELETED or (b is not _DELETED and b < d):
                 yield b

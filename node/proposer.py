@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from node.bridge import LoopBridge
+from node.bridge import LoopBridge, Pulse
 from node.codec import Op, encode
 from node.errors import OutcomeUnknownError
 from node.state_machine import OpResult
@@ -40,6 +40,7 @@ class Proposer:
                  slot_timeout_s: float = 10.0) -> None:
         self._submit = submit
         self._bridge = bridge
+        self.drained = Pulse()  # fires on the loop whenever the last entry in flight is answered
         self._pending: list[tuple[Op | None, int, asyncio.Future]] = []
         self._pending_bytes = 0
         self._flush_scheduled = False
@@ -122,6 +123,8 @@ class Proposer:
     def _release(self, entry: int) -> None:
         if entry in self._in_flight:
             del self._in_flight[entry]
+            if not self._in_flight and not self._pending:
+                self.drained.fire()
             if self._pending and not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)

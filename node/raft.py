@@ -246,6 +246,10 @@ class RaftNode:
         await self.wait_for_leader(timeout_s)
         await self.read_barrier.wait(timeout_s)
 
+    async def drain_writes(self, timeout_s: float) -> bool:
+        """Wait until no write is in flight or queued here (a graceful stop); False on timeout."""
+        return bool(await wait_until(lambda: not self.proposer.in_flight, self.proposer.drained, timeout_s))
+
     def stop_taking_requests(self) -> None:
         """A graceful stop begins: new writes and strong reads are refused at once (clients
         move to another node), so the ones in flight can drain before leadership moves."""
@@ -298,7 +302,7 @@ class RaftNode:
         on the leader, name a cluster formed from --peers and promote caught-up learners."""
         a = self.addresses
         while not stop.is_set():
-            op = None
+            op: Op | None = None
             state = self.state
             if self.is_leader and self.forced:
                 op = ConfigOp("reset", a.raft)

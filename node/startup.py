@@ -52,8 +52,8 @@ def plan_startup(addresses: NodeAddresses, data_dir: str, join_voters: list[str]
     if force_new_cluster:
         if fresh:
             raise StartupError("--force-new-cluster needs this node's own data; the folder is empty")
-        saved = membership_file.load() or {"cluster_id": None}
-        membership_file.store(saved["cluster_id"], [addresses.raft], {}, 0)
+        before = membership_file.load() or {"cluster_id": None}
+        membership_file.store(before["cluster_id"], [addresses.raft], {}, 0)
         log.warning("forcing a new cluster: %s is its only voter; the other members are dropped", addresses.raft)
     saved = membership_file.load()
     standing = Standing()

@@ -100,7 +100,7 @@ class KVStateMachine:
             # Not retryable and must not diverge: every node of this version skips it alike.
             log.error("log entry %d skipped: %s", index, exc)
             return [OpResult(False, str(exc))]
-        changed: list[str] = []
+        changed: list[str] | None = []
         results = []
         for op in ops:
             if isinstance(op, RestoreOp):

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import msgpack
@@ -159,7 +159,7 @@ def verify(path: str) -> SnapshotHeader:
     return header
 
 
-def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Iterator[tuple]]:
+def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Generator[tuple, None, None]]:
     """Verify the file (unless the caller just did), then return (header, metadata,
     iterator over the records)."""
     header = read_header(path) if verified else verify(path)
@@ -169,7 +169,7 @@ def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Itera
     unpacker = msgpack.Unpacker(_Limited(f, header.payload_bytes), raw=False, max_buffer_size=0)
     meta = next(unpacker)
 
-    def entries() -> Iterator[tuple]:
+    def entries() -> Generator[tuple, None, None]:
         try:
             for item in unpacker:
                 yield tuple(item)

@@ -106,7 +106,7 @@ class RaftEngine:
             syncobj.addOnTickCallback(callback)
 
     def _tick_callbacks(self) -> list[Callable[[], None]]:
-        return [self.journal.sync, self._transport.keep_alive, self._run_tick_calls]
+        return [self.journal.sync, self._tr.keep_alive, self._run_tick_calls]
 
     def _make_transport(self, syncobj, self_node, other_nodes) -> DurableTransport:
         # Called by SyncObj's constructor, before its tick thread starts.
@@ -116,13 +116,26 @@ class RaftEngine:
         return self._transport
 
     @property
+    def _so(self) -> SyncObj:
+        """The SyncObj, once built (every use below comes after `start`)."""
+        if self._syncobj is None:
+            raise RuntimeError("the Raft engine is not started")
+        return self._syncobj
+
+    @property
+    def _tr(self) -> DurableTransport:
+        if self._transport is None:
+            raise RuntimeError("the Raft engine has no transport yet")
+        return self._transport
+
+    @property
     def started(self) -> bool:
         """SyncObj's constructor has returned (its tick thread may run before: a replay, a hello)."""
         return self._syncobj is not None
 
     def close(self) -> None:
         """Stop Raft and flush the journal. Call from the thread that called `start()`."""
-        self._syncobj.destroy_synchronous()
+        self._so.destroy_synchronous()
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -137,7 +150,7 @@ class RaftEngine:
 
     @property
     def is_leader(self) -> bool:
-        return internals.is_leader(self._syncobj)
+        return internals.is_leader(self._so)
 
     @property
     def leader(self) -> str | None:
@@ -146,7 +159,7 @@ class RaftEngine:
         PySyncObj keeps its last leader until it starts an election, and a node connected to no
         peer never starts one: a lone survivor would name a dead leader forever.
         """
-        node = internals.last_known_leader(self._syncobj)
+        node = internals.last_known_leader(self._so)
         if node is None:
             return None
         if not self.is_leader:
@@ -167,23 +180,23 @@ class RaftEngine:
 
     @property
     def term(self) -> int:
-        return self._syncobj.raftCurrentTerm
+        return self._so.raftCurrentTerm
 
     @property
     def commit_index(self) -> int:
-        return self._syncobj.raftCommitIndex
+        return self._so.raftCommitIndex
 
     @property
     def applied_index(self) -> int:
-        return self._syncobj.raftLastApplied
+        return self._so.raftLastApplied
 
     @property
     def ready(self) -> bool:
         """True once this node has caught up with the leader's commit index (PySyncObj's isReady)."""
-        return self._syncobj.isReady()
+        return self._so.isReady()
 
     def status(self) -> EngineStatus:
-        return EngineStatus.from_pysyncobj(self._syncobj.getStatus())
+        return EngineStatus.from_pysyncobj(self._so.getStatus())
 
     def unreachable_peers(self) -> list[str]:
         """Voters this node has no open Raft connection to right now."""
@@ -195,8 +208,8 @@ class RaftEngine:
 
     def replicated_index(self, addr: str) -> int:
         """Leader: the highest index its replication knows `addr` (a voter or a learner) holds."""
-        link = self._transport.hello_links.get(addr)  # a learner's link is a 'readonly' Node
-        return internals.match_indexes(self._syncobj).get(link, 0)
+        link = self._tr.hello_links.get(addr)  # a learner's link is a 'readonly' Node
+        return internals.match_indexes(self._so).get(link, 0)
 
     def _hello(self) -> dict:
         """This node's hello (node.membership.PeerHello), sent by the transport on every link."""
@@ -216,16 +229,16 @@ class RaftEngine:
         """Tick thread: make `addresses` the other voters. A removed voter never hears of the
         commit that removed it (the leader stops sending to it at once), so the leader tells
         it before the link goes."""
-        syncobj = self._syncobj
+        syncobj = self._so
         if internals.is_leader(syncobj):
             for node in internals.other_voters(syncobj):
                 if node.address not in addresses:
-                    self._transport.tell_removed(node)
+                    self._tr.tell_removed(node)
         internals.set_other_voters(syncobj, addresses)
 
     def record_no_vote(self, term: int) -> None:
         """Tick thread: make `term` current with a vote for no one: this node grants no vote in it."""
-        internals.record_no_vote(self._syncobj, term)
+        internals.record_no_vote(self._so, term)
 
     def sit_out_terms_up_to(self, term: int) -> None:
         """Not on the tick thread: `record_no_vote(term)` there, and wait until it has run."""
@@ -236,29 +249,29 @@ class RaftEngine:
     def become_voter(self) -> None:
         """Tick thread: a learner just promoted connects to its peers as a voter."""
         if self._transport is not None:
-            self._transport.become_voter()
+            self._tr.become_voter()
 
     def refuse_commands(self) -> None:
         """A graceful stop begins: as leader, take no more entries forwarded by followers."""
         if self._transport is not None:
-            self._transport.refuse_commands = True
+            self._tr.refuse_commands = True
 
     def transfer_leadership(self, target: str | None, callback: Callable[[bool], None]) -> None:
         """Ask PySyncObj to hand leadership to `target` (None: the most caught-up voter).
         `callback(ok: bool)` runs on the tick thread; ok only means the request was sent."""
         def done(_result, fail_reason: int) -> None:
             callback(fail_reason == SUCCESS)
-        self.on_tick_thread(lambda: self._syncobj.transferLeadership(target, done))
+        self.on_tick_thread(lambda: self._so.transferLeadership(target, done))
 
     def force_compaction(self) -> None:
         """Take a snapshot at the next tick, however short the log."""
-        self._syncobj.forceLogCompaction()
+        self._so.forceLogCompaction()
 
     # -- the tick thread ----------------------------------------------------------------------
 
     def add_tick_callback(self, callback: Callable[[], None]) -> None:
         """Run `callback` on every tick, after the engine's own (see `start`)."""
-        self._syncobj.addOnTickCallback(callback)
+        self._so.addOnTickCallback(callback)
 
     def on_tick_thread(self, fn: Callable[[], None]) -> None:
         """Run `fn` on PySyncObj's tick thread at its next tick: what sends on its sockets or

@@ -218,6 +218,8 @@ class DurableJournal:
         the journal's compaction would throw away every entry after the snapshot on restart
         (NOTES.md, "Snapshot loads")."""
         cleared, self._cleared = self._cleared, None
+        if cleared is None:
+            return
         last = self._entries[-1]
         for pos, entry in enumerate(cleared):
             if entry[1] == last[1] and entry[2] == last[2]:

@@ -115,5 +115,6 @@ def test_golden_file_is_byte_identical_to_what_the_writer_produces(tmp_path):
     image = to_image(sm)
     image.meta["raft_entries"] = meta["raft_entries"]
     fmt.write(str(out), header, image)
-    assert out.read_bytes() == open(GOLDEN, "rb").read()
+    with open(GOLDEN, "rb") as golden:
+        assert out.read_bytes() == golden.read()
     shutil.rmtree(tmp_path)

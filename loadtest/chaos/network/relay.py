@@ -269,7 +269,9 @@ class Relay:
         try:
             while (item := await queue.get()) is not None:
                 due, data = item
-                while self.fault(key).cut:  # partitioned: hold everything, deliver in order if healed
+                # Partitioned: hold everything, deliver in order once healed. The fault is set from
+                # the experiment's thread, so it is looked at, not awaited.
+                while self.fault(key).cut:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 self._count(key, chunks=1, bytes=len(data))  # before the write: a reader never sees it uncounted

@@ -212,7 +212,7 @@ def test_the_tick_runs_our_callbacks_after_sending_and_before_polling():
 
 def test_the_engine_registers_its_tick_callbacks_in_the_order_it_relies_on():
     source = inspect.getsource(RaftEngine._tick_callbacks)
-    assert in_order(source, "self.journal.sync", "self._transport.keep_alive", "self._run_tick_calls")
+    assert in_order(source, "self.journal.sync", "self._tr.keep_alive", "self._run_tick_calls")
 
 
 # -- status and states --------------------------------------------------------------------------
