@@ -181,4 +181,5 @@ async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
                     node.mark_removed("the other members' configuration no longer has it")
         else:
             leaderless_since = None
-        await asyncio.sleep(0.2)
+        # A removal, a new leader or its loss fires this; the bound keeps the leaderless check going.
+        await node.wait_for_cluster_change(1.0)

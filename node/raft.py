@@ -196,9 +196,11 @@ class RaftNode:
         self.mark_removed("the leader says so")
 
     def mark_removed(self, why: str) -> None:
+        """Any thread: this node is no longer a member."""
         if not self.standing.removed:
             log.warning("this node was removed from cluster %s (%s)", self.state.cluster_id, why)
             self.standing.removed, self.standing.voting, self.standing.why = True, False, "removed from the cluster"
+            self.bridge.post(self.cluster_changes.fire)
 
     @property
     def removed(self) -> bool:

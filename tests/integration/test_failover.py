@@ -1,7 +1,7 @@
 """Elections after a leader dies: the survivors' first vote request must reach its peer.
 
 PySyncObj drops a connection that received nothing for 2 s when it next sends on it, and
-followers never talk to each other: before our keep-alive (node/transport.py), the first
+followers never talk to each other: before our keep-alive (node/engine/transport.py), the first
 vote request after a quiet period always died with that idle link, both survivors became
 candidates of the same term, and the election needed a second round (term + 2, a whole
 election timeout more). Split votes can still happen by chance (both timers expire within
