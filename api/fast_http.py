@@ -118,7 +118,10 @@ class LeanProtocol(asyncio.Protocol):
             if len(self.buf) > MAX_HEAD_BYTES:
                 self._hand_off()
             return None
-        lines = self.buf[:end].decode("latin-1").split("\r\n")
+        head = bytes(self.buf[:end])
+        if not head.isascii():  # raw non-ASCII bytes: aiohttp's parser refuses them with a 400
+            return self._hand_off()
+        lines = head.decode("ascii").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in _LEAN or not parts[1].startswith("/v1/kv/"):
             return self._hand_off()
@@ -138,7 +141,9 @@ class LeanProtocol(asyncio.Protocol):
         if len(self.buf) < end + 4 + length:
             return None
         path, _, query_text = target.partition("?")
-        query = dict(parse_qsl(query_text, keep_blank_values=True)) if query_text else {}
+        query: dict[str, str] = {}
+        for name, value in parse_qsl(query_text, keep_blank_values=True):
+            query.setdefault(name, value)  # the first of a repeated parameter, as aiohttp's query.get
         if not query.keys() <= _LEAN[method] or "%" in path or "/." in path:
             return self._hand_off()  # unusual keys keep aiohttp's exact URL decoding
         body = bytes(self.buf[end + 4:end + 4 + length])

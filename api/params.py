@@ -34,8 +34,12 @@ class ReadParams:
 
 
 def parse_duration(text: str) -> float:
-    """Go's time.ParseDuration subset Consul accepts: '500ms', '2s', '1m30s', '1h'. Seconds."""
-    text = text.strip()
+    """Go's time.ParseDuration, which Consul uses: '500ms', '2s', '1m30s', '1h', an optional
+    sign, and a bare '0'. Seconds."""
+    sign = -1.0 if text[:1] == "-" else 1.0
+    text = text[1:] if text[:1] in ("-", "+") else text
+    if text == "0":
+        return 0.0
     pos, total = 0, 0.0
     if not text:
         raise ValueError("empty duration")
@@ -45,7 +49,16 @@ def parse_duration(text: str) -> float:
             raise ValueError(f"invalid duration {text!r}")
         total += float(m.group(1)) * _UNIT_S[m.group(2)]
         pos = m.end()
-    return total
+    return sign * total
+
+
+def _ascii_uint(raw: str) -> int:
+    """ASCII digits only, as strconv.ParseUint takes them (no spaces, underscores or other
+    scripts' digits); a leading minus is read, for the caller's range check to refuse."""
+    digits = raw[1:] if raw[:1] == "-" else raw
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(raw)
+    return int(raw)
 
 
 def parse_key(key: str, allow_empty: bool) -> str:
@@ -70,7 +83,7 @@ def uint_param(query: Mapping[str, str], name: str) -> int | None:
     if raw is None:
         return None
     try:
-        value = int(raw)
+        value = _ascii_uint(raw)
     except ValueError:
         raise bad_request(f"invalid {name}: {raw!r} is not an unsigned integer") from None
     if not 0 <= value <= UINT64_MAX:
@@ -97,7 +110,7 @@ def read_params(q: Mapping[str, str]) -> ReadParams:
     index = 0
     if "index" in q:
         try:
-            index = int(q["index"])
+            index = _ascii_uint(q["index"])
             if not 0 <= index <= UINT64_MAX:
                 raise ValueError
         except ValueError:

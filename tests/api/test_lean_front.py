@@ -172,18 +172,12 @@ async def test_a_lean_default_read_on_a_follower_is_forwarded_to_the_leader(serv
     assert [(path, headers[FORWARDED_HEADER]) for _, path, headers in seen] == [("/v1/kv/k?raw", "follower")]
 
 
-@pytest.mark.xfail(strict=True, reason="api/fast_http.py builds the query with dict(parse_qsl(...)), keeping the "
-                   "LAST of repeated parameters; aiohttp's request.query.get keeps the FIRST, so the two fronts "
-                   "store different flags for the same request")
 async def test_a_repeated_parameter_means_the_same_on_both_fronts():
     data = request("PUT", "/v1/kv/a?flags=1&flags=2", b"v")
     (lean_node, _), (plain_node, _) = await both_fronts(data, 1)
     assert lean_node.state.get("a").flags == plain_node.state.get("a").flags
 
 
-@pytest.mark.xfail(strict=True, reason="api/fast_http.py decodes the request line as Latin-1 and accepts raw "
-                   "non-ASCII bytes in the target: PUT /v1/kv/<UTF-8 é> stores the key 'Ã©' (mojibake), where "
-                   "aiohttp answers 400 'Invalid char in url path' and stores nothing")
 async def test_raw_utf8_bytes_in_the_target_are_refused_like_aiohttp_does():
     data = "PUT /v1/kv/é HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv".encode()
     (lean_node, lean), (plain_node, plain) = await both_fronts(data, 1)

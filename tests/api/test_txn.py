@@ -106,8 +106,6 @@ async def test_malformed_transactions_are_400_with_one_line(node_client, body, r
     assert node.proposed == []
 
 
-@pytest.mark.xfail(strict=True, reason="ApiConfig.max_txn_bytes is never enforced: PUT /v1/txn reads any body "
-                   "up to client_max_size (the largest of the three limits, 64 MiB by default) and proposes it")
 async def test_transaction_body_over_max_txn_bytes_is_413(serve):
     node = FakeNode()
     client = await serve(node, ApiConfig(max_value_bytes=64, max_txn_bytes=1000))
