@@ -179,6 +179,7 @@ def test_a_lab_left_by_a_killed_process_is_removed_by_the_next_lab_with_its_run_
     proc, _ = start_owner(rid)
     proc.kill()
     proc.wait(5)
+    proc.stdout.close()
     prefix = f"rkv{rid}-"
     assert len(lab_objects(prefix)) == len(NAMES) + 2  # SIGKILL: nothing could clean up
     with NetLab(NAMES, run_id=rid) as lab:
@@ -200,6 +201,7 @@ def test_a_live_owners_lab_is_not_taken_and_a_signal_to_it_removes_its_lab(sig):
     finally:
         proc.send_signal(sig)
         rc = proc.wait(10)
+        proc.stdout.close()
     assert lab_objects(f"rkv{rid}-") == []
     # SIGINT unwinds the `with` as KeyboardInterrupt; SIGTERM goes through netlab's handler. Either way the owner
     # still dies of the signal.
