@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pathlib
 import random
 import subprocess
 import sys
@@ -18,6 +19,10 @@ import requests
 from tests.support.cluster import Cluster
 
 SMALL_SNAPSHOTS = ["--snapshot-entries", "60", "--snapshot-interval", "5"]
+
+
+def read_text(path) -> str:
+    return pathlib.Path(path).read_text()
 
 
 def start(tmp_path, name="c", args=SMALL_SNAPSHOTS) -> Cluster:
@@ -81,7 +86,7 @@ def test_sigkill_while_snapshots_are_written_never_loses_an_acknowledged_write(t
     keys = {int(k.rsplit("/", 1)[1]) for k in content(leader) if k.startswith("crash/")}
     missing = acked - keys
     assert len(acked) > 500 and not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
-    interrupted = sum(open(n.log_path).read().count("a crash interrupted a snapshot") for n in cluster.nodes)
+    interrupted = sum(read_text(n.log_path).count("a crash interrupted a snapshot") for n in cluster.nodes)
     print(f"{len(acked)} acknowledged writes survived 20 kill rounds; {interrupted} restarts found a "
           "half-written snapshot")
     for n in cluster.nodes:
@@ -92,7 +97,7 @@ def test_sigkill_while_snapshots_are_written_never_loses_an_acknowledged_write(t
 def damage_newest_snapshot(node, how: str) -> str:
     snaps = sorted(os.listdir(os.path.join(node.data_dir, "snapshots")))
     path = os.path.join(node.data_dir, "snapshots", [s for s in snaps if s.endswith(".rkvs")][-1])
-    data = bytearray(open(path, "rb").read())
+    data = bytearray(pathlib.Path(path).read_bytes())
     if how == "flip":
         data[len(data) // 2] ^= 0xFF
     else:
@@ -117,7 +122,7 @@ def test_damaged_snapshots_are_reported_quarantined_and_replaced(tmp_path):
         damage_newest_snapshot(victim, how)
         victim.start()
         cluster.wait_for("victim back", lambda: victim.status())
-        log = open(victim.log_path).read()
+        log = read_text(victim.log_path)
         assert "is unusable" in log and ("checksum mismatch" in log or "truncated" in log)
         assert [f for f in os.listdir(os.path.join(victim.data_dir, "snapshots")) if f.endswith(".broken")]
         cluster.wait_applied(leader.status()["applied_index"], [victim])
@@ -143,7 +148,7 @@ def test_node_with_no_usable_snapshot_recovers_from_peers_and_never_serves_an_em
         cluster.wait_for("victim up", lambda: victim.status())
         r = requests.get(f"{victim.url}/v1/kv/rec/000001", params={"stale": ""}, timeout=10)
         assert r.status_code == 503 and "catching up" in r.text, "an empty store must not be served as data"
-        assert "recovering the state from the peers" in open(victim.log_path).read()
+        assert "recovering the state from the peers" in read_text(victim.log_path)
     finally:
         leader.signal(18)  # SIGCONT
     cluster.wait_for("victim caught up", lambda: requests.get(

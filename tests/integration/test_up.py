@@ -65,6 +65,7 @@ def stop_up(proc) -> str:
     proc.wait(timeout=30)
     proc.reader.join(10)  # the reader ends at the end of the output: everything printed is in proc.lines
     assert not proc.reader.is_alive(), "the output pipe is still open after `raftkv up` exited"
+    proc.stdout.close()
     out = "".join(proc.lines)
     assert proc.returncode == 0, out
     return out
@@ -150,4 +151,5 @@ def test_up_add_replaces_a_dead_node_of_a_running_cluster(tmp_path):
         if added is not None:
             added.send_signal(signal.SIGTERM)
             added.wait(30)
+            added.stdout.close()
         stop_up(proc)
