@@ -144,7 +144,11 @@ class KVStateMachine:
             if self.cluster_id is not None:
                 return OpResult(False, f"the cluster is already named {self.cluster_id}")
             self.cluster_id = op.cluster_id
-            self.voters = tuple(sorted(op.voters))
+            if not self.voters:
+                # Named after a configuration was already recorded (a --force-new-cluster reset of a
+                # cluster that had not named itself yet): the recorded one stands, not the --peers
+                # the proposer started with.
+                self.voters = tuple(sorted(op.voters))
             self._config_changed()
             return OpResult(True)
         if isinstance(op, ConfigOp):

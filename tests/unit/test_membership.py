@@ -85,6 +85,16 @@ def test_configuration_changes_through_the_state_machine_and_its_snapshot_image(
     assert decode(encode([ConfigOp("remove", "h:2")])) == [ConfigOp("remove", "h:2")]
 
 
+def test_a_forced_reset_before_the_cluster_named_itself_is_not_undone_by_the_naming():
+    # Found by test_the_survivor_of_a_lost_majority_...: a cluster killed before its first leader
+    # named it; the survivor's reset (--force-new-cluster) was then overridden by the name its
+    # next leader proposed from the command-line peers, and the cluster had three voters again.
+    sm = KVStateMachine()
+    assert sm.apply(1, encode([ConfigOp("reset", "h:2")]))[0].ok
+    assert sm.apply(2, encode([ClusterInitOp("c1", ("h:1", "h:2", "h:3"))]))[0].ok
+    assert (sm.cluster_id, sm.voters) == ("c1", ("h:2",))
+
+
 def test_is_fresh_sees_any_trace_of_a_past(tmp_path):
     d = str(tmp_path)
     assert is_fresh(d, "raft.journal", "snapshots")
