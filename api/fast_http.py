@@ -22,7 +22,6 @@ from multidict import CIMultiDict
 from api import kv
 from api.context import ApiContext
 from api.errors import problem_for
-from api.forward import ForwardRequest
 from api.params import parse_key, read_params
 from api.reply import Reply
 
@@ -193,6 +192,5 @@ class LeanProtocol(asyncio.Protocol):
             return await kv.write_value(ctx, parse_key(request.key, allow_empty=False), query, request.body)
         if request.method == "DELETE":
             return await kv.delete_value(ctx, parse_key(request.key, allow_empty=False), query)
-        return await kv.read_value(ctx, ForwardRequest.of(request), parse_key(request.key, allow_empty=False),
-                                   read_params(query))
+        return await kv.read_value(ctx, request, parse_key(request.key, allow_empty=False), read_params(query))
 

@@ -21,7 +21,6 @@ from aiohttp import web
 
 from api.context import CTX, ApiContext
 from api.errors import HTTPProblem
-from api.forward import ForwardRequest
 from api.params import ReadParams, parse_key, read_params, uint_param
 from api.reads import reverify, route_read
 from api.reply import Reply
@@ -57,11 +56,12 @@ def meta_headers(ctx: ApiContext, index: int, consistency: Consistency) -> dict[
 async def get_kv(request: web.Request) -> web.StreamResponse:
     params = read_params(request.query)
     key = parse_key(request.match_info.get("key", ""), allow_empty=params.recurse or params.keys)
-    return (await read_value(request.app[CTX], ForwardRequest.of(request), key, params)).to_web()
+    return (await read_value(request.app[CTX], request, key, params)).to_web()
 
 
-async def read_value(ctx: ApiContext, request: ForwardRequest, key: str, params: ReadParams) -> Reply:
-    """A read of one key or a prefix, blocking when asked to. `request` is only forwarded."""
+async def read_value(ctx: ApiContext, request, key: str, params: ReadParams) -> Reply:
+    """A read of one key or a prefix, blocking when asked to. `request` (either front's) is
+    only forwarded, as a ForwardRequest built when the node says the leader must answer."""
     hold_s = params.wait_s * (1 + 1 / 16) if params.index else 0.0
     forwarded = await route_read(ctx, request, params.consistency, params.max_stale_s, hold_s)
     if forwarded is not None:

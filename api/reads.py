@@ -13,9 +13,10 @@ from api.reply import Reply
 from node.reads import Consistency, ReadRoute
 
 
-async def route_read(ctx: ApiContext, request: ForwardRequest, consistency: Consistency,
+async def route_read(ctx: ApiContext, request, consistency: Consistency,
                      max_stale_s: float | None = None, hold_s: float = 0.0) -> Reply | None:
     """None when this node answers the read (and is now fit to), else the leader's answer.
+    `request` is aiohttp's or the lean front's; only a ForwardRequest of it leaves this node.
 
     `hold_s` is how long a blocking query may hold the connection (for the forwarding timeout).
     """
@@ -24,7 +25,7 @@ async def route_read(ctx: ApiContext, request: ForwardRequest, consistency: Cons
     while True:
         if await ctx.node.prepare_read(consistency, max_stale_s, timeout_s) is ReadRoute.LOCAL:
             return None
-        forwarded = await ctx.forwarder.route(request, None, is_write=False, hold_s=hold_s)
+        forwarded = await ctx.forwarder.route(ForwardRequest.of(request), None, is_write=False, hold_s=hold_s)
         if forwarded is not None:
             return forwarded
         # This node became the leader between the two steps: decide again (a barrier now).

@@ -28,7 +28,7 @@ async def get_snapshot(request: web.Request) -> web.StreamResponse:
     # Default: from the leader after a barrier, so the snapshot holds every write acknowledged
     # before the request; ?stale: this node's own newest.
     consistency = Consistency.STALE if "stale" in request.query else Consistency.DEFAULT
-    forwarded = await route_read(ctx, ForwardRequest.of(request), consistency, hold_s=SNAPSHOT_TIMEOUT_S)
+    forwarded = await route_read(ctx, request, consistency, hold_s=SNAPSHOT_TIMEOUT_S)
     if forwarded is not None:
         return forwarded.to_web()
     path = await ctx.node.snapshot_file(SNAPSHOT_TIMEOUT_S)

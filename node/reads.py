@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable
+from typing import Protocol
 
 from node.state_machine import KVEntry, KVStateMachine
+
+
+class StateHolder(Protocol):
+    state: KVStateMachine
 
 
 class Consistency(enum.Enum):
@@ -43,14 +47,14 @@ class ReadRoute(enum.Enum):
 class ReadView:
     """One read of the store, under the apply lock. Use as `with node.read_view() as view:`."""
 
-    __slots__ = ("_lock", "_state_of", "state")
+    __slots__ = ("_lock", "_holder", "state")
 
-    def __init__(self, lock: threading.Lock, state_of: Callable[[], KVStateMachine]) -> None:
-        self._lock, self._state_of = lock, state_of
+    def __init__(self, lock: threading.Lock, holder: StateHolder) -> None:
+        self._lock, self._holder = lock, holder
 
     def __enter__(self) -> ReadView:
         self._lock.acquire()
-        self.state = self._state_of()  # taken under the lock: a snapshot install swaps it whole
+        self.state = self._holder.state  # taken under the lock: a snapshot install swaps it whole
         return self
 
     def __exit__(self, *exc) -> None:

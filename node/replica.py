@@ -43,4 +43,4 @@ class Replica:
 
     def read_view(self) -> ReadView:
         """One consistent read of the state (event loop): `with replica.read_view() as view:`."""
-        return ReadView(self.lock, lambda: self.state)
+        return ReadView(self.lock, self)

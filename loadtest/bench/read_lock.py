@@ -13,6 +13,7 @@ import argparse
 import json
 import threading
 import time
+import types
 
 from node.codec import SetOp, encode
 from node.reads import ReadView
@@ -50,7 +51,8 @@ def measure(keys: int, applies: int, reads: int) -> dict:
         with lock:
             sm.apply(base + i, payloads[i])
 
-    view = ReadView(lock, lambda: sm)
+    holder = types.SimpleNamespace(state=sm)
+    view = ReadView(lock, holder)
 
     def read_locked(i):
         with view as v:

@@ -131,7 +131,7 @@ class FakeNode:
         return ReadRoute.LOCAL  # the barrier: every write here is applied already
 
     def read_view(self) -> ReadView:
-        return ReadView(self.lock, lambda: self.state)
+        return ReadView(self.lock, self)
 
     async def wait_for_change(self, key: str, prefix: bool, timeout_s: float) -> None:
         self.waits.append((key, prefix))
