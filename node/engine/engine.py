@@ -84,7 +84,9 @@ class RaftEngine:
     def start(self) -> None:
         """Main thread: build and start the PySyncObj peer (its tick thread starts replaying the
         journal at once). StartupError if it cannot listen on its Raft address."""
-        wire.install()  # before the first connection: nothing from a peer is ever unpickled (NOTES.md, "The wire")
+        # Before the first connection: nothing from a peer is ever unpickled, no frame is too big
+        # (NOTES.md, "The wire").
+        wire.install(wire.WireLimits.for_entries(self._settings.max_entry_bytes))
         with journal_installed(self.journal):
             syncobj = SyncObj(
                 self.self_addr,

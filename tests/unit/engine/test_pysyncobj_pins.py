@@ -372,3 +372,25 @@ def test_utility_commands_are_taken_from_strangers_before_identification():
     assert in_order(source, "if isinstance(message, list) and self._onUtilityMessage(conn, message):",
                     "node = self._nodeAddrToNode[message] if message in self._nodeAddrToNode else None")
     assert "self.__transport.setOnUtilityMessageCallback('remove', self._removeNodeFromCluster)" in SYNCOBJ_SOURCE
+
+
+def test_the_connection_internals_the_frame_guard_overrides():
+    connection = pysyncobj.tcp_connection.TcpConnection
+    read = inspect.getsource(connection._TcpConnection__processRead)
+    assert "incoming = self.__socket.recv(self.__recvBufferSize)" in read
+    assert ("if not incoming:\n            self.disconnect()\n            return False\n"
+            "        self.__readBuffer += incoming\n        return True") in read
+    assert "while self.__processRead():" in inspect.getsource(connection._TcpConnection__tryReadBuffer)
+    parse = inspect.getsource(connection._TcpConnection__processParseMessage)
+    assert in_order(parse, "l = struct.unpack('i', self.__readBuffer[:4])[0]", "data = self.__readBuffer[4:4 + l]",
+                    "self.__readBuffer = self.__readBuffer[4 + l:]")
+    for method in ("connect", "disconnect"):
+        assert "self.__readBuffer = bytes()" in inspect.getsource(getattr(connection, method)), method
+    # Connections are built through these module-level names; an accepted one gets its socket.
+    assert "conn = TcpConnection(" in inspect.getsource(pysyncobj.tcp_server.TcpServer)
+    assert "socket=sock," in inspect.getsource(pysyncobj.tcp_server.TcpServer)
+    assert "conn = TcpConnection(" in inspect.getsource(pysyncobj.transport.TCPTransport)
+    assert list(inspect.signature(connection.__init__).parameters)[:6] == [
+        "self", "poller", "onMessageReceived", "onConnected", "onDisconnected", "socket"]
+    # The poller is level-triggered: what a read burst leaves in the socket is read next tick.
+    assert "epoll" not in inspect.getsource(pysyncobj.poller)

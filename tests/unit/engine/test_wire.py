@@ -8,6 +8,7 @@ import os
 import pickle
 import socket
 import struct
+import threading
 import time
 import zlib
 
@@ -218,3 +219,95 @@ def test_utility_commands_from_a_stranger_are_refused(lone_peer):
         sock.sendall(frame(zlib.compress(pickle.dumps(["remove", member], 2), 3)))
         assert closed_by_peer(sock, syncobj)
     assert {n.address for n in syncobj._SyncObj__otherNodes} == {member}
+
+
+# -- frame limits ----------------------------------------------------------------------------------
+
+
+def identify(sock, syncobj, member):
+    sock.sendall(frame(zlib.compress(pickle.dumps(member, 2), 3)))
+    for _ in range(5):
+        syncobj.doTick(0.01)
+
+
+@pytest.fixture
+def small_limits():
+    wire.install(wire.WireLimits(max_frame_bytes=1 << 20, max_message_bytes=2 << 20))
+    yield wire.limits()
+    wire.install(wire.WireLimits.for_entries())
+
+
+@pytest.mark.parametrize("length", [0x7FFFFFFF, -0x80000000, -1, 4097])
+def test_a_forged_first_frame_length_closes_the_connection_at_once(lone_peer, length):
+    syncobj, port, _member = lone_peer
+    with socket.create_connection((HOST, port)) as sock:
+        sock.sendall(struct.pack("i", length) + b"\0" * 1000)
+        assert closed_by_peer(sock, syncobj, seconds=1.0)
+
+
+def test_a_frame_over_the_limit_after_identification_closes_the_connection(lone_peer, small_limits):
+    syncobj, port, member = lone_peer
+    with socket.create_connection((HOST, port)) as sock:
+        identify(sock, syncobj, member)
+        # Several good frames and then a forged header, all in one read.
+        good = frame(zlib.compress(pickle.dumps({"type": "noise", "data": os.urandom(1000)}, 2), 3))
+        sock.sendall(good * 20 + struct.pack("i", small_limits.max_frame_bytes + 1))
+        assert closed_by_peer(sock, syncobj, seconds=1.0)
+
+
+def test_frames_within_the_limit_keep_the_connection(lone_peer, small_limits):
+    syncobj, port, member = lone_peer
+    with socket.create_connection((HOST, port)) as sock:
+        identify(sock, syncobj, member)
+        big = frame(zlib.compress(pickle.dumps({"type": "noise", "data": os.urandom(600_000)}, 2), 3))
+        small = frame(zlib.compress(pickle.dumps({"type": "noise"}, 2), 3))
+        sock.sendall(small * 300 + big + small * 300 + big)
+        assert not closed_by_peer(sock, syncobj, seconds=1.0)
+
+
+def test_a_zlib_bomb_stops_at_the_message_limit(lone_peer, small_limits):
+    syncobj, port, member = lone_peer
+    bomb = zlib.compress(bytes(small_limits.max_message_bytes + 1), 9)
+    assert len(bomb) < 10_000
+    with pytest.raises(wire.FrameTooLarge):
+        wire.decompress(bomb)
+    with socket.create_connection((HOST, port)) as sock:
+        identify(sock, syncobj, member)
+        sock.sendall(frame(bomb))
+        assert closed_by_peer(sock, syncobj, seconds=1.0)
+
+
+def test_refused_frames_log_one_line_not_one_per_attempt(lone_peer, caplog):
+    syncobj, port, _member = lone_peer
+    wire.THROTTLED._next.clear()
+    with caplog.at_level("WARNING", logger="raftkv.wire"):
+        for _ in range(30):
+            with socket.create_connection((HOST, port)) as sock:
+                sock.sendall(struct.pack("i", 0x7FFFFFFF))
+                assert closed_by_peer(sock, syncobj, seconds=1.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "raftkv.wire"]
+    assert len(lines) == 1 and "announced 2147483647 bytes" in lines[0]
+
+
+def test_a_big_frame_does_not_hold_the_tick_thread(lone_peer):
+    """PySyncObj's bytes buffer, grown 8 KiB at a time in one poll, held a tick 8.8 s for 32 MiB."""
+    syncobj, port, member = lone_peer
+    size = 32 << 20
+    with socket.create_connection((HOST, port)) as sock:
+        identify(sock, syncobj, member)
+
+        def send():
+            try:
+                sock.sendall(struct.pack("i", size) + os.urandom(1 << 20) * 32)
+            except OSError:
+                pass
+        sender = threading.Thread(target=send)
+        sender.start()
+        worst = 0.0
+        deadline = time.monotonic() + 30
+        while sender.is_alive() and time.monotonic() < deadline:
+            started = time.monotonic()
+            syncobj.doTick(0.0)
+            worst = max(worst, time.monotonic() - started)
+        sender.join()
+    assert worst < 1.5
