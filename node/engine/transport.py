@@ -137,6 +137,15 @@ class DurableTransport(TCPTransport):
                                                    "address (PySyncObj's utility commands are refused)")
             conn.disconnect()
             return
+        node = self._nodeAddrToNode.get(message) if isinstance(message, str) else None
+        if node is not None and not self.standing.learner and TCPTransport._shouldConnect(self, node):
+            # Between two voters only the greater address dials, so this is not that peer. PySyncObj
+            # would make it the peer's link, and when it closed, redial on the accepted connection
+            # object, which never says who we are: that peer would refuse us for good.
+            wire.THROTTLED.warning("impostor", f"raft: closed a connection that claims to be {message}: this node "
+                                               "connects to that peer itself")
+            conn.disconnect()
+            return
         if (isinstance(message, str) and message != "readonly" and message not in self._nodeAddrToNode
                 and not self._syncObj.encryptor):
             conn.send({"type": _HELLO, **self._hello()})

@@ -261,6 +261,7 @@ class GuardedConnection(_TcpConnection):
 
     def connect(self, host, port):
         self._received = self._next_header = 0
+        self._accepted = False
         return super().connect(host, port)
 
     def disconnect(self):

@@ -394,3 +394,11 @@ def test_the_connection_internals_the_frame_guard_overrides():
         "self", "poller", "onMessageReceived", "onConnected", "onDisconnected", "socket"]
     # The poller is level-triggered: what a read burst leaves in the socket is read next tick.
     assert "epoll" not in inspect.getsource(pysyncobj.poller)
+
+
+def test_a_claimed_identity_replaces_the_link_and_a_redial_reuses_its_object():
+    # Why the transport refuses a claim to be a peer this node dials (NOTES.md, "The wire").
+    assert "self._connections[node] = conn" in inspect.getsource(TCPTransport._onIncomingMessageReceived)
+    assert "return self._connections[node].connect(node.ip, node.port)" in inspect.getsource(
+        TCPTransport._connectIfNecessarySingle)
+    assert "self._sendSelfAddress(conn)" in inspect.getsource(TCPTransport._onOutgoingConnected)

@@ -161,11 +161,16 @@ def frame(payload: bytes) -> bytes:
     return struct.pack("i", len(payload)) + payload
 
 
+# The peer's other voters: it dials the lower address itself, the greater one dials it.
+DIALED, DIALS_US = "127.0.0.1:1", "127.0.0.2:1"
+
+
 @pytest.fixture
 def lone_peer(tmp_path):
     wire.install()
-    port, other = free_ports(2)
+    (port,) = free_ports(1)
     address = f"{HOST}:{port}"
+    assert DIALED < address < DIALS_US
     journal = DurableJournal(str(tmp_path / "journal"))
     conf = SyncObjConf(autoTick=False, bindAddress=address, dynamicMembershipChange=True, journalFile=journal.path,
                        appendEntriesUseBatch=False)
@@ -176,11 +181,11 @@ def lone_peer(tmp_path):
         return transports[-1]
 
     with journal_installed(journal):
-        syncobj = SyncObj(address, [f"{HOST}:{other}"], conf=conf, consumers=[ReplicatedLog(lambda i, p: None)],
+        syncobj = SyncObj(address, [DIALED, DIALS_US], conf=conf, consumers=[ReplicatedLog(lambda i, p: None)],
                           transportClass=make_transport)
     for _ in range(20):
         syncobj.doTick(0.01)  # binds
-    yield syncobj, port, f"{HOST}:{other}"
+    yield syncobj, port, DIALS_US
     syncobj.destroy()
 
 
@@ -199,35 +204,49 @@ def closed_by_peer(sock: socket.socket, syncobj, seconds: float = 3.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("identify", [False, True])
-def test_a_code_running_frame_is_dropped_with_its_connection(lone_peer, tmp_path, identify):
-    syncobj, port, member = lone_peer
+def identify(sock, syncobj, address):
+    sock.sendall(frame(zlib.compress(pickle.dumps(address, 2), 3)))
+    for _ in range(5):
+        syncobj.doTick(0.01)
+
+
+@pytest.mark.parametrize("identity", [None, DIALS_US, "readonly"])
+def test_a_code_running_frame_is_dropped_with_its_connection(lone_peer, tmp_path, identity):
+    syncobj, port, _member = lone_peer
     path = tmp_path / "pwned"
     with socket.create_connection((HOST, port)) as sock:
-        if identify:  # a member's address first, as a real peer would
-            sock.sendall(frame(zlib.compress(pickle.dumps(member, 2), 3)))
-            for _ in range(5):
-                syncobj.doTick(0.01)
+        if identity is not None:  # an address first, as a real peer would
+            identify(sock, syncobj, identity)
+            assert not closed_by_peer(sock, syncobj, seconds=0.2)
         sock.sendall(frame(zlib.compress(pickle.dumps(RunsAShellCommand(str(path)), 2), 3)))
         assert closed_by_peer(sock, syncobj)
     assert not path.exists()
 
 
 def test_utility_commands_from_a_stranger_are_refused(lone_peer):
-    syncobj, port, member = lone_peer
+    syncobj, port, _member = lone_peer
     with socket.create_connection((HOST, port)) as sock:
-        sock.sendall(frame(zlib.compress(pickle.dumps(["remove", member], 2), 3)))
+        sock.sendall(frame(zlib.compress(pickle.dumps(["remove", DIALED], 2), 3)))
         assert closed_by_peer(sock, syncobj)
-    assert {n.address for n in syncobj._SyncObj__otherNodes} == {member}
+    assert {n.address for n in syncobj._SyncObj__otherNodes} == {DIALED, DIALS_US}
+
+
+def test_a_connection_claiming_a_peer_this_node_dials_is_refused(lone_peer):
+    """Only the greater address dials; PySyncObj took the claim, and later redialled that peer on
+    the accepted connection object, which never says who it is: the peer refused the link for good."""
+    syncobj, port, _member = lone_peer
+    transport = syncobj._SyncObj__transport
+    dialed = transport._nodeAddrToNode[DIALED]
+    link = transport._connections[dialed]
+    with socket.create_connection((HOST, port)) as sock:
+        identify(sock, syncobj, DIALED)
+        assert closed_by_peer(sock, syncobj, seconds=1.0)
+    assert transport._connections[dialed] is link
 
 
 # -- frame limits ----------------------------------------------------------------------------------
 
 
-def identify(sock, syncobj, member):
-    sock.sendall(frame(zlib.compress(pickle.dumps(member, 2), 3)))
-    for _ in range(5):
-        syncobj.doTick(0.01)
 
 
 @pytest.fixture
