@@ -25,6 +25,7 @@ from api.join import (
 )
 from node.errors import StartupError
 from node.membership import is_fresh
+from node.proposer import MAX_BATCH_BYTES
 from node.raft import NodeAddresses, RaftNode
 from node.settings import JOURNAL_FILE, SNAPSHOT_DIR, RaftSettings
 
@@ -81,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) <= 0:
             print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
+    # The largest entry: an online restore, a transaction, or a full write batch plus one value.
+    max_entry = max(ApiConfig.max_restore_bytes, ApiConfig.max_txn_bytes, MAX_BATCH_BYTES + args.max_value_bytes)
     settings = RaftSettings(snapshot_min_entries=args.snapshot_entries, snapshot_min_time_s=args.snapshot_interval,
-                            snapshot_retain=args.snapshot_retain)
+                            snapshot_retain=args.snapshot_retain, max_entry_bytes=max_entry)
     join_urls: list[str] = []
     try:
         join_voters = None

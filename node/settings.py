@@ -28,3 +28,7 @@ class RaftSettings:
     snapshot_min_entries: int = 10_000
     snapshot_min_time_s: float = 120.0
     snapshot_retain: int = 3
+    # The largest log entry this node proposes or accepts; the Raft wire's frame limits follow
+    # from it (node.engine.wire.WireLimits.for_entries). 64 MiB: PUT /v1/snapshot's limit
+    # (api.context.ApiConfig.max_restore_bytes), one entry through the log.
+    max_entry_bytes: int = 64 * 1024 * 1024

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from pysyncobj import SyncObj
 
-from node.engine import internals
+from node.engine import internals, wire
 from node.engine.compaction import CompactionHooks
 from node.engine.conf import syncobj_conf
 from node.engine.failures import SUCCESS, error_for
@@ -84,6 +84,9 @@ class RaftEngine:
     def start(self) -> None:
         """Main thread: build and start the PySyncObj peer (its tick thread starts replaying the
         journal at once). StartupError if it cannot listen on its Raft address."""
+        # Before the first connection: nothing from a peer is ever unpickled, no frame is too big
+        # (NOTES.md, "The wire").
+        wire.install(wire.WireLimits.for_entries(self._settings.max_entry_bytes))
         with journal_installed(self.journal):
             syncobj = SyncObj(
                 self.self_addr,

@@ -49,7 +49,7 @@ import time
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
-from node.engine import internals
+from node.engine import internals, wire
 from node.engine.failures import NOT_LEADER
 from node.engine.journal import DurableJournal
 from node.membership import PeerHello, Standing
@@ -127,14 +127,38 @@ class DurableTransport(TCPTransport):
     def _onIncomingMessageReceived(self, conn, message):  # noqa: N802 - PySyncObj's name
         """A stranger's first message is its address; PySyncObj hangs up on an address it does
         not know. We first say hello, so a node that is not (or no longer) a member learns it
-        and does not wait forever to be admitted."""
+        and does not wait forever to be admitted.
+
+        Anything but an address is refused: PySyncObj takes a list there as a utility command
+        from anybody (status, add or remove a member, set the code version, transfer the
+        leadership), and raftkv uses none (NOTES.md, "The wire")."""
+        if not isinstance(message, str) and not (self._syncObj.encryptor and not conn.sendRandKey):
+            wire.THROTTLED.warning("unidentified", "raft: closed a connection whose first message is not a node "
+                                                   "address (PySyncObj's utility commands are refused)")
+            conn.disconnect()
+            return
+        node = self._nodeAddrToNode.get(message) if isinstance(message, str) else None
+        if node is not None and not self.standing.learner and TCPTransport._shouldConnect(self, node):
+            # Between two voters only the greater address dials, so this is not that peer. PySyncObj
+            # would make it the peer's link, and when it closed, redial on the accepted connection
+            # object, which never says who we are: that peer would refuse us for good.
+            wire.THROTTLED.warning("impostor", f"raft: closed a connection that claims to be {message}: this node "
+                                               "connects to that peer itself")
+            conn.disconnect()
+            return
         if (isinstance(message, str) and message != "readonly" and message not in self._nodeAddrToNode
                 and not self._syncObj.encryptor):
             conn.send({"type": _HELLO, **self._hello()})
         super()._onIncomingMessageReceived(conn, message)
 
     def _onMessageReceived(self, node, message):  # noqa: N802 - PySyncObj's name
-        kind = message.get("type")
+        if not well_formed(message):
+            wire.THROTTLED.warning("shape", f"raft: closed the link of {node}: it sent a message raftkv never sends")
+            conn = self._connections.get(node)
+            if conn is not None:
+                conn.disconnect()
+            return
+        kind = message["type"]
         if kind == _HELLO:
             hello = PeerHello.from_message(message)
             if hello is not None:
@@ -160,6 +184,25 @@ class DurableTransport(TCPTransport):
             if message.get("entries") and "prevLogIdx" in message and "transmission" not in message:
                 trim_known_entries(message, self.journal)
         super()._onMessageReceived(node, message)
+
+
+def well_formed(message) -> bool:
+    """The shapes PySyncObj's handlers take for granted (a dict with a `type`), and what raftkv
+    puts in the log: an `append_entries` carries (command, index, term) tuples of the command
+    types raftkv writes, an `apply_command` (a follower's proposal) one command of them.
+    Anything else would raise on the tick thread, or wedge every node when applied."""
+    if type(message) is not dict or type(message.get("type")) is not str:
+        return False
+    kind = message["type"]
+    if kind == "append_entries":
+        entries = message.get("entries", [])
+        return type(entries) is list and all(
+            type(e) is tuple and len(e) == 3 and type(e[0]) is bytes and e[0][:1] and e[0][0] in wire.ENTRY_TYPES
+            and type(e[1]) is int and type(e[2]) is int for e in entries)
+    if kind == "apply_command":
+        command = message.get("command")
+        return type(command) is bytes and command[:1] == bytes([wire.REGULAR]) and wire.is_regular_command(command)
+    return True
 
 
 def trim_known_entries(message: dict, journal: DurableJournal) -> None:

@@ -15,15 +15,19 @@ from dataclasses import dataclass
 
 import pysyncobj
 import pysyncobj.journal
+import pysyncobj.pickle
+import pysyncobj.poller
 import pysyncobj.serializer
 import pysyncobj.syncobj
 import pysyncobj.tcp_connection
+import pysyncobj.tcp_server
+import pysyncobj.transport
 import pytest
 from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
-from node.engine import internals
+from node.engine import internals, wire
 from node.engine.engine import RaftEngine
 from node.engine.failures import error_for
 from node.engine.journal import DurableJournal
@@ -329,3 +333,72 @@ def test_commands_are_pickled_with_protocol_the_journal_stores_as_bytes(make_pee
         peer.syncobj.doTick(0.01)
     command = peer.journal[-1][0]
     assert isinstance(command, bytes) and pickle.loads(command[1:]) == (0, (b"x",))
+
+
+# -- the wire (node.engine.wire; NOTES.md, "The wire") ---------------------------------------------
+
+
+def test_pysyncobj_decodes_peers_and_entries_only_through_the_names_the_wire_swaps():
+    connection = pysyncobj.tcp_connection.TcpConnection
+    module_source = inspect.getsource(pysyncobj.tcp_connection)
+    assert "import pysyncobj.pickle as pickle" in module_source and "\nimport zlib\n" in module_source
+    assert module_source.count("loads(") == 1
+    assert "message = pickle.loads(zlib.decompress(data))" in inspect.getsource(
+        connection._TcpConnection__processParseMessage)
+    assert "data = zlib.compress(pickle.dumps(message), 3)" in inspect.getsource(connection.send)
+    syncobj_module = inspect.getsource(pysyncobj.syncobj)
+    assert "import pysyncobj.pickle as pickle" in syncobj_module
+    decodes = ["ver = pickle.loads(command[1:])", "command = pickle.loads(command[1:])",
+               "newEntries = [pickle.loads(self.__recvTransmission)]", "return pickle.loads(command[1:])"]
+    assert all(d in syncobj_module for d in decodes) and syncobj_module.count("loads(") == len(decodes)
+    for module in (pysyncobj.transport, pysyncobj.tcp_server, pysyncobj.poller):
+        assert "pickle" not in inspect.getsource(module), module.__name__
+    # PySyncObj pickles with protocol 2 whatever it is asked: bytes are a call of _codecs.encode.
+    assert pysyncobj.pickle.dumps(b"\xff", protocol=5).startswith(b"\x80\x02c_codecs\nencode\n")
+
+
+def test_the_command_types_the_wire_lets_into_the_log():
+    types = {k: v for k, v in vars(pysyncobj.syncobj._COMMAND_TYPE).items() if not k.startswith("_")}
+    assert types == {"REGULAR": 0, "NO_OP": 1, "MEMBERSHIP": 2, "VERSION": 3}
+    assert wire.ENTRY_TYPES == {types["REGULAR"], types["NO_OP"]}
+    # Only PySyncObj's utility commands (refused by our transport) write the other two.
+    assert "pickle.dumps(['add', node.id, node]), callback, _COMMAND_TYPE.MEMBERSHIP" in SYNCOBJ_SOURCE
+    assert "self.setCodeVersion(args[0], callback)" in SYNCOBJ_SOURCE
+
+
+def test_utility_commands_are_taken_from_strangers_before_identification():
+    # Why DurableTransport refuses a first message that is not an address.
+    source = inspect.getsource(TCPTransport._onIncomingMessageReceived)
+    assert in_order(source, "if isinstance(message, list) and self._onUtilityMessage(conn, message):",
+                    "node = self._nodeAddrToNode[message] if message in self._nodeAddrToNode else None")
+    assert "self.__transport.setOnUtilityMessageCallback('remove', self._removeNodeFromCluster)" in SYNCOBJ_SOURCE
+
+
+def test_the_connection_internals_the_frame_guard_overrides():
+    connection = pysyncobj.tcp_connection.TcpConnection
+    read = inspect.getsource(connection._TcpConnection__processRead)
+    assert "incoming = self.__socket.recv(self.__recvBufferSize)" in read
+    assert ("if not incoming:\n            self.disconnect()\n            return False\n"
+            "        self.__readBuffer += incoming\n        return True") in read
+    assert "while self.__processRead():" in inspect.getsource(connection._TcpConnection__tryReadBuffer)
+    parse = inspect.getsource(connection._TcpConnection__processParseMessage)
+    assert in_order(parse, "l = struct.unpack('i', self.__readBuffer[:4])[0]", "data = self.__readBuffer[4:4 + l]",
+                    "self.__readBuffer = self.__readBuffer[4 + l:]")
+    for method in ("connect", "disconnect"):
+        assert "self.__readBuffer = bytes()" in inspect.getsource(getattr(connection, method)), method
+    # Connections are built through these module-level names; an accepted one gets its socket.
+    assert "conn = TcpConnection(" in inspect.getsource(pysyncobj.tcp_server.TcpServer)
+    assert "socket=sock," in inspect.getsource(pysyncobj.tcp_server.TcpServer)
+    assert "conn = TcpConnection(" in inspect.getsource(pysyncobj.transport.TCPTransport)
+    assert list(inspect.signature(connection.__init__).parameters)[:6] == [
+        "self", "poller", "onMessageReceived", "onConnected", "onDisconnected", "socket"]
+    # The poller is level-triggered: what a read burst leaves in the socket is read next tick.
+    assert "epoll" not in inspect.getsource(pysyncobj.poller)
+
+
+def test_a_claimed_identity_replaces_the_link_and_a_redial_reuses_its_object():
+    # Why the transport refuses a claim to be a peer this node dials (NOTES.md, "The wire").
+    assert "self._connections[node] = conn" in inspect.getsource(TCPTransport._onIncomingMessageReceived)
+    assert "return self._connections[node].connect(node.ip, node.port)" in inspect.getsource(
+        TCPTransport._connectIfNecessarySingle)
+    assert "self._sendSelfAddress(conn)" in inspect.getsource(TCPTransport._onOutgoingConnected)

@@ -1,0 +1,339 @@
+"""The Raft wire, decoded safely: no peer message can run code or build arbitrary objects.
+
+PySyncObj 0.3.17 frames every message as a 4-byte native `int` length, then zlib of a pickle,
+and decodes it with `pickle.loads` (falling back to the pure-Python unpickler on any error):
+one framed message from anybody who can reach the Raft port ran code in the node. The same
+`pickle.loads` decodes, in `pysyncobj.syncobj`, every log entry it applies and the entries a
+leader sends in pieces (`transmission`), so an entry forged by a peer ran code when applied.
+
+Every message raftkv exchanges is made of plain types: dict, list, tuple, str, bytes, int,
+float, bool, None (NOTES.md, "The wire", lists the shapes). PySyncObj pickles with protocol 2,
+where `bytes` has no opcode of its own: `b"..."` is written as the call
+`_codecs.encode("...", "latin1")` and `b""` as `bytes()`. The decoder therefore resolves exactly
+these two names, each to a checked stand-in (a str and "latin1"; no argument), and refuses
+every other global: no class, no function, no instance can come out of a peer's bytes.
+
+`install()` swaps module-level names of PySyncObj, as node.engine.journal_seam does, but for
+good (nothing may be decoded the old way, ever):
+
+* `pysyncobj.tcp_connection.pickle`  -> `MESSAGES` (frames on every connection)
+* `pysyncobj.tcp_connection.zlib`    -> `ZLIB` (decompression stops at `max_message_bytes`)
+* `pysyncobj.syncobj.pickle`         -> `ENTRIES` (applied commands and reassembled entries;
+  an entry tuple whose command type is not one raftkv writes is refused)
+* `pysyncobj.tcp_server.TcpConnection`, `pysyncobj.transport.TcpConnection` -> `GuardedConnection`
+  (a frame announcing more than `max_frame_bytes`, a first frame of an accepted connection
+  more than FIRST_FRAME_BYTES, or a negative length, closes the connection)
+
+Pinned by tests/unit/engine/test_pysyncobj_pins.py and tests/unit/engine/test_wire.py; a
+hostile peer is tried against a real cluster by tests/fault/test_hostile_peer.py.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import struct
+import threading
+import time
+import types
+import zlib
+from dataclasses import dataclass
+
+import pysyncobj.pickle as _pysyncobj_pickle
+import pysyncobj.syncobj as _pysyncobj_syncobj
+import pysyncobj.tcp_connection as _pysyncobj_tcp_connection
+import pysyncobj.tcp_server as _pysyncobj_tcp_server
+import pysyncobj.transport as _pysyncobj_transport
+from pysyncobj.tcp_connection import TcpConnection as _TcpConnection
+
+log = logging.getLogger("raftkv.wire")
+
+MiB = 1024 * 1024
+# The largest log entry raftkv writes: PUT /v1/snapshot travels through the log as one entry of
+# up to api.context.ApiConfig.max_restore_bytes (64 MiB); a write batch is at most
+# node.proposer.MAX_BATCH_BYTES (4 MiB) plus one value.
+DEFAULT_MAX_ENTRY_BYTES = 64 * MiB
+
+# Command type bytes of PySyncObj's log entries (pysyncobj.syncobj._COMMAND_TYPE): raftkv writes
+# REGULAR (its one replicated method) and PySyncObj its NO_OP; never MEMBERSHIP (a pickled
+# TCPNode) nor VERSION, which only PySyncObj's utility commands create (the transport refuses them).
+REGULAR, NO_OP = 0, 1
+ENTRY_TYPES = frozenset({REGULAR, NO_OP})
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    """`max_frame_bytes`: a frame's announced length (what is buffered before decoding);
+    `max_message_bytes`: what a frame may decompress to."""
+
+    max_frame_bytes: int
+    max_message_bytes: int
+
+    @classmethod
+    def for_entries(cls, max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES) -> WireLimits:
+        """The limits that let an entry of `max_entry_bytes` through in any message.
+
+        The largest legitimate frame is an `apply_command` (a follower's proposal, forwarded to
+        the leader by PySyncObj) carrying one whole entry: pickled twice with protocol 2
+        (command, then message), bytes >= 0x80 are UTF-8 encoded twice, so 64 MiB of random
+        bytes decode from 160 MiB and travel as 90 MiB of zlib (measured). The leader's own
+        messages are smaller: entries in batches of 64 KiB, bigger entries and snapshots in
+        64 KiB pieces (PySyncObj's `appendEntriesBatchSizeBytes`, `logCompactionBatchSize`).
+        """
+        return cls(max_frame_bytes=max_entry_bytes * 3 // 2 + MiB, max_message_bytes=max_entry_bytes * 5 // 2 + MiB)
+
+
+_limits = WireLimits.for_entries()
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A peer's pickle named a global (a class or a function) the wire does not allow."""
+
+
+class FrameTooLarge(ValueError):
+    """A frame would decompress to more than the wire allows."""
+
+
+def _bytes_from_latin1(text, encoding):
+    """Protocol 2's `bytes`: `_codecs.encode(str, "latin1")`, and nothing else."""
+    if type(text) is not str or encoding != "latin1":
+        raise pickle.UnpicklingError("_codecs.encode is allowed only as protocol 2 bytes (a str and 'latin1')")
+    return text.encode("latin-1")
+
+
+def _empty_bytes(*args):
+    """Protocol 2's `b""`: `bytes()` with no argument (`bytes(n)` would allocate n bytes)."""
+    if args:
+        raise pickle.UnpicklingError("bytes() is allowed only without arguments")
+    return b""
+
+
+_ALLOWED_GLOBALS = {
+    ("_codecs", "encode"): _bytes_from_latin1,
+    ("__builtin__", "bytes"): _empty_bytes,  # protocol 2's spelling
+    ("builtins", "bytes"): _empty_bytes,
+}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Plain types only; no persistent ids (pickle.Unpickler refuses them without a persistent_load)."""
+
+    def find_class(self, module, name):
+        found = _ALLOWED_GLOBALS.get((module, name))
+        if found is None:
+            raise RefusedGlobal(f"{module}.{name}")
+        return found
+
+
+def loads(data) -> object:
+    """Decode one pickle made of plain types; RefusedGlobal (an UnpicklingError) for anything else."""
+    return _PlainUnpickler(io.BytesIO(data)).load()
+
+
+def decompress(data) -> bytes:
+    """zlib.decompress that stops at `max_message_bytes` (a zlib bomb costs nothing)."""
+    decompressor = zlib.decompressobj()
+    out = decompressor.decompress(data, _limits.max_message_bytes)
+    if decompressor.unconsumed_tail:
+        raise FrameTooLarge(f"a frame decompresses to more than {_limits.max_message_bytes} bytes")
+    if not decompressor.eof:
+        raise zlib.error("incomplete or truncated zlib stream")
+    return out
+
+
+def is_regular_command(command: bytes) -> bool:
+    """A REGULAR command as raftkv's one replicated method writes it: (method id 0, (payload,))."""
+    try:
+        decoded = loads(command[1:])
+    except Exception:  # noqa: BLE001 - any undecodable command is simply not one of ours
+        return False
+    return (command[:1] == bytes([REGULAR]) and type(decoded) is tuple and len(decoded) == 2 and type(decoded[0]) is int
+            and decoded[0] == 0
+            and type(decoded[1]) is tuple and len(decoded[1]) == 1 and type(decoded[1][0]) is bytes)
+
+
+class _Throttled:
+    """One log line per `every_s` per kind of event, with the count of those not logged."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def warning(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next.get(kind, 0.0):
+                self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+                return
+            self._next[kind] = now + self.every_s
+            unlogged = self._unlogged.pop(kind, 0)
+        more = f" ({unlogged} more since the last such line)" if unlogged else ""
+        log.warning("%s%s", message, more)
+
+
+THROTTLED = _Throttled()
+
+
+_decoding = threading.local()  # the connection whose frame is being decoded, for the log line
+
+
+def _peer_name(conn) -> str:
+    sock = getattr(conn, "_TcpConnection__socket", None)
+    if sock is None:
+        return "a peer"
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except (OSError, AttributeError, ValueError, TypeError):
+        return "a peer"
+
+
+def _loads_message(data) -> object:
+    try:
+        return loads(data)
+    except RefusedGlobal as exc:
+        conn = getattr(_decoding, "conn", None)
+        THROTTLED.warning("global", f"raft: closed a connection from {_peer_name(conn)}: its message names "
+                                    f"{exc} (only plain types are decoded)")
+        raise
+
+
+def _loads_entry_part(data) -> object:
+    """`pysyncobj.syncobj`'s decoder: commands it applies, and entries a leader sent in pieces."""
+    try:
+        value = loads(data)
+    except RefusedGlobal as exc:
+        THROTTLED.warning("entry-global", f"raft: refused a log entry that names {exc}")
+        raise
+    if (type(value) is tuple and len(value) == 3 and type(value[0]) is bytes and value[0][:1]
+            and value[0][0] not in ENTRY_TYPES):
+        THROTTLED.warning("entry-type", f"raft: refused a log entry of command type {value[0][0]}")
+        raise pickle.UnpicklingError(f"log entry of command type {value[0][0]}")
+    return value
+
+
+# The names PySyncObj's modules call on their `pickle`: `dumps` and `loads` (`to_bytes` for completeness).
+MESSAGES = types.SimpleNamespace(dumps=_pysyncobj_pickle.dumps, loads=_loads_message,
+                                 to_bytes=_pysyncobj_pickle.to_bytes)
+ENTRIES = types.SimpleNamespace(dumps=_pysyncobj_pickle.dumps, loads=_loads_entry_part,
+                                to_bytes=_pysyncobj_pickle.to_bytes)
+
+ZLIB = types.SimpleNamespace(compress=zlib.compress, decompress=decompress, error=zlib.error)
+
+_FRAME_HEADER = struct.Struct("i")  # PySyncObj's: native byte order, signed
+_BUFFER = "_TcpConnection__readBuffer"  # PySyncObj's read buffer (bytes received, not yet decoded)
+
+
+# The first frame of a connection a stranger opened is its address (or, with PySyncObj's
+# encryption, its random key): a few hundred bytes.
+FIRST_FRAME_BYTES = 4096
+# At most this much is read from one connection per poll (the poller is level-triggered: the
+# rest is read at the next tick, after the other connections and the tick's own work).
+READ_BURST_BYTES = 4 * MiB
+
+
+class GuardedConnection(_TcpConnection):
+    """PySyncObj's TcpConnection, closed at once when a frame announces too many bytes.
+
+    PySyncObj reads everything the socket has into one buffer and decodes a frame once all
+    its announced bytes are there: a forged 2 GiB length made it buffer whatever came, for as
+    long as it came. Here every frame header is checked as soon as its 4 bytes arrive.
+    `_received` counts the bytes read since the connection (re)started and `_next_header` is
+    where, in that count, the next unchecked header starts; PySyncObj's buffer holds the last
+    `len(buffer)` of those bytes (it drops whole frames from the front as it decodes them).
+
+    PySyncObj's buffer is `bytes`, grown by `+=` 8 KiB at a time, and one poll reads all the
+    socket has: a 32 MiB frame sent at once held the tick thread 8.8 s (quadratic copying).
+    Here the buffer is a bytearray (grown in place; not with PySyncObj's encryption, whose
+    Fernet takes bytes only) and one poll reads at most READ_BURST_BYTES of a connection.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._received = 0
+        self._next_header = 0
+        self._burst = 0
+        # TcpServer passes the accepted socket: the other side opened this connection.
+        self._accepted = kwargs.get("socket") is not None
+        super().__init__(*args, **kwargs)
+
+    def connect(self, host, port):
+        self._received = self._next_header = 0
+        self._accepted = False
+        return super().connect(host, port)
+
+    def disconnect(self):
+        self._received = self._next_header = 0
+        super().disconnect()
+
+    def _TcpConnection__tryReadBuffer(self):  # noqa: N802 - overrides PySyncObj's private read loop
+        self._burst = 0
+        _TcpConnection._TcpConnection__tryReadBuffer(self)
+
+    def _TcpConnection__processRead(self):  # noqa: N802 - overrides PySyncObj's private read
+        buffer = getattr(self, _BUFFER)
+        if type(buffer) is bytes and self.encryptor is None:
+            buffer = bytearray(buffer)
+            setattr(self, _BUFFER, buffer)
+        before = len(buffer)
+        more = _TcpConnection._TcpConnection__processRead(self)
+        if not more:
+            return more  # nothing read (EAGAIN), or disconnected (buffer emptied)
+        buffer = getattr(self, _BUFFER)
+        self._received += len(buffer) - before
+        self._burst += len(buffer) - before
+        dropped = self._received - len(buffer)  # bytes of whole frames already decoded
+        while True:
+            at = self._next_header - dropped
+            if at + _FRAME_HEADER.size > len(buffer):
+                return self._burst < READ_BURST_BYTES
+            (length,) = _FRAME_HEADER.unpack_from(buffer, at)
+            first = self._accepted and self._next_header == 0
+            limit = FIRST_FRAME_BYTES if first else _limits.max_frame_bytes
+            if length < 0 or length > limit:
+                THROTTLED.warning("frame", f"raft: closed a connection from {_peer_name(self)}: a frame "
+                                           f"announced {length} bytes (limit {limit})")
+                self.disconnect()
+                return False
+            self._next_header += _FRAME_HEADER.size + length
+
+    def _TcpConnection__processParseMessage(self):  # noqa: N802 - overrides PySyncObj's private parse
+        _decoding.conn = self
+        try:
+            return _TcpConnection._TcpConnection__processParseMessage(self)
+        finally:
+            _decoding.conn = None
+
+
+def limits() -> WireLimits:
+    return _limits
+
+
+def install(wire_limits: WireLimits | None = None) -> None:
+    """Make PySyncObj decode the wire through this module (idempotent; for the whole process)."""
+    global _limits
+    if wire_limits is not None:
+        _limits = wire_limits
+    _pysyncobj_tcp_connection.pickle = MESSAGES
+    _pysyncobj_tcp_connection.zlib = ZLIB
+    _pysyncobj_syncobj.pickle = ENTRIES
+    _pysyncobj_tcp_server.TcpConnection = GuardedConnection
+    _pysyncobj_transport.TcpConnection = GuardedConnection
+
+
+def installed() -> bool:
+    return (_pysyncobj_tcp_connection.pickle is MESSAGES and _pysyncobj_tcp_connection.zlib is ZLIB
+            and _pysyncobj_syncobj.pickle is ENTRIES and _pysyncobj_tcp_server.TcpConnection is GuardedConnection
+            and _pysyncobj_transport.TcpConnection is GuardedConnection)
+
+
+def uninstall() -> None:
+    """Tests only: PySyncObj's own decoding back (the hostile-peer test proves it matters)."""
+    _pysyncobj_tcp_connection.pickle = _pysyncobj_pickle
+    _pysyncobj_tcp_connection.zlib = zlib
+    _pysyncobj_syncobj.pickle = _pysyncobj_pickle
+    _pysyncobj_tcp_server.TcpConnection = _TcpConnection
+    _pysyncobj_transport.TcpConnection = _TcpConnection
+
