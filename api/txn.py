@@ -64,7 +64,7 @@ def parse_txn(body: bytes, max_value_bytes: int) -> tuple[list[TxnItem], int]:
 
 def _parse_item(i: int, kv: dict, max_value_bytes: int) -> TxnItem:
     verb = kv.get("Verb")
-    if verb not in TXN_VERBS:
+    if not isinstance(verb, str) or verb not in TXN_VERBS:  # a list or an object is not hashable
         raise bad_request(f"operation {i}: unsupported KV verb {verb!r}")
     key = kv.get("Key", "")
     if not isinstance(key, str) or (not key and verb not in _TREE_VERBS):

@@ -91,6 +91,8 @@ async def test_value_over_the_limit_is_413(node_client):
     (b'{"KV": {}}', "Failed to parse body: expected a JSON array of operations"),
     (b'[{"Node": {}}]', "operation 0: only KV operations are supported"),
     (b'[{"KV": {"Verb": "lock", "Key": "a"}}]', "operation 0: unsupported KV verb 'lock'"),
+    (b'[{"KV": {"Verb": {}, "Key": "a"}}]', "operation 0: unsupported KV verb {}"),  # was a 500 (schemathesis)
+    (b'[{"KV": {"Verb": ["set"], "Key": "a"}}]', "operation 0: unsupported KV verb ['set']"),
     (b'[{"KV": {"Verb": "set", "Key": ""}}]', "operation 0: missing key name"),
     (b'[{"KV": {"Verb": "set", "Key": "a", "Value": "%%%"}}]', "operation 0: Value is not valid base64"),
     (b'[{"KV": {"Verb": "cas", "Key": "a", "Index": -1}}]', "operation 0: Index must be an unsigned integer"),
