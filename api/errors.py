@@ -8,8 +8,10 @@ No traceback ever reaches a client.
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from api.reply import Reply
 from node.errors import NoLeaderError, NotAppliedError, NotReadyError, OutcomeUnknownError
@@ -64,3 +66,28 @@ async def error_middleware(request: web.Request, handler):
             log.exception("unhandled error serving %s %s", request.method, request.path)
             reply = Reply.text(500, "internal error (see the node's log)")
         return reply.to_web()
+
+
+class ClientMistakeLogFilter(logging.Filter):
+    """aiohttp logs a client's malformed request (a NUL byte in a header, a bad request line)
+    as an ERROR with a traceback, so any client could flood the log. Such a record becomes one
+    WARNING line, at most one per `every_s`, with the count of those left out meanwhile."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        super().__init__()
+        self.every_s, self._last, self._left_out = every_s, float("-inf"), 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            self._left_out += 1
+            return False
+        reason = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+        more = f" ({self._left_out} more since the last such line)" if self._left_out else ""
+        record.msg, record.args = "malformed request from a client, answered 400: %s%s", (reason, more)
+        record.levelno, record.levelname, record.exc_info, record.exc_text = logging.WARNING, "WARNING", None, None
+        self._last, self._left_out = now, 0
+        return True

@@ -14,6 +14,7 @@ from aiohttp import web
 from api.addresses import AddressError, parse_hostport, parse_peer_list
 from api.app import make_app
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
+from api.errors import ClientMistakeLogFilter
 from api.fast_http import LeanProtocol
 from api.join import (
     JoinError,
@@ -66,6 +67,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(ClientMistakeLogFilter())
     try:
         addresses = NodeAddresses(
             node_id=args.id,
