@@ -69,7 +69,7 @@ def send_and_expect_hang_up(node, *chunks: bytes, pause_s: float = 0.3, keep_sen
     with socket.create_connection(raft_address(node), timeout=5) as sock:
         for chunk in chunks:
             sock.sendall(chunk)
-            time.sleep(pause_s)  # the node reads each chunk apart (a first frame, then the payload)
+            time.sleep(pause_s)  # not synchronisation: a gap so the node reads each chunk apart (first frame, payload)
         if keep_sending:
             try:
                 for _ in range(64):  # 4 MiB more: the node must not be waiting for them
@@ -118,8 +118,7 @@ def test_a_hostile_peer_runs_nothing_and_the_follower_stays_in_the_cluster(clust
     for _ in range(5):
         send_and_expect_hang_up(follower, os.urandom(4096))
 
-    time.sleep(1.0)  # anything that could still run from a decoded frame has had its chance
-    assert not marker.exists()
+    assert not marker.exists()  # each frame was read and refused before the hang-up; checked again at the end
 
     # The follower still follows the same leader, serves, and its writes reach the others.
     status = cluster.wait_for("the follower following the leader", lambda: (
