@@ -71,8 +71,10 @@ def _parse_item(i: int, kv: dict, max_value_bytes: int) -> TxnItem:
         raise bad_request(f"operation {i}: missing key name")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise bad_request(f"operation {i}: key longer than {MAX_KEY_BYTES} bytes")
-    raw = kv.get("Value")
+    raw = kv.get("Value")  # null (or absent) is empty, as Go decodes it; any other non-string is an error
     try:
+        if raw is not None and not isinstance(raw, str):
+            raise TypeError
         value = base64.b64decode(raw, validate=True) if raw else b""
     except (binascii.Error, TypeError, ValueError):
         raise bad_request(f"operation {i}: Value is not valid base64") from None
@@ -80,7 +82,8 @@ def _parse_item(i: int, kv: dict, max_value_bytes: int) -> TxnItem:
         raise HTTPProblem(413, f"operation {i}: value for key {key!r} is too large ({len(value)} > {max_value_bytes})")
     numbers = []
     for name in ("Flags", "Index"):
-        n = kv.get(name, 0) or 0
+        n = kv.get(name)
+        n = 0 if n is None else n  # `or 0` would also take {}, "" and false for 0
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= UINT64_MAX:
             raise bad_request(f"operation {i}: {name} must be an unsigned integer")
         numbers.append(n)

@@ -97,6 +97,13 @@ async def test_value_over_the_limit_is_413(node_client):
     (b'[{"KV": {"Verb": "set", "Key": "a", "Value": "%%%"}}]', "operation 0: Value is not valid base64"),
     (b'[{"KV": {"Verb": "cas", "Key": "a", "Index": -1}}]', "operation 0: Index must be an unsigned integer"),
     (b'[{"KV": {"Verb": "set", "Key": "a", "Flags": "1"}}]', "operation 0: Flags must be an unsigned integer"),
+    # A wrong type that happens to be falsy is still a wrong type (Consul's JSON decoding refuses it);
+    # these were applied as 0 or b"" (schemathesis, issue 12).
+    (b'[{"KV": {"Verb": "set", "Key": "a", "Index": {}}}]', "operation 0: Index must be an unsigned integer"),
+    (b'[{"KV": {"Verb": "set", "Key": "a", "Flags": false}}]', "operation 0: Flags must be an unsigned integer"),
+    (b'[{"KV": {"Verb": "set", "Key": "a", "Flags": ""}}]', "operation 0: Flags must be an unsigned integer"),
+    (b'[{"KV": {"Verb": "set", "Key": "a", "Value": []}}]', "operation 0: Value is not valid base64"),
+    (b'[{"KV": {"Verb": "set", "Key": "a", "Value": 0}}]', "operation 0: Value is not valid base64"),
     (json.dumps([kv("set", "é" * 257)]).encode(), "operation 0: key longer than 512 bytes"),
 ])
 async def test_malformed_transactions_are_400_with_one_line(node_client, body, reason):
