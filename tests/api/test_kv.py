@@ -149,6 +149,16 @@ async def test_empty_key_is_400_unless_recursive(node_client, method):
     assert node.proposed == []
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_key_with_a_newline_is_400_with_the_reason_not_a_router_404(node_client, method):
+    # The route's `.*` did not match a newline, so aiohttp answered its own 404 before the key was
+    # validated (schemathesis, issue 12).
+    node, client = node_client
+    resp = await client.request(method, "/v1/kv/a%0Ab", data=b"v" if method == "PUT" else None)
+    assert resp.status == 400 and await resp.text() == "invalid key: contains a newline or NUL\n"
+    assert node.proposed == []
+
+
 async def test_value_over_the_limit_is_413_and_nothing_is_proposed(node_client):
     node, client = node_client
     assert (await client.put("/v1/kv/k", data=b"x" * 1024)).status == 200
