@@ -190,9 +190,11 @@ class KVStateMachine:
         if self.config_listener is not None:
             self.config_listener()
 
-    def _put(self, index: int, key: str, value: bytes, flags: int, changed: list[str]) -> KVEntry:
+    def _put(self, index: int, key: str, value: bytes, flags: int, changed: list[str],
+             create_index: int | None = None) -> KVEntry:
         current = self.entries.get(key)
-        create_index = current.create_index if current is not None else index
+        if create_index is None:
+            create_index = current.create_index if current is not None else index
         lock_index = current.lock_index if current is not None else 0
         entry = KVEntry(value, flags, create_index, index, lock_index)
         self.entries[key] = entry
@@ -255,7 +257,8 @@ class KVStateMachine:
                 if key in self.entries:
                     self._remove(index, key, changed)
             else:
-                self._put(index, key, entry.value, entry.flags, changed)
+                # As staged: a key deleted earlier in the transaction and set again is a new key.
+                self._put(index, key, entry.value, entry.flags, changed, entry.create_index)
         # Results carry the entries' final indexes (a set inside the txn gets this entry's index).
         final = tuple((k, self.entries.get(k) or e, inc) for k, e, inc in results)
         return OpResult(True, results=final)

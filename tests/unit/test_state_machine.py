@@ -2,7 +2,7 @@ import msgpack
 import pytest
 
 from node import codec
-from node.codec import CodecError, DeleteOp, SetMemberOp, SetOp, decode, encode
+from node.codec import CodecError, DeleteOp, SetMemberOp, SetOp, TxnItem, TxnOp, decode, encode
 from node.state_machine import KVEntry, KVStateMachine, OpResult
 
 
@@ -107,3 +107,15 @@ def test_codec_op_codes_are_stable():
 def test_codec_rejects_unknown_op_code():
     with pytest.raises(CodecError):
         decode(msgpack.packb([1, [[99, "x"]]]))
+
+
+def test_state_machine_txn_key_deleted_then_set_again_is_a_new_key():
+    # As in Consul, where a transaction's operations apply one after the other: the key the
+    # set creates is new, with this entry's index as CreateIndex (hypothesis found the old one kept).
+    sm = KVStateMachine()
+    apply(sm, 2, SetOp("t/a", b"old"))
+    [result] = apply(sm, 5, TxnOp((TxnItem("delete-tree", "t/"), TxnItem("cas", "t/a", b"new", 0, 0))))
+    assert result.ok and result.results == (("t/a", KVEntry(b"new", 0, 5, 5, 0), False),)
+    assert sm.get("t/a") == KVEntry(b"new", 0, 5, 5, 0)
+    [result] = apply(sm, 6, TxnOp((TxnItem("delete", "t/a"), TxnItem("set", "t/a", b"again", 3))))
+    assert result.ok and sm.get("t/a") == KVEntry(b"again", 3, 6, 6, 0)
