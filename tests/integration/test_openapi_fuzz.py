@@ -8,7 +8,7 @@ from real members and addresses.
 
 Schemathesis runs as its CLI in a subprocess: its report names each failure with a curl line
 that reproduces it, and nothing of it runs inside pytest (warnings are errors there).
-Longer runs: RAFTKV_FUZZ_EXAMPLES=500 (cases per operation and phase; CI runs 40) and
+Longer runs: RAFTKV_FUZZ_SCALE=10 (cases per operation and phase, 40 in CI, times 10) and
 RAFTKV_FUZZ_SEED=random (CI pins a seed, so that a run is reproducible).
 """
 
@@ -23,11 +23,12 @@ import pytest
 import requests
 
 from tests.support.cluster import Cluster
+from tests.support.fuzz import scaled
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DOCUMENT = os.path.join(ROOT, "api", "openapi.yaml")
-EXAMPLES = int(os.environ.get("RAFTKV_FUZZ_EXAMPLES", "40"))
+EXAMPLES = scaled(40)  # cases per operation and phase
 SEED = os.environ.get("RAFTKV_FUZZ_SEED", "20261202")
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
           "response_schema_conformance,negative_data_rejection")
