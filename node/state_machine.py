@@ -405,8 +405,15 @@ def without_membership(meta: dict) -> dict:
 
 
 def from_image(meta: dict, entries) -> KVStateMachine:
+    """The state machine an image describes; SnapshotCorrupt, saying what, for anything that is
+    not what `to_image` writes (a checksum proves the bytes intact, not who made them)."""
     sm = KVStateMachine()
-    sm.entries = LayeredSortedMap((item[0], KVEntry(bytes(item[1]), *item[2:6])) for item in entries)
+    try:
+        _check_image_meta(meta)
+        sm.entries = LayeredSortedMap(_record(i, item) for i, item in enumerate(entries))
+    finally:
+        if hasattr(entries, "close"):
+            entries.close()  # snapshots.format.read's records hold the file open until closed
     sm.applied_index = meta["applied_index"]
     sm.kv_index = meta["kv_index"]
     sm.index_offset = meta.get("index_offset", 0)
@@ -418,3 +425,41 @@ def from_image(meta: dict, entries) -> KVStateMachine:
         sm.tombstones[key] = index
         sm._tombstone_order.append((index, key))
     return sm
+
+
+def _is_index(value) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_str_list(value) -> bool:
+    return isinstance(value, list) and all(type(v) is str for v in value)
+
+
+def _record(i: int, item: tuple) -> tuple[str, KVEntry]:
+    if (len(item) not in (5, 6) or type(item[0]) is not str or type(item[1]) is not bytes
+            or not all(_is_index(n) for n in item[2:])):
+        raise SnapshotCorrupt(f"malformed snapshot record {i}: {item!r:.100}")
+    return item[0], KVEntry(*item[1:])
+
+
+def _check_image_meta(meta: dict) -> None:
+    problems = [name for name in ("applied_index", "kv_index") if not _is_index(meta.get(name))]
+    if not _is_index(meta.get("index_offset", 0)):
+        problems.append("index_offset")
+    members = meta.get("members")
+    if not isinstance(members, dict) or not all(type(a) is str and _is_str_list(m) and len(m) == 2
+                                                for a, m in members.items()):
+        problems.append("members")
+    tombstones = meta.get("tombstones")
+    if not isinstance(tombstones, list) or not all(isinstance(t, list) and len(t) == 2 and type(t[0]) is str
+                                                   and _is_index(t[1]) for t in tombstones):
+        problems.append("tombstones")
+    if meta.get("cluster_id") is not None and type(meta["cluster_id"]) is not str:
+        problems.append("cluster_id")
+    if not _is_str_list(meta.get("voters", [])):
+        problems.append("voters")
+    learners = meta.get("learners", {})
+    if not isinstance(learners, dict) or not all(type(a) is str and type(n) is str for a, n in learners.items()):
+        problems.append("learners")
+    if problems:
+        raise SnapshotCorrupt(f"malformed snapshot metadata: {', '.join(problems)}")

@@ -61,9 +61,28 @@ class SnapshotHeader:
 
     @classmethod
     def from_json(cls, data: bytes) -> SnapshotHeader:
+        """ValueError (or TypeError) unless `data` is a JSON object with the fields' types."""
         doc = json.loads(data)
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in doc.items() if k in known})
+        header = cls(**{k: v for k, v in doc.items() if k in known})
+        for name in ("index", "term", "key_count", "format_version"):
+            if not _is_count(getattr(header, name)):
+                raise ValueError(f"{name} is not a non-negative integer")
+        if not isinstance(header.created_unix, int | float) or not isinstance(header.source, str):
+            raise ValueError("created_unix or source has the wrong type")
+        if not isinstance(header.membership, list) or not all(isinstance(m, str) for m in header.membership):
+            raise ValueError("membership is not a list of addresses")
+        for name in ("raft_last", "raft_prev"):
+            pair = getattr(header, name)
+            if not isinstance(pair, list) or len(pair) not in (0, 2) or not all(_is_count(n) for n in pair):
+                raise ValueError(f"{name} is not [index, term]")
+        return header
+
+
+def _is_count(value) -> bool:
+    return type(value) is int and value >= 0
 
 
 @dataclass
@@ -127,19 +146,28 @@ def read_header(path: str) -> SnapshotHeader:
             size = os.fstat(f.fileno()).st_size
             if PREFIX.size + header_len + TAIL_BYTES > size:
                 raise SnapshotCorrupt(f"{path}: truncated (header runs past the end of the file)")
-            try:
-                header = SnapshotHeader.from_json(f.read(header_len))
-            except (ValueError, TypeError, UnicodeDecodeError) as exc:
-                raise SnapshotCorrupt(f"{path}: unreadable header ({exc})") from None
+            header = _parse_header(f.read(header_len), path)
             f.seek(size - TAIL_BYTES)
-            payload_bytes, key_count = TRAILER.unpack(f.read(TRAILER.size))
-            expected = PREFIX.size + header_len + payload_bytes + TAIL_BYTES
-            if size != expected or key_count != header.key_count:
-                raise SnapshotCorrupt(f"{path}: truncated or damaged: {size} bytes, its trailer says {expected}")
-            header.payload_bytes = payload_bytes
+            _check_trailer(header, f.read(TRAILER.size), size, header_len, path)
             return header
     except OSError as exc:
         raise SnapshotCorrupt(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _parse_header(data: bytes, where: str) -> SnapshotHeader:
+    try:
+        return SnapshotHeader.from_json(data)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise SnapshotCorrupt(f"{where}: unreadable header ({exc})") from None
+
+
+def _check_trailer(header: SnapshotHeader, trailer: bytes, size: int, header_len: int, where: str) -> None:
+    """The trailer's lengths must add up to the file's size and agree with the header."""
+    payload_bytes, key_count = TRAILER.unpack(trailer)
+    expected = PREFIX.size + header_len + payload_bytes + TAIL_BYTES
+    if size != expected or key_count != header.key_count:
+        raise SnapshotCorrupt(f"{where}: truncated or damaged: {size} bytes, its trailer says {expected}")
+    header.payload_bytes = payload_bytes
 
 
 def verify(path: str) -> SnapshotHeader:
@@ -159,24 +187,82 @@ def verify(path: str) -> SnapshotHeader:
     return header
 
 
-def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Generator[tuple, None, None]]:
+def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Records]:
     """Verify the file (unless the caller just did), then return (header, metadata,
     iterator over the records)."""
     header = read_header(path) if verified else verify(path)
-    f = open(path, "rb")  # noqa: SIM115 - closed by the generator below
-    _, _, header_len = PREFIX.unpack(f.read(PREFIX.size))
-    f.seek(PREFIX.size + header_len)
-    unpacker = msgpack.Unpacker(_Limited(f, header.payload_bytes), raw=False, max_buffer_size=0)
-    meta = next(unpacker)
+    f = open(path, "rb")  # noqa: SIM115 - closed by the records (Records)
+    try:
+        _, _, header_len = PREFIX.unpack(f.read(PREFIX.size))
+        f.seek(PREFIX.size + header_len)
+        meta, entries = _decode(_unpacker(header.payload_bytes, _Limited(f, header.payload_bytes)), header, path,
+                                f.close)
+    except BaseException:
+        f.close()
+        raise
+    return header, meta, entries
+
+
+def _unpacker(payload_bytes: int, source=None) -> msgpack.Unpacker:
+    """No declared length may exceed the payload it is declared in: a forged 4 GiB array header
+    is refused, not allocated."""
+    n = max(payload_bytes, 1)
+    return msgpack.Unpacker(source, raw=False, max_buffer_size=0, max_str_len=n, max_bin_len=n,
+                            max_array_len=n, max_map_len=n, max_ext_len=n)
+
+
+_UNDECODABLE = (ValueError, TypeError, msgpack.UnpackException)  # msgpack's errors on garbage
+
+
+class Records:
+    """A payload's records, read as they are iterated; the file closes when they are exhausted,
+    on an error, or on `close()` (also before the first record)."""
+
+    def __init__(self, records: Iterator[tuple], close: Callable[[], None]) -> None:
+        self._records, self._close = records, close
+
+    def __iter__(self) -> Records:
+        return self
+
+    def __next__(self) -> tuple:
+        try:
+            return next(self._records)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._close()
+
+
+def _decode(unpacker: msgpack.Unpacker, header: SnapshotHeader, where: str,
+            close: Callable[[], None]) -> tuple[dict, Records]:
+    """The payload's metadata map, and its records (arrays), checked at the end to be exactly
+    `header.key_count` with nothing after them. Every failure is a SnapshotCorrupt naming `where`."""
+    try:
+        meta = next(unpacker)
+    except StopIteration:
+        raise SnapshotCorrupt(f"{where}: the payload is empty") from None
+    except _UNDECODABLE as exc:
+        raise SnapshotCorrupt(f"{where}: undecodable metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise SnapshotCorrupt(f"{where}: the payload's metadata is not a map")
 
     def entries() -> Generator[tuple, None, None]:
+        count = 0
         try:
             for item in unpacker:
+                if not isinstance(item, list):
+                    raise SnapshotCorrupt(f"{where}: record {count} is not an array")
+                count += 1
                 yield tuple(item)
-        finally:
-            f.close()
+        except _UNDECODABLE as exc:
+            raise SnapshotCorrupt(f"{where}: undecodable record {count} ({exc})") from None
+        if count != header.key_count or unpacker.tell() != header.payload_bytes:
+            raise SnapshotCorrupt(f"{where}: {count} records in {unpacker.tell()} bytes, the header says "
+                                  f"{header.key_count} records in {header.payload_bytes} bytes")
 
-    return header, meta, entries()
+    return meta, Records(entries(), close)
 
 
 class _Limited:
@@ -194,7 +280,7 @@ class _Limited:
         return data
 
 
-def read_bytes(data: bytes) -> tuple[SnapshotHeader, dict, Iterator[tuple]]:
+def read_bytes(data: bytes) -> tuple[SnapshotHeader, dict, Records]:
     """`read` for a snapshot held in memory (a restore travelling through the log)."""
     if len(data) < PREFIX.size + TAIL_BYTES:
         raise SnapshotCorrupt("truncated snapshot")
@@ -205,11 +291,13 @@ def read_bytes(data: bytes) -> tuple[SnapshotHeader, dict, Iterator[tuple]]:
         raise SnapshotCorrupt(f"snapshot format {version} is newer than this raftkv")
     if hashlib.sha256(memoryview(data)[:-DIGEST_BYTES]).digest() != data[-DIGEST_BYTES:]:
         raise SnapshotCorrupt("checksum mismatch (the snapshot is damaged or truncated)")
-    payload_bytes, key_count = TRAILER.unpack_from(data, len(data) - TAIL_BYTES)
-    header = SnapshotHeader.from_json(data[PREFIX.size:PREFIX.size + header_len])
-    header.payload_bytes = payload_bytes
+    where = "snapshot"
+    if PREFIX.size + header_len + TAIL_BYTES > len(data):
+        raise SnapshotCorrupt(f"{where}: truncated (header runs past the end)")
+    header = _parse_header(data[PREFIX.size:PREFIX.size + header_len], where)
+    _check_trailer(header, data[-TAIL_BYTES:-DIGEST_BYTES], len(data), header_len, where)
     start = PREFIX.size + header_len
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=0)
-    unpacker.feed(data[start:start + payload_bytes])
-    meta = next(unpacker)
-    return header, meta, (tuple(item) for item in unpacker)
+    unpacker = _unpacker(header.payload_bytes)
+    unpacker.feed(data[start:start + header.payload_bytes])
+    meta, entries = _decode(unpacker, header, where, lambda: None)
+    return header, meta, entries
