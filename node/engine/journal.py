@@ -71,10 +71,17 @@ class JournalDamage:
     high_term: int
 
 
-def _valid_records_after(data: bytes, pos: int, limit: int = 64 << 20) -> list[tuple[int, int]]:
+def _valid_records_after(data: bytes, pos: int, after: tuple[int, int],
+                         limit: int = 64 << 20) -> tuple[list[tuple[int, int]], bool]:
     """(index, term) of the records that still verify after a bad one at `pos`: first by
     following the bad record's own length (a flipped byte in its body), else by scanning
-    byte by byte for a record whose length and checksum hold (bounded)."""
+    byte by byte for a record whose length and checksum hold (bounded); and whether the scan
+    gave up before the end of its window.
+
+    A candidate's checksum is computed only if its index and term can follow `after` (the last
+    good record's (index, term)) and its length fits, and all candidates together may checksum
+    at most twice the window: damage full of plausible lengths made this minutes of CRCs. A
+    scan that gives up is counted as damage, never as a torn tail (the cautious answer)."""
     found: list[tuple[int, int]] = []
     start = pos + 1
     if pos + RECORD_HEAD.size <= len(data):
@@ -82,16 +89,28 @@ def _valid_records_after(data: bytes, pos: int, limit: int = 64 << 20) -> list[t
         if 16 <= length and pos + 8 + length < len(data):
             start = pos + 8 + length
     end = min(len(data), start + limit)
+    budget = 2 * (end - start) + (1 << 20)  # bytes checksummed, in all
+    last_index, last_term = after
+    max_index = last_index + len(data) // RECORD_HEAD.size + 1  # a record takes 24 bytes at least
     p = start
     while p + RECORD_HEAD.size <= end:
         length, crc, index, term = RECORD_HEAD.unpack_from(data, p)
         body_end = p + 8 + length
-        if 16 <= length and body_end <= len(data) and zlib.crc32(memoryview(data)[p + 8 : body_end]) == crc:
-            found.append((index, term))
-            p = body_end
-        else:
-            p += 1
-    return found
+        if 16 <= length and body_end <= len(data) and last_index < index <= max_index and term >= last_term:
+            budget -= length
+            if budget < 0:
+                return found, True
+            if zlib.crc32(memoryview(data)[p + 8 : body_end]) == crc:
+                found.append((index, term))
+                last_index, last_term = index, term
+                p = body_end
+                continue
+        p += 1
+    return found, False
+
+
+def _is_count(value) -> bool:
+    return type(value) is int and value >= 0
 
 
 class DurableJournal:
@@ -170,8 +189,9 @@ class DurableJournal:
         the indexes) damaged entries that were synced and may have been acknowledged: the cut
         is recorded in `damage`, and the node must not vote until it holds them again.
         """
-        later = _valid_records_after(data, pos)
-        torn = not later and problem in ("torn record header", "torn record", "checksum mismatch")
+        kept = self._entries[-1] if self._entries else (b"", 0, 0)
+        later, gave_up = _valid_records_after(data, pos, (kept[1], kept[2]))
+        torn = not later and not gave_up and problem in ("torn record header", "torn record", "checksum mismatch")
         broken = f"{self.path}.{int(time.time())}.tail.broken"
         with open(broken, "wb") as f:
             f.write(data[pos:])
@@ -194,11 +214,18 @@ class DurableJournal:
     def _read_meta(self) -> dict:
         try:
             with open(self.meta_path, "rb") as f:
-                return json.loads(f.read())
+                meta = json.loads(f.read())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
             raise JournalError(f"{self.meta_path} is unreadable: {exc}") from None
+        # JSON, but not what _store_meta writes: refused here rather than failing later in Raft.
+        wrong = "not a JSON object" if not isinstance(meta, dict) else ", ".join(
+            [name for name in ("term", "commit_index") if name in meta and not _is_count(meta[name])]
+            + (["voted_for"] if meta.get("voted_for") is not None and not isinstance(meta["voted_for"], str) else []))
+        if wrong:
+            raise JournalError(f"{self.meta_path} is unreadable: wrong type ({wrong})")
+        return meta
 
     def _store_meta(self) -> None:
         write_atomic(self.meta_path, json.dumps(self._meta, sort_keys=True).encode())
