@@ -300,5 +300,5 @@ class StateMachineAgainstModel(RuleBasedStateMachine):
             assert sm.prefix_index(prefix, items) == model.prefix_index(prefix), prefix
 
 
-StateMachineAgainstModel.TestCase.settings = fuzz_settings(60, stateful_step_count=30)
+StateMachineAgainstModel.TestCase.settings = fuzz_settings(100, stateful_step_count=30)
 test_state_machine_matches_a_dict_model = StateMachineAgainstModel.TestCase
