@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from urllib.parse import parse_qsl, unquote
 
@@ -36,6 +37,11 @@ _LEAN_GET_PARAMS = frozenset({"raw", "stale", "consistent", "max_stale", "dc"})
 _LEAN_PUT_PARAMS = frozenset({"flags", "cas", "dc"})
 _LEAN_DELETE_PARAMS = frozenset({"cas", "dc"})
 _LEAN = {"GET": _LEAN_GET_PARAMS, "PUT": _LEAN_PUT_PARAMS, "DELETE": _LEAN_DELETE_PARAMS}
+# What the lean path parses itself (found by feeding both fronts request smuggling shapes: the lean
+# path took the first of two Content-Lengths, read an obs-folded or CR-joined header as its own line,
+# and kept a #fragment in the key, where aiohttp refuses or strips).
+_HEADER_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*")
+_TARGET = re.compile(r"[\x21-\x22\x24-\x7e]+")  # printable, no space, no '#'
 
 
 class LeanRequest:
@@ -125,13 +131,17 @@ class LeanProtocol(asyncio.Protocol):
         if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in _LEAN or not parts[1].startswith("/v1/kv/"):
             return self._hand_off()
         method, target = parts[0], parts[1]
+        if not _TARGET.fullmatch(target):
+            return self._hand_off()  # a control character or a fragment: aiohttp's parser decides
         headers: CIMultiDict[str] = CIMultiDict()
         for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
+            # One plain `token: value` a line: obs-fold, bare CR, control characters or a space
+            # before the colon are left to aiohttp, which refuses them (framing both fronts agree on).
+            if not _HEADER_LINE.fullmatch(line):
                 return self._hand_off()
-            headers.add(name.strip(), value.strip())
-        if "transfer-encoding" in headers or "expect" in headers:
+            name, _, value = line.partition(":")
+            headers.add(name, value.strip())
+        if "transfer-encoding" in headers or "expect" in headers or len(headers.getall("content-length", ())) > 1:
             return self._hand_off()
         length_text = headers.get("content-length", "0")
         if not length_text.isdigit() or int(length_text) > self.ctx.config.max_value_bytes:
