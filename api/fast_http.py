@@ -141,7 +141,8 @@ class LeanProtocol(asyncio.Protocol):
                 return self._hand_off()
             name, _, value = line.partition(":")
             headers.add(name, value.strip())
-        if "transfer-encoding" in headers or "expect" in headers or len(headers.getall("content-length", ())) > 1:
+        if ("transfer-encoding" in headers or "expect" in headers or len(headers.getall("content-length", ())) > 1
+                or len(headers.getall("host", ())) != 1):  # HTTP/1.1 needs exactly one Host: aiohttp says 400
             return self._hand_off()
         length_text = headers.get("content-length", "0")
         if not length_text.isdigit() or int(length_text) > self.ctx.config.max_value_bytes:

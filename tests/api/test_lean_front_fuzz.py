@@ -1,5 +1,6 @@
-"""The lean front (api/fast_http.py) and aiohttp alone, fed the same request smuggling shapes:
-both fronts must give the same answers and leave the same store, with no 5xx
+"""The lean front (api/fast_http.py) and aiohttp alone, fed the same request smuggling shapes (by
+hand) and random requests (hypothesis): both fronts must give the same answers and leave the
+same store, with no 5xx
 (test_lean_front.py has the ordinary cases). Each shape is followed by a request that closes
 the connection, so that both fronts show how they framed what came before it."""
 
@@ -8,9 +9,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.api.fake_node import FakeNode
 from tests.api.test_lean_front import content, read_response, served
+from tests.support.fuzz import fuzz_settings
 
 PUT_A = b"PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\n"
 SMUGGLING = {
@@ -70,4 +74,24 @@ async def compare(data: bytes) -> list:
 @pytest.mark.parametrize("name", SMUGGLING)
 async def test_smuggling_shapes_get_the_same_answers_from_both_fronts(name):
     answers = await compare(SMUGGLING[name] + FOLLOW)
+    assert all(status < 500 for status, _, _ in answers), answers
+
+
+HEADER_LINES = [b"Host: x", b"Content-Length: 1", b"Content-Length: 0", b"Content-Length: 2", b"Content-Length:1",
+                b"Content-Length: 01", b"Content-Length: -1", b"Content-Length: 1x", b"content-length: 1",
+                b"X-A: a", b" X-A: b", b"\tX-A: c", b"X-A : d", b"X A: e", b"X-A: \x01", b"X-A:", b":", b"X-A",
+                b"X-A: a\rb", b"Connection: close", b"Connection: keep-alive", b"Expect: 100-continue",
+                b"X-Consul-Token: t"]
+TARGETS = [b"/v1/kv/a", b"/v1/kv/a?raw", b"/v1/kv/a?cas=0", b"/v1/kv/a?flags=7", b"/v1/kv/a%20b", b"/v1/kv/a#f",
+           b"/v1/kv/", b"/v1/kv/a?stale&stale", b"/v1/kv/a?x=1", b"/v1/kv/\x7f", b"*", b"/v1/kv/a b"]
+
+
+@fuzz_settings(40)
+@given(st.sampled_from([b"GET", b"PUT", b"DELETE", b"POST", b"get"]), st.sampled_from(TARGETS),
+       st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.1 ", b"http/1.1"]),
+       st.lists(st.sampled_from(HEADER_LINES), max_size=5), st.binary(max_size=3))
+def test_random_requests_get_the_same_answers_from_both_fronts(method, target, version, headers, body):
+    # Bodies no longer than any Content-Length offered: neither front waits for bytes that never come.
+    head = b" ".join([method, target, version]) + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+    answers = asyncio.run(compare(head + body + FOLLOW))
     assert all(status < 500 for status, _, _ in answers), answers
