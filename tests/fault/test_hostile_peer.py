@@ -19,9 +19,9 @@ import zlib
 import pytest
 import requests
 
-from node.engine.peer_auth import Keyring, SecureChannel
 from node.engine.transport import IDENTIFY_WITHIN_S, MAX_UNIDENTIFIED
 from tests.support.cluster import Cluster, NodeProcess, free_ports
+from tests.support.raft_peer import raft_address, secure_session
 
 
 class CreatesAFile:
@@ -48,11 +48,6 @@ def framed(message, protocol: int = 2) -> bytes:
     """A frame as PySyncObj writes one: 4-byte native int length, then zlib of a pickle."""
     data = zlib.compress(pickle.dumps(message, protocol), 3)
     return struct.pack("i", len(data)) + data
-
-
-def raft_address(node) -> tuple[str, int]:
-    host, port = node.raft.rsplit(":", 1)
-    return host, int(port)
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:
@@ -82,24 +77,6 @@ def send_and_expect_hang_up(node, *chunks: bytes, pause_s: float = 0.3, keep_sen
             except OSError:
                 pass  # hung up already
         assert closed_within(sock, 5.0), f"the node kept a connection that sent {chunks[-1][:16]!r}..."
-
-
-def secure_session(node, secret_file: str) -> tuple[socket.socket, SecureChannel]:
-    """A connection to `node` that proved the cluster secret, as a peer that knows it would."""
-    with open(secret_file) as f:
-        channel = SecureChannel(Keyring.parse(f.read(), secret_file), dialer=True, max_record_bytes=2 ** 31)
-    sock = socket.create_connection(raft_address(node), timeout=5)
-    try:
-        sock.sendall(channel.opening())
-        while not channel.open:
-            data = sock.recv(65536)
-            assert data, "the node hung up during the handshake"
-            reply, _ = channel.receive(data)
-            sock.sendall(reply)
-    except BaseException:
-        sock.close()
-        raise
-    return sock, channel
 
 
 def make_cluster(root: str, secret: bool):
