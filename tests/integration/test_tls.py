@@ -7,7 +7,10 @@ Two clusters for the module: `plain_tls` (lean front, any client with the CA) an
 from __future__ import annotations
 
 import http.client
+import json
 import ssl
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import consul
@@ -133,6 +136,19 @@ def test_tls_cli_with_https_and_a_ca_file(plain_tls, pki, capsys, monkeypatch):
     assert raftkv(["kv", "get", "--addr", addr, "--ca-file", pki.other_ca, "tls/cli"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "certificate is not trusted" in err, err
+
+
+def test_tls_bench_against_https_nodes(plain_tls, pki, capsys, tmp_path):
+    addr = ",".join(f"https://{n.http}" for n in plain_tls.nodes)
+    assert raftkv(["bench", "--addr", addr, "--ca-file", pki.other_ca, "--no-ceiling"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "certificate is not trusted" in err, err
+    r = subprocess.run([sys.executable, "-m", "api.cli", "bench", "--addr", addr, "--ca-file", pki.ca, "--no-ceiling",
+                        "--workloads", "put", "--concurrency", "2", "--duration", "0.5", "--warmup", "0",
+                        "--out", str(tmp_path), "--label", "tls"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    [point] = json.loads((tmp_path / "bench-tls.json").read_text())["runs"]["tls"]["points"]
+    assert point["ops_per_s"] > 0 and point["errors"] == 0
 
 
 def test_tls_verify_incoming_refuses_clients_without_a_ca_signed_certificate(mutual_tls, pki, capsys):
