@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import requests
 
 from api.cli import main as raftkv
+from tests.integration.test_up import consecutive_free_ports, start_up, stop_up, wait_for_line
 from tests.support.certs import Issued, Pki
 from tests.support.cluster import HOST, Cluster, NodeProcess, free_ports
 from tests.support.wait import wait_until
@@ -200,3 +202,23 @@ def test_tls_a_node_joins_over_https_with_scheme_less_addresses(mutual_tls, pki)
     assert r.status_code == 200, r.text
     wait_until("n4 to stop once removed", lambda: not n4.alive(), 30, explain=mutual_tls.logs)
     mutual_tls.nodes.remove(n4)
+
+
+def test_tls_up_makes_its_ca_and_serves_https(tmp_path):
+    http = consecutive_free_ports(3)
+    raft = consecutive_free_ports(3, http + 100)
+    data = tmp_path / "data"
+    proc = start_up(data, http, raft, "--tls")
+    try:
+        ca = str(data / "tls" / "ca.pem")
+        line = wait_for_line(proc, "Try: curl", 60)
+        assert f"curl --cacert {ca} -X PUT --data-binary hello https://{HOST}:{http}/v1/kv/greeting" in line
+        r = requests.put(f"https://{HOST}:{http + 1}/v1/kv/greeting", data=b"hello", verify=ca, timeout=10)
+        assert r.json() is True  # through a follower or the leader, either way over https
+        assert requests.get(f"https://{HOST}:{http + 2}/v1/kv/greeting?raw", verify=ca, timeout=10).content == b"hello"
+        keys = sorted(p for p in os.listdir(data / "tls") if p.endswith("-key.pem"))
+        assert keys == ["ca-key.pem", "n1-key.pem", "n2-key.pem", "n3-key.pem"]
+        assert all(os.stat(data / "tls" / k).st_mode & 0o777 == 0o600 for k in keys)
+    finally:
+        out = stop_up(proc)
+    assert f"n1  https://{HOST}:{http}" in out and f"TLS: the nodes' CA is {ca}" in out
