@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from snapshots.fsutil import write_atomic
+
 CA_FILE, CA_KEY_FILE = "ca.pem", "ca-key.pem"
 
 
@@ -36,11 +38,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> str:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    if private:
-        os.chmod(path, 0o600)  # a file that existed keeps its mode through os.open
+    write_atomic(str(path), data, mode=0o600 if private else 0o644)
     return str(path)
 
 

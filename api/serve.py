@@ -12,6 +12,7 @@ import time
 
 from aiohttp import web
 
+from api import cluster_secret
 from api.addresses import AddressError, parse_hostport, parse_peer_list
 from api.app import make_app
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
@@ -26,6 +27,7 @@ from api.join import (
     voters_to_join,
 )
 from api.tls import TLSError, add_serve_options, node_tls_from_args
+from node.engine.peer_auth import SecretError
 from node.errors import StartupError
 from node.membership import is_fresh
 from node.proposer import MAX_BATCH_BYTES
@@ -64,6 +66,7 @@ def register(sub) -> None:
                    help="lean: hot /v1/kv requests skip aiohttp (api/fast_http.py); aiohttp: all through aiohttp")
     add_serve_options(p)  # --tls-cert-file, --tls-key-file, --tls-ca-file, --tls-verify-incoming
     p.add_argument("--log-level", default="INFO")
+    cluster_secret.add_arguments(p)
     p.set_defaults(_run=run)
 
 
@@ -93,10 +96,20 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) <= 0:
             print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
+    try:
+        secrets = cluster_secret.load(args.cluster_secret_file)
+    except SecretError as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 2
+    refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft)
+    if refusal:
+        print(f"raftkv serve: {refusal}", file=sys.stderr)
+        return 2
     # The largest entry: an online restore, a transaction, or a full write batch plus one value.
     max_entry = max(ApiConfig.max_restore_bytes, ApiConfig.max_txn_bytes, MAX_BATCH_BYTES + args.max_value_bytes)
     settings = RaftSettings(snapshot_min_entries=args.snapshot_entries, snapshot_min_time_s=args.snapshot_interval,
-                            snapshot_retain=args.snapshot_retain, max_entry_bytes=max_entry)
+                            snapshot_retain=args.snapshot_retain, max_entry_bytes=max_entry,
+                            cluster_secrets=secrets)
     join_urls: list[str] = []
     try:
         join_voters = None
@@ -155,8 +168,10 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
         await runner.cleanup()
         return 1
     a = node.addresses
-    log.info("node %s serving %s on %s, Raft on %s, peers %s", a.node_id, "HTTPS" if server_ssl else "HTTP",
-             http_bind, a.raft, ",".join(a.peers))
+    log.info("node %s serving %s on %s, Raft on %s (%s), peers %s", a.node_id, "HTTPS" if server_ssl else "HTTP",
+             http_bind, a.raft,
+             "authenticated and encrypted" if node.settings.cluster_secrets else "plain: no cluster secret",
+             ",".join(a.peers))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,9 +27,12 @@ import threading
 import time
 import urllib.request
 
+from api.pki import Pki
+from node.engine.peer_auth import new_secret
 from snapshots.fsutil import write_atomic
 
 LAYOUT_FILE = "cluster.json"
+SECRET_FILE = "cluster.secret"  # the nodes' Raft secret (api/cluster_secret.py), mode 0600
 HOST = "127.0.0.1"
 TLS_DIR = "tls"  # under the data folder: the CA and the nodes' certificates (api/pki.py)
 
@@ -72,6 +75,17 @@ def load_or_create_layout(data_dir: str, nodes: int, http_port: int, raft_port: 
     except OSError as exc:
         raise UpError(f"cannot write to {data_dir}: {exc.strerror}") from None
     return layout
+
+
+def ensure_secret(data_dir: str) -> str:
+    """The cluster's secret file, made on the first run: Raft traffic is authenticated from the start."""
+    path = os.path.join(data_dir, SECRET_FILE)
+    if not os.path.exists(path):
+        try:
+            write_atomic(path, (new_secret() + "\n").encode(), mode=0o600)
+        except OSError as exc:
+            raise UpError(f"cannot write {path}: {exc.strerror}") from None
+    return path
 
 
 def _port_free(addr: str) -> bool:
@@ -125,8 +139,6 @@ def add_node(data_dir: str) -> tuple[list[dict], dict]:
 
 def _tls_material(tls_dir: str, layout: list[dict]) -> str:
     """The CA in `tls_dir` and a certificate for every node of the layout (each made once); the CA's path."""
-    from api.pki import Pki  # cryptography is loaded only for --tls
-
     pki = Pki(tls_dir, name="raftkv up CA", days=825)
     for n in layout:
         if not os.path.exists(os.path.join(tls_dir, f"{n['id']}-key.pem")):
@@ -143,7 +155,8 @@ def _tls_args(tls_dir: str, n: dict) -> list[str]:
 def _serve_command(data_dir: str, n: dict, layout: list[dict]) -> list[str]:
     peers = ",".join(m["raft"] for m in layout if m is not n)
     cmd = [sys.executable, "-m", "api.cli", "serve", "--id", n["id"], "--raft", n["raft"], "--http", n["http"],
-           "--data-dir", os.path.join(data_dir, n["id"])] + (["--peers", peers] if peers else [])
+           "--data-dir", os.path.join(data_dir, n["id"]), "--cluster-secret-file", os.path.join(data_dir, SECRET_FILE),
+           ] + (["--peers", peers] if peers else [])
     if n.get("joined"):  # ignored by serve once its data folder holds its membership
         cmd += ["--join", ",".join(m["http"] for m in layout if m is not n)]  # scheme-less: the node's own
     tls_dir = os.path.join(data_dir, TLS_DIR)
@@ -161,6 +174,7 @@ def run(args) -> int:
         else:
             layout = load_or_create_layout(data_dir, args.nodes, args.http_port, args.raft_port)
             starting = layout
+        ensure_secret(data_dir)
         for n in starting:
             for addr in (n["http"], n["raft"]):
                 if not _port_free(addr):

@@ -52,6 +52,8 @@ def register(sub) -> None:
     p.add_argument("--key-bytes", type=int, default=16)
     p.add_argument("--keyspace", type=int, default=10_000)
     p.add_argument("--no-ceiling", action="store_true", help="skip the trivial-server ceiling measurement")
+    p.add_argument("--plain-raft", action="store_true",
+                   help="the local cluster without a cluster secret (Raft unauthenticated, unencrypted): its cost")
     p.add_argument("--out", default="bench-results", help="folder for JSON and PNG")
     p.add_argument("--label", default=None, help="name of this target in the results")
     p.set_defaults(_run=run)
@@ -276,7 +278,7 @@ def run(args) -> int:
         else:
             label = args.label or f"raftkv-{args.nodes}n"
             tmp = tempfile.mkdtemp(prefix="raftkv-bench-")
-            cluster = Cluster(tmp, size=args.nodes).start()
+            cluster = Cluster(tmp, size=args.nodes, secret=not args.plain_raft).start()
             cluster.leader(timeout=60)
             target = Target("raftkv", [n.http for n in cluster.nodes], args.key_bytes, value, args.keyspace)
         points = []

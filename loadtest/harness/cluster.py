@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -92,15 +93,25 @@ class NodeProcess:
 
 
 class Cluster:
+    secret_args: list[str] = []  # serve's cluster-secret option, for nodes that join this cluster
+
     def __init__(self, root: str, size: int = 3, extra_args: list[str] | None = None,
                  hosts: list[str] | None = None, prefixes: list[list[str]] | None = None,
-                 client_ssl: ssl.SSLContext | None = None) -> None:
+                 secret: bool = True, client_ssl: ssl.SSLContext | None = None) -> None:
         """`hosts`: one address per node, each in its own network namespace (fixed ports then,
         as every namespace has its own), with `prefixes` the commands that enter them.
+        `secret`: the nodes share a cluster secret, as `raftkv up` makes them (False: a plain Raft wire).
         `client_ssl`: the nodes serve HTTPS (their TLS options in `extra_args`); the harness
         calls them with this context."""
         os.makedirs(root, exist_ok=True)
         self.root = root
+        if secret:
+            path = os.path.join(root, "cluster.secret")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+            self.secret_args = ["--cluster-secret-file", path]
+        extra_args = [*self.secret_args, *(extra_args or [])]
         if hosts is None:
             ports = free_ports(2 * size)
             rafts = [f"{HOST}:{p}" for p in ports[:size]]
@@ -111,7 +122,7 @@ class Cluster:
         self.nodes = [
             NodeProcess(f"n{i + 1}", rafts[i], https[i], os.path.join(root, f"n{i + 1}"),
                         os.path.join(root, f"n{i + 1}.log"), [r for r in rafts if r != rafts[i]],
-                        list(extra_args or []), list(prefixes[i]) if prefixes else [], client_ssl=client_ssl)
+                        list(extra_args), list(prefixes[i]) if prefixes else [], client_ssl=client_ssl)
             for i in range(size)
         ]
 
