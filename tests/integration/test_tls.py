@@ -2,7 +2,8 @@
 over HTTPS verified against the CA, client certificates (verify_incoming), py-consul and the CLI.
 
 Two clusters for the module: `plain_tls` (lean front, any client with the CA) and `mutual_tls`
-(aiohttp front, --tls-verify-incoming: every client, nodes included, shows a certificate)."""
+(aiohttp front, --tls-verify-incoming: every client, nodes included, shows a certificate); and
+`raftkv up --tls` with its own CA."""
 
 from __future__ import annotations
 
