@@ -119,7 +119,8 @@ def open_url(addr: str | Endpoint, method: str, path: str, query: dict | None = 
         except (urllib.error.URLError, OSError, ValueError) as exc:
             cause = getattr(exc, "reason", exc)
             reason = _reason(cause)
-            if base.startswith("https:") and not target.client_cert and isinstance(cause, ConnectionError):
+            hung_up = isinstance(cause, (ConnectionResetError, BrokenPipeError))  # not refused: it was listening
+            if hung_up and base.startswith("https:") and not target.client_cert:
                 # A node that requires a client certificate hangs up on a client without one
                 # (asyncio's TLS sends no alert), which looks like any other hang-up.
                 reason += " (does the node require a client certificate? --client-cert, --client-key)"
