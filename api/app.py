@@ -19,7 +19,7 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
         middlewares=[error_middleware],
         client_max_size=max(config.max_value_bytes, config.max_txn_bytes, config.max_restore_bytes) + 1,
     )
-    forwarder = LeaderForwarder(node, config.request_timeout_s)
+    forwarder = LeaderForwarder(node, config.request_timeout_s, config.peer_ssl)
     app[CTX] = ApiContext(node=node, config=config, forwarder=forwarder)
 
     async def close_forwarder(_app: web.Application) -> None:

@@ -11,7 +11,7 @@ import base64
 import json
 import sys
 
-from api.cli_http import ClientError, addr_option, request
+from api.cli_http import ClientError, addr_option, endpoint, request
 from api.cli_http import failure as _fail
 
 
@@ -50,6 +50,7 @@ def run_kv(args: argparse.Namespace) -> int:
 
 
 def _run_kv(args: argparse.Namespace) -> int:
+    args.addr = endpoint(args)  # with the TLS options, checked once
     key_path = "/v1/kv/" + args.key if hasattr(args, "key") else "/v1/kv/" + args.prefix
     if args.verb == "get":
         query = {"stale": ""} if args.stale else {"consistent": ""} if args.consistent else {}
@@ -100,6 +101,7 @@ def _write(args, method: str, path: str, query: dict, body: bytes | None = None)
 
 def run_status(args: argparse.Namespace) -> int:
     try:
+        args.addr = endpoint(args)  # with the TLS options, checked once
         status, _, body = request(args.addr, "GET", "/v1/raftkv/status")
         if status != 200:
             raise _fail(status, body)
@@ -107,7 +109,7 @@ def run_status(args: argparse.Namespace) -> int:
         rows = []
         for member in here["members"] or [{"raft": here["raft"], "id": here["id"], "http": here["http"]}]:
             try:
-                code, _, mbody = request(member["http"], "GET", "/v1/raftkv/status")
+                code, _, mbody = request(args.addr.peer(member["http"]), "GET", "/v1/raftkv/status")
                 st = json.loads(mbody) if code == 200 else None
             except ClientError:
                 st = None

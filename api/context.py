@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -18,6 +19,7 @@ class ApiConfig:
     max_txn_bytes: int = 1024 * 1024  # a transaction's JSON body (values are base64 in it)
     max_restore_bytes: int = 64 * 1024 * 1024  # PUT /v1/snapshot travels through the log as one entry
     request_timeout_s: float = 5.0
+    peer_ssl: ssl.SSLContext | None = None  # HTTPS towards other nodes when TLS is on (api/tls.py)
 
 
 @dataclass

@@ -11,14 +11,14 @@ import json
 import sys
 import time
 
-from api.cli_http import ClientError, addr_option
+from api.cli_http import ClientError, Endpoint, addr_option, endpoint
 from api.cli_http import failure as _fail
 from api.cli_http import request as _request
 
 RETRY_S = 10.0  # a change sent while the leader is being replaced (503) is sent again meanwhile
 
 
-def request(addr: str, method: str, path: str, query: dict | None = None):
+def request(addr: str | Endpoint, method: str, path: str, query: dict | None = None):
     """As api.cli_http.request; a 503 with Retry-After (no leader yet, leader unreachable;
     nothing applied) is retried for up to RETRY_S."""
     deadline = time.monotonic() + RETRY_S
@@ -53,6 +53,7 @@ def register(sub) -> None:
 
 def run_members(args: argparse.Namespace) -> int:
     try:
+        args.addr = endpoint(args)  # with the TLS options, checked once
         if args.verb == "list":
             status, _, body = request(args.addr, "GET", "/v1/operator/raft/configuration")
             if status != 200:
@@ -83,6 +84,7 @@ def run_members(args: argparse.Namespace) -> int:
 
 def run_leader(args: argparse.Namespace) -> int:
     try:
+        args.addr = endpoint(args)  # with the TLS options, checked once
         status, _, body = request(args.addr, "POST", "/v1/operator/raft/transfer-leader",
                                   {"id": args.to} if args.to else None)
         if status != 200:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 import time
 
@@ -25,6 +26,7 @@ from api.join import (
     removed_per_peers,
     voters_to_join,
 )
+from api.tls import TLSError, add_serve_options, node_tls_from_args
 from node.engine.peer_auth import SecretError
 from node.errors import StartupError
 from node.membership import is_fresh
@@ -62,6 +64,7 @@ def register(sub) -> None:
                    help="snapshots kept on disk (default %(default)s)")
     p.add_argument("--http-front", choices=["lean", "aiohttp"], default="lean",
                    help="lean: hot /v1/kv requests skip aiohttp (api/fast_http.py); aiohttp: all through aiohttp")
+    add_serve_options(p)  # --tls-cert-file, --tls-key-file, --tls-ca-file, --tls-verify-incoming
     p.add_argument("--log-level", default="INFO")
     cluster_secret.add_arguments(p)
     p.set_defaults(_run=run)
@@ -83,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     except AddressError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        tls = node_tls_from_args(args)
+    except TLSError as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 2
+    peer_ssl = tls.peer if tls else None  # every node of a cluster serves the same scheme
     for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain"):
         if getattr(args, name) <= 0:
             print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
@@ -105,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         join_voters = None
         if args.join:
-            join_urls = parse_join_urls(args.join)
+            join_urls = parse_join_urls(args.join, "https" if tls else "http")
             if is_fresh(args.data_dir, JOURNAL_FILE, SNAPSHOT_DIR):
-                join_voters = voters_to_join(join_urls, addresses, args.request_timeout)
+                join_voters = voters_to_join(join_urls, addresses, args.request_timeout, peer_ssl)
         node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters,  # main thread: see RaftNode
                         force_new_cluster=args.force_new_cluster)
     except (StartupError, JoinError, AddressError) as exc:
@@ -121,10 +130,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
-    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
+    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
+                       peer_ssl=peer_ssl)
     try:
         return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean",
-                                join_urls=join_urls if node.standing.learner else []))
+                                join_urls=join_urls if node.standing.learner else [],
+                                server_ssl=tls.server if tls else None))
     finally:
         node.close()
 
@@ -139,7 +150,7 @@ def _run_loop(main) -> int:
 
 
 async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool = True,
-                 join_urls: list[str] | None = None) -> int:
+                 join_urls: list[str] | None = None, server_ssl: ssl.SSLContext | None = None) -> int:
     app = make_app(node, config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -149,15 +160,16 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
         if lean:
             ctx = app[CTX]
             lean_server = await asyncio.get_running_loop().create_server(
-                lambda: LeanProtocol(ctx, runner.server), host, int(port), reuse_address=True)
+                lambda: LeanProtocol(ctx, runner.server), host, int(port), reuse_address=True, ssl=server_ssl)
         else:
-            await web.TCPSite(runner, host, int(port), reuse_address=True).start()
+            await web.TCPSite(runner, host, int(port), reuse_address=True, ssl_context=server_ssl).start()
     except OSError as exc:
         print(f"raftkv serve: cannot listen on HTTP address {http_bind}: {exc.strerror}", file=sys.stderr)
         await runner.cleanup()
         return 1
     a = node.addresses
-    log.info("node %s serving HTTP on %s, Raft on %s (%s), peers %s", a.node_id, http_bind, a.raft,
+    log.info("node %s serving %s on %s, Raft on %s (%s), peers %s", a.node_id, "HTTPS" if server_ssl else "HTTP",
+             http_bind, a.raft,
              "authenticated and encrypted" if node.settings.cluster_secrets else "plain: no cluster secret",
              ",".join(a.peers))
     stop = asyncio.Event()
@@ -166,9 +178,9 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
         loop.add_signal_handler(sig, stop.set)
     background = [asyncio.create_task(node.maintain_membership(stop)),
                   asyncio.create_task(node.report_unreachable_peers(stop)),
-                  asyncio.create_task(_stop_when_removed(node, stop))]
+                  asyncio.create_task(_stop_when_removed(node, stop, config.peer_ssl))]
     if join_urls:
-        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop)))
+        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop, config.peer_ssl)))
     await stop.wait()
     log.info("node %s stopping", a.node_id)
     if lean_server is not None:
@@ -183,7 +195,7 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
     return 0
 
 
-async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
+async def _stop_when_removed(node: RaftNode, stop: asyncio.Event, peer_ssl: ssl.SSLContext | None = None) -> None:
     """Stop once this node is removed. The leader says so when it applies the removal; if that
     word is lost (or the node was down then), a node without a leader for a few seconds asks
     the members it knows whether their configuration, newer than ours, still has it."""
@@ -197,7 +209,7 @@ async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
             leaderless_since = leaderless_since or time.monotonic()
             if time.monotonic() - leaderless_since > REMOVAL_CHECK_AFTER_S:
                 leaderless_since = time.monotonic()
-                if await removed_per_peers(node):
+                if await removed_per_peers(node, peer_ssl):
                     node.mark_removed("the other members' configuration no longer has it")
         else:
             leaderless_since = None

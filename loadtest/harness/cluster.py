@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -45,10 +46,11 @@ class NodeProcess:
     extra_args: list[str] = field(default_factory=list)
     prefix: list[str] = field(default_factory=list)  # e.g. `ip netns exec NS`: run the node in a namespace
     proc: subprocess.Popen | None = None
+    client_ssl: ssl.SSLContext | None = None  # the node serves HTTPS (TLS options in extra_args): how to call it
 
     @property
     def url(self) -> str:
-        return f"http://{self.http}"
+        return f"{'https' if self.client_ssl else 'http'}://{self.http}"
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "api.cli", "serve", "--id", self.node_id, "--raft", self.raft,
@@ -83,7 +85,8 @@ class NodeProcess:
 
     def status(self, timeout: float = 1.0) -> dict | None:
         try:
-            with urllib.request.urlopen(f"{self.url}/v1/raftkv/status", timeout=timeout) as resp:
+            with urllib.request.urlopen(f"{self.url}/v1/raftkv/status", timeout=timeout,
+                                        context=self.client_ssl) as resp:
                 return json.loads(resp.read())
         except (urllib.error.URLError, OSError, ValueError):
             return None
@@ -94,10 +97,12 @@ class Cluster:
 
     def __init__(self, root: str, size: int = 3, extra_args: list[str] | None = None,
                  hosts: list[str] | None = None, prefixes: list[list[str]] | None = None,
-                 secret: bool = True) -> None:
+                 secret: bool = True, client_ssl: ssl.SSLContext | None = None) -> None:
         """`hosts`: one address per node, each in its own network namespace (fixed ports then,
         as every namespace has its own), with `prefixes` the commands that enter them.
-        `secret`: the nodes share a cluster secret, as `raftkv up` makes them (False: a plain Raft wire)."""
+        `secret`: the nodes share a cluster secret, as `raftkv up` makes them (False: a plain Raft wire).
+        `client_ssl`: the nodes serve HTTPS (their TLS options in `extra_args`); the harness
+        calls them with this context."""
         os.makedirs(root, exist_ok=True)
         self.root = root
         if secret:
@@ -117,7 +122,7 @@ class Cluster:
         self.nodes = [
             NodeProcess(f"n{i + 1}", rafts[i], https[i], os.path.join(root, f"n{i + 1}"),
                         os.path.join(root, f"n{i + 1}.log"), [r for r in rafts if r != rafts[i]],
-                        list(extra_args), list(prefixes[i]) if prefixes else [])
+                        list(extra_args), list(prefixes[i]) if prefixes else [], client_ssl=client_ssl)
             for i in range(size)
         ]
 

@@ -31,10 +31,10 @@ def consecutive_free_ports(count: int, start: int = 20000) -> int:
     raise RuntimeError("no free port range")
 
 
-def start_up(data_dir, http_port, raft_port):
+def start_up(data_dir, http_port, raft_port, *more_args: str):
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data_dir), "--http-port", str(http_port),
-         "--raft-port", str(raft_port)],
+         "--raft-port", str(raft_port), *more_args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     proc.lines = []
