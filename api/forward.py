@@ -105,7 +105,8 @@ class LeaderForwarder:
                     hold_s: float) -> Reply:
         if self._session is None:
             self._session = client_session(auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))
-        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-consul") or k == "Content-Type"}
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower().startswith("x-consul") or k.lower() in ("content-type", "authorization")}
         headers[FORWARDED_HEADER] = self.node.node_id
         url = f"http://{target}{request.rel_url}"
         try:
