@@ -11,6 +11,7 @@ import time
 
 from aiohttp import web
 
+from api.acl import initial as acl_initial
 from api.addresses import AddressError, parse_hostport, parse_peer_list
 from api.app import make_app
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
@@ -60,6 +61,7 @@ def register(sub) -> None:
                    help="snapshots kept on disk (default %(default)s)")
     p.add_argument("--http-front", choices=["lean", "aiohttp"], default="lean",
                    help="lean: hot /v1/kv requests skip aiohttp (api/fast_http.py); aiohttp: all through aiohttp")
+    acl_initial.add_options(p)
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(_run=run)
 
@@ -84,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) <= 0:
             print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
+    try:
+        acl_policy, acl_secret = acl_initial.settings(args)
+    except ValueError as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 2
     # The largest entry: an online restore, a transaction, or a full write batch plus one value.
     max_entry = max(ApiConfig.max_restore_bytes, ApiConfig.max_txn_bytes, MAX_BATCH_BYTES + args.max_value_bytes)
     settings = RaftSettings(snapshot_min_entries=args.snapshot_entries, snapshot_min_time_s=args.snapshot_interval,
@@ -108,10 +115,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
-    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
+    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
+                       acl_default_policy=acl_policy)
     try:
         return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean",
-                                join_urls=join_urls if node.standing.learner else []))
+                                join_urls=join_urls if node.standing.learner else [], acl_secret=acl_secret))
     finally:
         node.close()
 
@@ -126,7 +134,7 @@ def _run_loop(main) -> int:
 
 
 async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool = True,
-                 join_urls: list[str] | None = None) -> int:
+                 join_urls: list[str] | None = None, acl_secret: str | None = None) -> int:
     app = make_app(node, config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -145,6 +153,8 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
         return 1
     a = node.addresses
     log.info("node %s serving HTTP on %s, Raft on %s, peers %s", a.node_id, http_bind, a.raft, ",".join(a.peers))
+    if config.acl_default_policy:
+        log.info("ACLs on, default policy %s", config.acl_default_policy)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -154,6 +164,9 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
                   asyncio.create_task(_stop_when_removed(node, stop))]
     if join_urls:
         background.append(asyncio.create_task(ask_to_join(node, join_urls, stop)))
+    if acl_secret:
+        background.append(asyncio.create_task(
+            acl_initial.keep_initial_management(node, acl_secret, stop, config.request_timeout_s)))
     await stop.wait()
     log.info("node %s stopping", a.node_id)
     if lean_server is not None:

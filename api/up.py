@@ -36,6 +36,7 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default="./raftkv-data", help="folder for every node's data")
     p.add_argument("--http-port", type=int, default=8501, help="first node's HTTP port; the others follow")
     p.add_argument("--raft-port", type=int, default=7001, help="first node's Raft port; the others follow")
+    p.add_argument("--acl", choices=["allow", "deny"], help="enforce ACL tokens with this default policy")
     p.set_defaults(_run=run)
 
 
@@ -115,12 +116,14 @@ def add_node(data_dir: str) -> tuple[list[dict], dict]:
     return layout, new
 
 
-def _serve_command(data_dir: str, n: dict, layout: list[dict]) -> list[str]:
+def _serve_command(data_dir: str, n: dict, layout: list[dict], acl: str | None = None) -> list[str]:
     peers = ",".join(m["raft"] for m in layout if m is not n)
     cmd = [sys.executable, "-m", "api.cli", "serve", "--id", n["id"], "--raft", n["raft"], "--http", n["http"],
            "--data-dir", os.path.join(data_dir, n["id"])] + (["--peers", peers] if peers else [])
     if n.get("joined"):  # ignored by serve once its data folder holds its membership
         cmd += ["--join", ",".join(m["http"] for m in layout if m is not n)]
+    if acl:
+        cmd += ["--acl", acl]
     return cmd
 
 
@@ -145,7 +148,7 @@ def run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     procs: dict[str, subprocess.Popen] = {}
     for n in starting:
-        proc = subprocess.Popen(_serve_command(data_dir, n, layout), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(_serve_command(data_dir, n, layout, args.acl), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         procs[n["id"]] = proc
         threading.Thread(target=_pump, args=(n["id"], proc.stdout), daemon=True).start()
@@ -171,6 +174,10 @@ def run(args) -> int:
                 announced = leader
                 print(f"raftkv up: leader is {leader}; ready in {time.monotonic() - started:.1f}s. "
                       f"Try: curl -X PUT --data-binary hello http://{layout[0]['http']}/v1/kv/greeting", flush=True)
+                if args.acl:
+                    print(f"raftkv up: ACLs are on (default policy {args.acl}). Bootstrap once: "
+                          f"raftkv acl bootstrap --addr {layout[0]['http']}  (keep the SecretID it prints; "
+                          "then pass it as --token or RAFTKV_HTTP_TOKEN)", flush=True)
     print("raftkv up: stopping nodes", flush=True)
     for proc in procs.values():
         if proc.poll() is None:
