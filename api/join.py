@@ -50,13 +50,13 @@ def parse_join_urls(text: str) -> list[str]:
 JOIN_ASK_S = 30.0  # members may be starting too: ask again for this long before giving up
 
 
-def voters_to_join(urls: list[str], addresses, timeout_s: float) -> list[str]:
+def voters_to_join(urls: list[str], addresses, timeout_s: float, headers: dict | None = None) -> list[str]:
     """The cluster's voters, from the first member that answers (asked again for JOIN_ASK_S);
     refuses a join under an address that is already a voter (that member must be removed first)."""
     deadline = time.monotonic() + JOIN_ASK_S
     while True:
         try:
-            return _ask_voters(urls, addresses, timeout_s)
+            return _ask_voters(urls, addresses, timeout_s, headers or {})
         except _NoAnswer as exc:
             if time.monotonic() > deadline:
                 raise JoinError(str(exc)) from None
@@ -67,11 +67,12 @@ class _NoAnswer(Exception):
     pass
 
 
-def _ask_voters(urls: list[str], addresses, timeout_s: float) -> list[str]:
+def _ask_voters(urls: list[str], addresses, timeout_s: float, headers: dict) -> list[str]:
     problems = []
     for url in urls:
         try:
-            with urllib.request.urlopen(f"{url}/v1/operator/raft/configuration", timeout=timeout_s) as resp:
+            req = urllib.request.Request(f"{url}/v1/operator/raft/configuration", headers=headers)
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 servers = json.loads(resp.read())["Servers"]
         except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
             problems.append(f"{url}: {getattr(exc, 'reason', exc)}")
@@ -87,8 +88,9 @@ def _ask_voters(urls: list[str], addresses, timeout_s: float) -> list[str]:
     raise _NoAnswer("cannot learn the cluster's members: " + "; ".join(problems))
 
 
-async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
-    """Ask until the cluster has this node as a learner or a voter (retries every second)."""
+async def ask_to_join(node, urls: list[str], stop: asyncio.Event, headers: dict | None = None) -> None:
+    """Ask until the cluster has this node as a learner or a voter (retries every second).
+    `headers`: the node's own ACL token when ACLs are on (api/acl/initial.py)."""
     a = node.addresses
     query = urllib.parse.urlencode({"id": a.node_id, "address": a.raft, "http": a.http})
     last_problem = None
@@ -100,7 +102,7 @@ async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
                 continue
             for url in urls:
                 try:
-                    async with session.put(f"{url}/v1/operator/raft/peer?{query}",
+                    async with session.put(f"{url}/v1/operator/raft/peer?{query}", headers=headers,
                                            timeout=aiohttp.ClientTimeout(total=10)) as resp:
                         body = (await resp.text()).strip()
                         if resp.status == 200:
@@ -115,7 +117,7 @@ async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
             await asyncio.sleep(1.0)
 
 
-async def removed_per_peers(node) -> bool:
+async def removed_per_peers(node, headers: dict | None = None) -> bool:
     """True when a member of our cluster shows a newer configuration without this node."""
     me = node.addresses.raft
     mine = node.configuration()
@@ -124,7 +126,7 @@ async def removed_per_peers(node) -> bool:
             if raft == me or not http:
                 continue
             try:
-                async with session.get(f"http://{http}/v1/operator/raft/configuration?stale",
+                async with session.get(f"http://{http}/v1/operator/raft/configuration?stale", headers=headers,
                                        timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     if resp.status != 200:
                         continue

@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         if args.join:
             join_urls = parse_join_urls(args.join)
             if is_fresh(args.data_dir, JOURNAL_FILE, SNAPSHOT_DIR):
-                join_voters = voters_to_join(join_urls, addresses, args.request_timeout)
+                join_voters = voters_to_join(join_urls, addresses, args.request_timeout,
+                                             acl_initial.own_token_headers(acl_secret))
         node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters,  # main thread: see RaftNode
                         force_new_cluster=args.force_new_cluster)
     except (StartupError, JoinError, AddressError) as exc:
@@ -156,14 +157,15 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
     if config.acl_default_policy:
         log.info("ACLs on, default policy %s", config.acl_default_policy)
     stop = asyncio.Event()
+    own_token = acl_initial.own_token_headers(acl_secret)  # for this node's calls to its peers
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     background = [asyncio.create_task(node.maintain_membership(stop)),
                   asyncio.create_task(node.report_unreachable_peers(stop)),
-                  asyncio.create_task(_stop_when_removed(node, stop))]
+                  asyncio.create_task(_stop_when_removed(node, stop, own_token))]
     if join_urls:
-        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop)))
+        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop, own_token)))
     if acl_secret:
         background.append(asyncio.create_task(
             acl_initial.keep_initial_management(node, acl_secret, stop, config.request_timeout_s)))
@@ -181,7 +183,7 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
     return 0
 
 
-async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
+async def _stop_when_removed(node: RaftNode, stop: asyncio.Event, headers: dict | None = None) -> None:
     """Stop once this node is removed. The leader says so when it applies the removal; if that
     word is lost (or the node was down then), a node without a leader for a few seconds asks
     the members it knows whether their configuration, newer than ours, still has it."""
@@ -195,7 +197,7 @@ async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
             leaderless_since = leaderless_since or time.monotonic()
             if time.monotonic() - leaderless_since > REMOVAL_CHECK_AFTER_S:
                 leaderless_since = time.monotonic()
-                if await removed_per_peers(node):
+                if await removed_per_peers(node, headers):
                     node.mark_removed("the other members' configuration no longer has it")
         else:
             leaderless_since = None

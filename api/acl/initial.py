@@ -53,6 +53,12 @@ def settings(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return policy, secret
 
 
+def own_token_headers(secret: str | None) -> dict | None:
+    """What this node sends to its peers' HTTP APIs (joining, the removal check) when ACLs are
+    on: its initial management token, Consul's agent token in effect. None without one."""
+    return {"X-Consul-Token": secret} if secret else None
+
+
 async def keep_initial_management(node, secret: str, stop: asyncio.Event, timeout_s: float) -> None:
     """Until this node's replicated state holds a token with `secret`: when leading, propose
     it. `node`: an api.node_port.Node. Ends when the token is there or `stop` is set."""
