@@ -5,6 +5,9 @@ An address is `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT` (as Consul'
 CONSUL_HTTP_ADDR takes it), or a comma-separated list of them: a node that cannot be reached
 is skipped for the next one. Only an unreachable node is skipped: an answer, even an error,
 is final (a write that reached a node must not be sent twice).
+
+With ACLs on, every call carries a token: --token, else RAFTKV_HTTP_TOKEN, else Consul's
+CONSUL_HTTP_TOKEN, sent as X-Consul-Token (never on the command line of a child, never logged).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ def addr_option() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--addr", default=os.environ.get("RAFTKV_ADDR", DEFAULT_ADDR),
                         help="any node's HTTP address: HOST:PORT or http(s)://HOST:PORT, or a comma-separated list")
+    parent.add_argument("--token", help="ACL token (default: RAFTKV_HTTP_TOKEN, then CONSUL_HTTP_TOKEN)")
     return parent
+
+
+def token_headers(token: str | None) -> dict[str, str]:
+    """The X-Consul-Token header for `token`, else for the environment's; {} when none."""
+    token = token or os.environ.get("RAFTKV_HTTP_TOKEN") or os.environ.get("CONSUL_HTTP_TOKEN")
+    return {"X-Consul-Token": token} if token else {}
 
 
 def base_urls(addr: str) -> list[str]:
@@ -49,9 +59,11 @@ def base_urls(addr: str) -> list[str]:
 
 
 def open_url(addr: str, method: str, path: str, query: dict | None = None, body: bytes | None = None,
-             headers: dict | None = None, timeout: float = TIMEOUT_S):
+             headers: dict | None = None, timeout: float = TIMEOUT_S, token: str | None = None):
     """The response of the first node in `addr` that answers (a file-like object to read and
-    close; an HTTP error status is returned too, not raised). ClientError if none answers."""
+    close; an HTTP error status is returned too, not raised). ClientError if none answers.
+    `token`: the ACL token (None: the environment's, see token_headers)."""
+    headers = {**token_headers(token), **(headers or {})}
     suffix = urllib.parse.quote(path, safe="/:")
     if query:
         suffix += "?" + urllib.parse.urlencode(query)
@@ -68,9 +80,9 @@ def open_url(addr: str, method: str, path: str, query: dict | None = None, body:
 
 
 def request(addr: str, method: str, path: str, query: dict | None = None, body: bytes | None = None,
-            headers: dict | None = None, timeout: float = TIMEOUT_S):
+            headers: dict | None = None, timeout: float = TIMEOUT_S, token: str | None = None):
     """(status, headers, body) of one HTTP call; ClientError when no node in `addr` answers."""
-    with open_url(addr, method, path, query, body, headers, timeout) as resp:
+    with open_url(addr, method, path, query, body, headers, timeout, token) as resp:
         return resp.status, resp.headers, resp.read()
 
 
