@@ -7,6 +7,9 @@ of the whole cluster (snapshots taken every few entries, so it goes through one)
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -136,6 +139,37 @@ def test_acl_blocking_query_is_refused_before_it_waits(acl_cluster):
         refused = pool.submit(client(cluster.nodes[1]).kv.get, "app/x", index=index, wait="5m")
         with pytest.raises(ACLPermissionDenied):
             refused.result(timeout=30)  # a check after the wait would hold it for 5 minutes
+
+
+def raftkv(*args: str, token: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAFTKV_HTTP_TOKEN", "CONSUL_HTTP_TOKEN")}
+    if token:
+        env["RAFTKV_HTTP_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_acl_cli_creates_a_policy_and_a_token_that_the_kv_commands_use(acl_cluster):
+    cluster, t = acl_cluster
+    addr = cluster.nodes[1].http
+    made = raftkv("acl", "policy", "create", "-name", "cli-read", "-rules", 'key_prefix "cli/" { policy = "read" }',
+                  "--addr", addr, token=t["mgmt"])
+    assert made.returncode == 0 and "Name:         cli-read" in made.stdout, made.stderr
+    made = raftkv("acl", "token", "create", "-description", "cli reader", "-policy-name", "cli-read",
+                  "--addr", addr, token=t["mgmt"])
+    assert made.returncode == 0, made.stderr
+    secret = next(line.split()[1] for line in made.stdout.splitlines() if line.startswith("SecretID:"))
+    assert raftkv("kv", "put", "cli/k", "v", "--addr", addr, token=t["mgmt"]).returncode == 0
+    wait_until("the new token on every node", lambda: all(call(n, "GET", "/v1/acl/token/self", secret)[0] == 200
+                                                           for n in cluster.nodes))
+    got = raftkv("kv", "get", "cli/k", "--addr", cluster.nodes[2].http, "--token", secret)
+    assert (got.returncode, got.stdout) == (0, "v\n"), got.stderr
+    refused = raftkv("kv", "put", "cli/k", "w", "--addr", addr, "--token", secret)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert "lacks permission 'key:write'" in refused.stderr
+    listed = raftkv("acl", "token", "list", "--addr", addr, token=t["mgmt"])
+    assert "cli reader" in listed.stdout and secret not in listed.stdout  # a secret is shown once
+    assert raftkv("acl", "policy", "list", "--addr", addr, token=secret).returncode == 1
 
 
 def test_acl_state_survives_a_restart_of_the_whole_cluster(acl_cluster):
