@@ -138,6 +138,8 @@ async def test_acl_snapshot_operator_and_acl_routes_need_their_permissions(tmp_p
             assert (await aio.call("GET", path, t["write"]))[0] == 403, path
             assert (await aio.call("GET", path, t["mgmt"]))[0] == 200, path
         assert (await aio.call("GET", "/v1/status/leader"))[0] == 200  # open, as in Consul
+        status, _, body = await aio.call("PUT", "/v1/snapshot", t["write"], b"not even a snapshot")
+        assert status == 403 and b"lacks permission 'acl:write'" in body  # checked before the body is read
         status, _, body = await aio.call("PUT", "/v1/acl/policy", t["write"], {"Name": "x"})
         assert status == 403 and b"lacks permission 'acl:write'" in body
 

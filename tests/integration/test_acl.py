@@ -94,6 +94,8 @@ def test_acl_matrix_for_kv_txn_snapshot_operator_and_acl_routes_through_every_no
             with pytest.raises(ACLPermissionDenied):
                 getattr(who.kv, change)(key, **kwargs)
         assert write.kv.put(f"app/{node.node_id}", node.node_id) is True
+        assert anon.kv.put(f"app/{node.node_id}", "per call", token=t["write"]) is True  # py-consul's token=
+        assert anon.kv.delete(f"app/{node.node_id}", token=t["write"]) is True
         assert mgmt.kv.get("app/x")[1]["Value"] == b"1" and mgmt.kv.get("app/secret/k")[1]["Value"] == b"s"
         # listings show only what the token may read (Consul filters)
         assert {e["Key"] for e in read.kv.get("app/", recurse=True)[1]} >= {"app/secret/k", "app/x"}
