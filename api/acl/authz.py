@@ -122,13 +122,15 @@ ALLOW_ALL = Authorizer(ANONYMOUS_ID, Rules(), default_allow=True, management=Tru
 
 class AclEnforcer:
     """ACLs as this node enforces them: off (`default_policy` None: everything is allowed),
-    or on with a default policy. Compiled rules are cached by (policy ID, ModifyIndex)."""
+    or on with a default policy. Compiled rules are cached by (policy ID, ModifyIndex), and
+    authorizers by the versions of the token and its policies: a change of either is a new key."""
 
     def __init__(self, node, default_policy: str | None) -> None:
         self.node = node  # api.node_port.Node
         self.default_policy = default_policy
         self.header_value = default_policy or "allow"  # Consul answers "allow" with ACLs off
         self._compiled: dict[tuple[str, int], Rules] = {}
+        self._authorizers: dict[tuple, Authorizer] = {}
 
     @property
     def enabled(self) -> bool:
@@ -145,17 +147,24 @@ class AclEnforcer:
             found = self._lookup(view, secret)
         if found is None:
             raise HTTPProblem(403, "ACL not found")
-        accessor, policies = found
-        rules = Rules()
-        for pid, modify_index, text in policies:
-            rules.merge(self._compile(pid, modify_index, text))
-        management = any(pid == GLOBAL_MANAGEMENT_ID for pid, _, _ in policies)
-        return Authorizer(accessor, rules, self.default_policy == "allow", management)
+        accessor, token_version, policies = found
+        key = (accessor, token_version, tuple((pid, modify_index) for pid, modify_index, _ in policies))
+        authz = self._authorizers.get(key)
+        if authz is None:
+            rules = Rules()
+            for pid, modify_index, text in policies:
+                rules.merge(self._compile(pid, modify_index, text))
+            management = any(pid == GLOBAL_MANAGEMENT_ID for pid, _, _ in policies)
+            authz = Authorizer(accessor, rules, self.default_policy == "allow", management)
+            if len(self._authorizers) >= _CACHE_LIMIT:
+                self._authorizers.clear()
+            self._authorizers[key] = authz
+        return authz
 
     @staticmethod
-    def _lookup(view: ReadView, secret: str) -> tuple[str, list[tuple[str, int, str]]] | None:
-        """(accessor, [(policy id, ModifyIndex, rules)]) of the token `secret` names, copied
-        out under the read lock; None when no token has it."""
+    def _lookup(view: ReadView, secret: str) -> tuple[str, int, list[tuple[str, int, str]]] | None:
+        """(accessor, its ModifyIndex, [(policy id, ModifyIndex, rules)]) of the token `secret`
+        names, copied out under the read lock; None when no token has it."""
         acl = view.acl()
         if secret in ("", "anonymous"):
             token = acl.tokens.get(ANONYMOUS_ID)
@@ -164,7 +173,7 @@ class AclEnforcer:
         if token is None:
             return None
         policies = [(p.id, p.modify_index, p.rules) for pid in token.policy_ids if (p := acl.policies.get(pid))]
-        return token.accessor_id, policies
+        return token.accessor_id, token.modify_index, policies
 
     def _compile(self, pid: str, modify_index: int, text: str) -> Rules:
         key = (pid, modify_index)

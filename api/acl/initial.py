@@ -78,7 +78,7 @@ async def keep_initial_management(node, secret: str, stop: asyncio.Event, timeou
             else:
                 if result.ok:
                     log.info("ACL: initial management token created (AccessorID %s)", fields["accessor_id"])
-                else:
-                    log.warning("ACL: the initial management token was refused: %s", result.error)
-                    return
+                    continue  # applied here: the check above ends the loop
+                log.warning("ACL: the initial management token was refused: %s", result.error)
+                return
         await node.wait_for_cluster_change(RECHECK_S)
