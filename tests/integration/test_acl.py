@@ -188,3 +188,23 @@ def test_acl_state_survives_a_restart_of_the_whole_cluster(acl_cluster):
             client(node, t["read"]).kv.put("app/x", "no")
         with pytest.raises(ACLPermissionDenied, match=r"ACL bootstrap no longer allowed \(reset index: \d+\)"):
             client(node).acl.bootstrap()
+
+
+def test_acl_initial_management_token_from_a_file_is_created_by_the_leader(tmp_path):
+    secret_file = tmp_path / "mgmt.token"
+    secret_file.write_text("initial-0123456789\n")
+    single = Cluster(str(tmp_path / "one"), size=1,
+                     extra_args=["--acl", "deny", "--acl-initial-management-token-file", str(secret_file)])
+    single.start()
+    try:
+        node = single.nodes[0]
+        wait_until("the initial management token", lambda: call(node, "GET", "/v1/acl/token/self",
+                                                                "initial-0123456789")[0] == 200, 30,
+                   explain=single.logs)
+        assert client(node, "initial-0123456789").kv.put("any/key", "v") is True
+        with pytest.raises(ACLPermissionDenied, match="ACL bootstrap no longer allowed"):
+            client(node).acl.bootstrap()
+        with open(node.log_path) as log:
+            assert "initial-0123456789" not in log.read()  # the secret never reaches the log
+    finally:
+        single.stop()
