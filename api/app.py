@@ -7,6 +7,9 @@ import asyncio
 from aiohttp import web
 
 from api import kv, operator, snapshot, status, txn
+from api.acl import routes as acl_routes
+from api.acl.authz import DEFAULT_POLICY_HEADER, AclEnforcer
+from api.acl.guards import operator_only
 from api.context import CTX, ApiConfig, ApiContext
 from api.errors import error_middleware
 from api.forward import LeaderForwarder
@@ -20,7 +23,11 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
         client_max_size=max(config.max_value_bytes, config.max_txn_bytes, config.max_restore_bytes) + 1,
     )
     forwarder = LeaderForwarder(node, config.request_timeout_s, config.peer_ssl)
-    app[CTX] = ApiContext(node=node, config=config, forwarder=forwarder)
+    acl = AclEnforcer(node, config.acl_default_policy)
+    app[CTX] = ApiContext(node=node, config=config, forwarder=forwarder, acl=acl)
+
+    async def default_acl_policy(_request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[DEFAULT_POLICY_HEADER] = acl.header_value  # on every answer, as Consul
 
     async def close_forwarder(_app: web.Application) -> None:
         await forwarder.close()
@@ -29,6 +36,7 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
         node.attach(asyncio.get_running_loop())  # where the node delivers its events
 
     app.on_startup.append(attach_node)
+    app.on_response_prepare.append(default_acl_policy)
     app.on_cleanup.append(close_forwarder)
     app.router.add_get("/v1/kv/{key:.*}", kv.get_kv)
     app.router.add_put("/v1/kv/{key:.*}", kv.put_kv)
@@ -38,6 +46,7 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     app.router.add_put("/v1/snapshot", snapshot.put_snapshot)
     app.router.add_get("/v1/status/leader", status.status_leader)
     app.router.add_get("/v1/status/peers", status.status_peers)
-    app.router.add_get("/v1/raftkv/status", status.raftkv_status)
+    app.router.add_get("/v1/raftkv/status", operator_only("read", status.raftkv_status))
     operator.register(app)
+    acl_routes.register(app)
     return app

@@ -10,6 +10,9 @@ TLS (https:// addresses): the node's certificate is verified against --ca-file (
 or CONSUL_CACERT; default the system's CAs); --client-cert/--client-key (CONSUL_CLIENT_CERT,
 CONSUL_CLIENT_KEY) are presented to a node that requires client certificates. The commands
 pass `endpoint(args)` (the addresses with that context) where an address string is taken.
+
+With ACLs on, every call carries a token: --token, else RAFTKV_HTTP_TOKEN, else Consul's
+CONSUL_HTTP_TOKEN, sent as X-Consul-Token (never on the command line of a child, never logged).
 """
 
 from __future__ import annotations
@@ -37,8 +40,15 @@ def addr_option() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--addr", default=os.environ.get("RAFTKV_ADDR", DEFAULT_ADDR),
                         help="any node's HTTP address: HOST:PORT or http(s)://HOST:PORT, or a comma-separated list")
+    parent.add_argument("--token", help="ACL token (default: RAFTKV_HTTP_TOKEN, then CONSUL_HTTP_TOKEN)")
     add_tls_options(parent)
     return parent
+
+
+def token_headers(token: str | None) -> dict[str, str]:
+    """The X-Consul-Token header for `token`, else for the environment's; {} when none."""
+    token = token or os.environ.get("RAFTKV_HTTP_TOKEN") or os.environ.get("CONSUL_HTTP_TOKEN")
+    return {"X-Consul-Token": token} if token else {}
 
 
 def add_tls_options(parser: argparse.ArgumentParser) -> None:
@@ -102,10 +112,12 @@ def base_urls(addr: str) -> list[str]:
 
 
 def open_url(addr: str | Endpoint, method: str, path: str, query: dict | None = None, body: bytes | None = None,
-             headers: dict | None = None, timeout: float = TIMEOUT_S):
+             headers: dict | None = None, timeout: float = TIMEOUT_S, token: str | None = None):
     """The response of the first node in `addr` that answers (a file-like object to read and
-    close; an HTTP error status is returned too, not raised). ClientError if none answers."""
+    close; an HTTP error status is returned too, not raised). ClientError if none answers.
+    `token`: the ACL token (None: the environment's, see token_headers)."""
     target = addr if isinstance(addr, Endpoint) else Endpoint(addr)
+    headers = {**token_headers(token), **(headers or {})}
     suffix = urllib.parse.quote(path, safe="/:")
     if query:
         suffix += "?" + urllib.parse.urlencode(query)
@@ -140,9 +152,9 @@ def _reason(exc) -> str:
 
 
 def request(addr: str | Endpoint, method: str, path: str, query: dict | None = None, body: bytes | None = None,
-            headers: dict | None = None, timeout: float = TIMEOUT_S):
+            headers: dict | None = None, timeout: float = TIMEOUT_S, token: str | None = None):
     """(status, headers, body) of one HTTP call; ClientError when no node in `addr` answers."""
-    with open_url(addr, method, path, query, body, headers, timeout) as resp:
+    with open_url(addr, method, path, query, body, headers, timeout, token) as resp:
         return resp.status, resp.headers, resp.read()
 
 

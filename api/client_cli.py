@@ -54,7 +54,7 @@ def _run_kv(args: argparse.Namespace) -> int:
     key_path = "/v1/kv/" + args.key if hasattr(args, "key") else "/v1/kv/" + args.prefix
     if args.verb == "get":
         query = {"stale": ""} if args.stale else {"consistent": ""} if args.consistent else {}
-        status, _, body = request(args.addr, "GET", key_path, query)
+        status, _, body = request(args.addr, "GET", key_path, query, token=args.token)
         if status == 404:
             raise ClientError(f"key {args.key!r} not found")
         if status != 200:
@@ -80,7 +80,7 @@ def _run_kv(args: argparse.Namespace) -> int:
         _write(args, "DELETE", key_path, query)
         print(f"Deleted: {args.key}{' (recursively)' if args.recurse else ''}")
         return 0
-    status, _, body = request(args.addr, "GET", key_path, {"recurse": ""})
+    status, _, body = request(args.addr, "GET", key_path, {"recurse": ""}, token=args.token)
     if status == 404:
         return 0
     if status != 200:
@@ -92,7 +92,7 @@ def _run_kv(args: argparse.Namespace) -> int:
 
 def _write(args, method: str, path: str, query: dict, body: bytes | None = None) -> None:
     """Send a PUT or DELETE; raise ClientError unless the cluster answered `true`."""
-    status, _, answer = request(args.addr, method, path, query, body)
+    status, _, answer = request(args.addr, method, path, query, body, token=args.token)
     if status != 200:
         raise _fail(status, answer)
     if json.loads(answer) is not True:
@@ -102,14 +102,15 @@ def _write(args, method: str, path: str, query: dict, body: bytes | None = None)
 def run_status(args: argparse.Namespace) -> int:
     try:
         args.addr = endpoint(args)  # with the TLS options, checked once
-        status, _, body = request(args.addr, "GET", "/v1/raftkv/status")
+        status, _, body = request(args.addr, "GET", "/v1/raftkv/status", token=args.token)
         if status != 200:
             raise _fail(status, body)
         here = json.loads(body)
         rows = []
         for member in here["members"] or [{"raft": here["raft"], "id": here["id"], "http": here["http"]}]:
             try:
-                code, _, mbody = request(args.addr.peer(member["http"]), "GET", "/v1/raftkv/status")
+                code, _, mbody = request(args.addr.peer(member["http"]), "GET", "/v1/raftkv/status",
+                                         token=args.token)
                 st = json.loads(mbody) if code == 200 else None
             except ClientError:
                 st = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from api.acl.authz import AclEnforcer
 from api.forward import LeaderForwarder
 from api.node_port import Node
 
@@ -20,6 +21,7 @@ class ApiConfig:
     max_restore_bytes: int = 64 * 1024 * 1024  # PUT /v1/snapshot travels through the log as one entry
     request_timeout_s: float = 5.0
     peer_ssl: ssl.SSLContext | None = None  # HTTPS towards other nodes when TLS is on (api/tls.py)
+    acl_default_policy: str | None = None  # "allow" or "deny": ACLs on (api/acl/); None: off
 
 
 @dataclass
@@ -27,6 +29,7 @@ class ApiContext:
     node: Node
     config: ApiConfig
     forwarder: LeaderForwarder
+    acl: AclEnforcer  # who a request is and what it may do (allows everything while ACLs are off)
 
 
 CTX = web.AppKey("raftkv", ApiContext)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote
 from multidict import CIMultiDict
 
 from api import kv
+from api.acl.authz import DEFAULT_POLICY_HEADER
 from api.context import ApiContext
 from api.errors import problem_for
 from api.params import parse_key, read_params
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 8192
 KEEPALIVE_S = 75.0  # aiohttp's keepalive_timeout
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+            413: "Payload Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 # GET parameters the lean path serves; any other (index, recurse, keys, ...) goes to aiohttp.
 _LEAN_GET_PARAMS = frozenset({"raw", "stale", "consistent", "max_stale", "dc"})
 _LEAN_PUT_PARAMS = frozenset({"flags", "cas", "dc"})
@@ -170,9 +171,11 @@ class LeanProtocol(asyncio.Protocol):
         except Exception as exc:  # the same translation aiohttp's error middleware applies
             problem = problem_for(exc)
             if problem is None:
-                log.exception("unhandled error serving %s %s", request.method, request.rel_url)
+                # the path only: a query may carry ?token=, which must never reach a log
+                log.exception("unhandled error serving %s %s", request.method, request.rel_url.partition("?")[0])
                 problem = Reply.text(500, "internal error (see the node's log)")
             reply = problem
+        reply.headers.setdefault(DEFAULT_POLICY_HEADER, self.ctx.acl.header_value)  # as aiohttp's answers
         keep_alive = request.headers.get("connection", "").lower() != "close"
         if self.transport is not None:
             self.transport.write(encode_reply(reply, keep_alive))
@@ -189,8 +192,9 @@ class LeanProtocol(asyncio.Protocol):
     async def _dispatch(self, request: LeanRequest) -> Reply:
         ctx, query = self.ctx, request.query
         if request.method == "PUT":
-            return await kv.write_value(ctx, parse_key(request.key, allow_empty=False), query, request.body)
+            return await kv.write_value(ctx, parse_key(request.key, allow_empty=False), query, request.body,
+                                        request.headers)
         if request.method == "DELETE":
-            return await kv.delete_value(ctx, parse_key(request.key, allow_empty=False), query)
+            return await kv.delete_value(ctx, parse_key(request.key, allow_empty=False), query, request.headers)
         return await kv.read_value(ctx, request, parse_key(request.key, allow_empty=False), read_params(query))
 

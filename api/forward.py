@@ -109,7 +109,8 @@ class LeaderForwarder:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, ssl=self.peer_ssl or True)  # True: aiohttp's default
             self._session = client_session(auto_decompress=False, connector=connector)
-        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-consul") or k == "Content-Type"}
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower().startswith("x-consul") or k.lower() in ("content-type", "authorization")}
         headers[FORWARDED_HEADER] = self.node.node_id
         url = f"{'https' if self.peer_ssl else 'http'}://{target}{request.rel_url}"
         try:

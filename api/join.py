@@ -56,13 +56,14 @@ def parse_join_urls(text: str, scheme: str = "http") -> list[str]:
 JOIN_ASK_S = 30.0  # members may be starting too: ask again for this long before giving up
 
 
-def voters_to_join(urls: list[str], addresses, timeout_s: float, peer_ssl: ssl.SSLContext | None = None) -> list[str]:
+def voters_to_join(urls: list[str], addresses, timeout_s: float, peer_ssl: ssl.SSLContext | None = None,
+                   headers: dict | None = None) -> list[str]:
     """The cluster's voters, from the first member that answers (asked again for JOIN_ASK_S);
     refuses a join under an address that is already a voter (that member must be removed first)."""
     deadline = time.monotonic() + JOIN_ASK_S
     while True:
         try:
-            return _ask_voters(urls, addresses, timeout_s, peer_ssl)
+            return _ask_voters(urls, addresses, timeout_s, peer_ssl, headers or {})
         except _NoAnswer as exc:
             if time.monotonic() > deadline:
                 raise JoinError(str(exc)) from None
@@ -73,12 +74,13 @@ class _NoAnswer(Exception):
     pass
 
 
-def _ask_voters(urls: list[str], addresses, timeout_s: float, peer_ssl: ssl.SSLContext | None) -> list[str]:
+def _ask_voters(urls: list[str], addresses, timeout_s: float, peer_ssl: ssl.SSLContext | None,
+                headers: dict) -> list[str]:
     problems = []
     for url in urls:
         try:
-            with urllib.request.urlopen(f"{url}/v1/operator/raft/configuration", timeout=timeout_s,
-                                        context=peer_ssl) as resp:
+            req = urllib.request.Request(f"{url}/v1/operator/raft/configuration", headers=headers)
+            with urllib.request.urlopen(req, timeout=timeout_s, context=peer_ssl) as resp:
                 servers = json.loads(resp.read())["Servers"]
         except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
             problems.append(f"{url}: {getattr(exc, 'reason', exc)}")
@@ -94,8 +96,10 @@ def _ask_voters(urls: list[str], addresses, timeout_s: float, peer_ssl: ssl.SSLC
     raise _NoAnswer("cannot learn the cluster's members: " + "; ".join(problems))
 
 
-async def ask_to_join(node, urls: list[str], stop: asyncio.Event, peer_ssl: ssl.SSLContext | None = None) -> None:
-    """Ask until the cluster has this node as a learner or a voter (retries every second)."""
+async def ask_to_join(node, urls: list[str], stop: asyncio.Event, peer_ssl: ssl.SSLContext | None = None,
+                      headers: dict | None = None) -> None:
+    """Ask until the cluster has this node as a learner or a voter (retries every second).
+    `headers`: the node's own ACL token when ACLs are on (api/acl/initial.py)."""
     a = node.addresses
     query = urllib.parse.urlencode({"id": a.node_id, "address": a.raft, "http": a.http})
     last_problem = None
@@ -107,7 +111,7 @@ async def ask_to_join(node, urls: list[str], stop: asyncio.Event, peer_ssl: ssl.
                 continue
             for url in urls:
                 try:
-                    async with session.put(f"{url}/v1/operator/raft/peer?{query}",
+                    async with session.put(f"{url}/v1/operator/raft/peer?{query}", headers=headers,
                                            timeout=aiohttp.ClientTimeout(total=10)) as resp:
                         body = (await resp.text()).strip()
                         if resp.status == 200:
@@ -122,7 +126,7 @@ async def ask_to_join(node, urls: list[str], stop: asyncio.Event, peer_ssl: ssl.
             await asyncio.sleep(1.0)
 
 
-async def removed_per_peers(node, peer_ssl: ssl.SSLContext | None = None) -> bool:
+async def removed_per_peers(node, peer_ssl: ssl.SSLContext | None = None, headers: dict | None = None) -> bool:
     """True when a member of our cluster shows a newer configuration without this node."""
     me = node.addresses.raft
     mine = node.configuration()
@@ -132,7 +136,7 @@ async def removed_per_peers(node, peer_ssl: ssl.SSLContext | None = None) -> boo
             if raft == me or not http:
                 continue
             try:
-                async with session.get(f"{scheme}://{http}/v1/operator/raft/configuration?stale",
+                async with session.get(f"{scheme}://{http}/v1/operator/raft/configuration?stale", headers=headers,
                                        timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     if resp.status != 200:
                         continue

@@ -13,6 +13,7 @@ import time
 from aiohttp import web
 
 from api import cluster_secret
+from api.acl import initial as acl_initial
 from api.addresses import AddressError, parse_hostport, parse_peer_list
 from api.app import make_app
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
@@ -65,6 +66,7 @@ def register(sub) -> None:
     p.add_argument("--http-front", choices=["lean", "aiohttp"], default="lean",
                    help="lean: hot /v1/kv requests skip aiohttp (api/fast_http.py); aiohttp: all through aiohttp")
     add_serve_options(p)  # --tls-cert-file, --tls-key-file, --tls-ca-file, --tls-verify-incoming
+    acl_initial.add_options(p)
     p.add_argument("--log-level", default="INFO")
     cluster_secret.add_arguments(p)
     p.set_defaults(_run=run)
@@ -98,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         secrets = cluster_secret.load(args.cluster_secret_file)
-    except SecretError as exc:
+        acl_policy, acl_secret = acl_initial.settings(args)
+    except (SecretError, ValueError) as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
     refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft)
@@ -116,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         if args.join:
             join_urls = parse_join_urls(args.join, "https" if tls else "http")
             if is_fresh(args.data_dir, JOURNAL_FILE, SNAPSHOT_DIR):
-                join_voters = voters_to_join(join_urls, addresses, args.request_timeout, peer_ssl)
+                join_voters = voters_to_join(join_urls, addresses, args.request_timeout, peer_ssl,
+                                             acl_initial.own_token_headers(acl_secret))
         node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters,  # main thread: see RaftNode
                         force_new_cluster=args.force_new_cluster)
     except (StartupError, JoinError, AddressError) as exc:
@@ -131,11 +135,11 @@ def run(args: argparse.Namespace) -> int:
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
-                       peer_ssl=peer_ssl)
+                       peer_ssl=peer_ssl, acl_default_policy=acl_policy)
     try:
         return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean",
                                 join_urls=join_urls if node.standing.learner else [],
-                                server_ssl=tls.server if tls else None))
+                                server_ssl=tls.server if tls else None, acl_secret=acl_secret))
     finally:
         node.close()
 
@@ -150,7 +154,8 @@ def _run_loop(main) -> int:
 
 
 async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool = True,
-                 join_urls: list[str] | None = None, server_ssl: ssl.SSLContext | None = None) -> int:
+                 join_urls: list[str] | None = None, server_ssl: ssl.SSLContext | None = None,
+                 acl_secret: str | None = None) -> int:
     app = make_app(node, config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -172,15 +177,21 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
              http_bind, a.raft,
              "authenticated and encrypted" if node.settings.cluster_secrets else "plain: no cluster secret",
              ",".join(a.peers))
+    if config.acl_default_policy:
+        log.info("ACLs on, default policy %s", config.acl_default_policy)
     stop = asyncio.Event()
+    own_token = acl_initial.own_token_headers(acl_secret)  # for this node's calls to its peers
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     background = [asyncio.create_task(node.maintain_membership(stop)),
                   asyncio.create_task(node.report_unreachable_peers(stop)),
-                  asyncio.create_task(_stop_when_removed(node, stop, config.peer_ssl))]
+                  asyncio.create_task(_stop_when_removed(node, stop, config.peer_ssl, own_token))]
     if join_urls:
-        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop, config.peer_ssl)))
+        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop, config.peer_ssl, own_token)))
+    if acl_secret:
+        background.append(asyncio.create_task(
+            acl_initial.keep_initial_management(node, acl_secret, stop, config.request_timeout_s)))
     await stop.wait()
     log.info("node %s stopping", a.node_id)
     if lean_server is not None:
@@ -195,7 +206,8 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
     return 0
 
 
-async def _stop_when_removed(node: RaftNode, stop: asyncio.Event, peer_ssl: ssl.SSLContext | None = None) -> None:
+async def _stop_when_removed(node: RaftNode, stop: asyncio.Event, peer_ssl: ssl.SSLContext | None = None,
+                             headers: dict | None = None) -> None:
     """Stop once this node is removed. The leader says so when it applies the removal; if that
     word is lost (or the node was down then), a node without a leader for a few seconds asks
     the members it knows whether their configuration, newer than ours, still has it."""
@@ -209,7 +221,7 @@ async def _stop_when_removed(node: RaftNode, stop: asyncio.Event, peer_ssl: ssl.
             leaderless_since = leaderless_since or time.monotonic()
             if time.monotonic() - leaderless_since > REMOVAL_CHECK_AFTER_S:
                 leaderless_since = time.monotonic()
-                if await removed_per_peers(node, peer_ssl):
+                if await removed_per_peers(node, peer_ssl, headers):
                     node.mark_removed("the other members' configuration no longer has it")
         else:
             leaderless_since = None

@@ -8,6 +8,7 @@ import json
 
 from aiohttp import web
 
+from api.acl.authz import Authorizer
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
 from api.kv import entry_json
@@ -27,6 +28,10 @@ async def put_txn(request: web.Request) -> web.Response:
     if len(body) > limit:
         raise HTTPProblem(413, f"transaction too large: {len(body)} bytes, the limit is {limit}")
     items, value_bytes = parse_txn(body, ctx.config.max_value_bytes)
+    authz = ctx.acl.authorize(request.headers, request.query)
+    denied = txn_acl_errors(authz, items)
+    if denied:  # Consul's pre-check: every refused op listed, nothing applied
+        return web.json_response({"Results": None, "Errors": denied}, status=409)
     result = await ctx.node.propose(TxnOp(tuple(items)), ctx.config.request_timeout_s, value_bytes)
     if not result.ok:
         errors = [{"OpIndex": i, "What": what} for i, what in result.errors] or [
@@ -35,11 +40,31 @@ async def put_txn(request: web.Request) -> web.Response:
         return web.json_response({"Results": None, "Errors": errors}, status=409)
     results = []
     for key, entry, include_value in result.results:
+        if not authz.key_read(key):  # Consul filters results down to what the token may read
+            continue
         doc = entry_json(key, entry)
         if not include_value:
             doc["Value"] = None
         results.append({"KV": doc})
     return web.json_response({"Results": results, "Errors": None})
+
+
+def txn_acl_errors(authz: Authorizer, items: list[TxnItem]) -> list[dict]:
+    """Consul's per-op ACL pre-check (kvsPreApply): delete-tree needs write on the whole
+    prefix, get and get-tree nothing (their results are filtered), check-index read, every
+    other verb write on its key."""
+    errors = []
+    for i, item in enumerate(items):
+        try:
+            if item.verb == "delete-tree":
+                authz.require_key_prefix_write(item.key)
+            elif item.verb == "check-index":
+                authz.require_key(item.key, "read")
+            elif item.verb not in ("get", "get-tree"):
+                authz.require_key(item.key, "write")
+        except HTTPProblem as exc:
+            errors.append({"OpIndex": i, "What": exc.reason})
+    return errors
 
 
 def parse_txn(body: bytes, max_value_bytes: int) -> tuple[list[TxnItem], int]:

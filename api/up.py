@@ -46,6 +46,7 @@ def register(sub) -> None:
     p.add_argument("--raft-port", type=int, default=7001, help="first node's Raft port; the others follow")
     p.add_argument("--tls", action="store_true",
                    help="serve HTTPS with a throwaway CA made in <data-dir>/tls (kept: later runs stay on https)")
+    p.add_argument("--acl", choices=["allow", "deny"], help="enforce ACL tokens with this default policy")
     p.set_defaults(_run=run)
 
 
@@ -152,7 +153,7 @@ def _tls_args(tls_dir: str, n: dict) -> list[str]:
             "--tls-ca-file", os.path.join(tls_dir, "ca.pem")]
 
 
-def _serve_command(data_dir: str, n: dict, layout: list[dict]) -> list[str]:
+def _serve_command(data_dir: str, n: dict, layout: list[dict], acl: str | None = None) -> list[str]:
     peers = ",".join(m["raft"] for m in layout if m is not n)
     cmd = [sys.executable, "-m", "api.cli", "serve", "--id", n["id"], "--raft", n["raft"], "--http", n["http"],
            "--data-dir", os.path.join(data_dir, n["id"]), "--cluster-secret-file", os.path.join(data_dir, SECRET_FILE),
@@ -162,6 +163,8 @@ def _serve_command(data_dir: str, n: dict, layout: list[dict]) -> list[str]:
     tls_dir = os.path.join(data_dir, TLS_DIR)
     if os.path.isdir(tls_dir):
         cmd += _tls_args(tls_dir, n)
+    if acl:
+        cmd += ["--acl", acl]
     return cmd
 
 
@@ -189,7 +192,7 @@ def run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     procs: dict[str, subprocess.Popen] = {}
     for n in starting:
-        proc = subprocess.Popen(_serve_command(data_dir, n, layout), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(_serve_command(data_dir, n, layout, args.acl), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         procs[n["id"]] = proc
         threading.Thread(target=_pump, args=(n["id"], proc.stdout), daemon=True).start()
@@ -221,6 +224,10 @@ def run(args) -> int:
                 print(f"raftkv up: leader is {leader}; ready in {time.monotonic() - started:.1f}s. "
                       f"Try: {curl} -X PUT --data-binary hello {scheme}://{layout[0]['http']}/v1/kv/greeting",
                       flush=True)
+                if args.acl:
+                    print(f"raftkv up: ACLs are on (default policy {args.acl}). Bootstrap once: "
+                          f"raftkv acl bootstrap --addr {scheme}://{layout[0]['http']}  (keep the SecretID it prints; "
+                          "then pass it as --token or RAFTKV_HTTP_TOKEN)", flush=True)
     print("raftkv up: stopping nodes", flush=True)
     for proc in procs.values():
         if proc.poll() is None:
