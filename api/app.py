@@ -10,17 +10,20 @@ from api import kv, operator, snapshot, status, txn
 from api.context import CTX, ApiConfig, ApiContext
 from api.errors import error_middleware
 from api.forward import LeaderForwarder
+from api.limits import BlockingSlots, ClientConnections, url_limit_middleware
 from api.node_port import Node
 
 
 def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     config = config or ApiConfig()
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[error_middleware, url_limit_middleware(config.max_url_bytes)],
         client_max_size=max(config.max_value_bytes, config.max_txn_bytes, config.max_restore_bytes) + 1,
     )
     forwarder = LeaderForwarder(node, config.request_timeout_s)
-    app[CTX] = ApiContext(node=node, config=config, forwarder=forwarder)
+    app[CTX] = ApiContext(node=node, config=config, forwarder=forwarder,
+                          connections=ClientConnections(config.max_conns_per_client),
+                          blocking=BlockingSlots(config.max_blocking_per_client))
 
     async def close_forwarder(_app: web.Application) -> None:
         await forwarder.close()

@@ -21,6 +21,8 @@ from aiohttp import web
 
 from api.context import CTX, ApiContext
 from api.errors import HTTPProblem
+from api.forward import FORWARDED_HEADER
+from api.limits import read_body
 from api.params import ReadParams, parse_key, read_params, uint_param
 from api.reads import reverify, route_read
 from api.reply import Reply
@@ -56,7 +58,11 @@ def meta_headers(ctx: ApiContext, index: int, consistency: Consistency) -> dict[
 async def get_kv(request: web.Request) -> web.StreamResponse:
     params = read_params(request.query)
     key = parse_key(request.match_info.get("key", ""), allow_empty=params.recurse or params.keys)
-    return (await read_value(request.app[CTX], request, key, params)).to_web()
+    ctx = request.app[CTX]
+    if params.index and FORWARDED_HEADER not in request.headers:  # counted where the client connected
+        with ctx.blocking.hold(request.remote or ""):
+            return (await read_value(ctx, request, key, params)).to_web()
+    return (await read_value(ctx, request, key, params)).to_web()
 
 
 async def read_value(ctx: ApiContext, request, key: str, params: ReadParams) -> Reply:
@@ -123,10 +129,7 @@ def _fold_keys(items, prefix: str, sep: str | None) -> list[str]:
 async def put_kv(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     key = parse_key(request.match_info.get("key", ""), allow_empty=False)
-    limit = ctx.config.max_value_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise HTTPProblem(413, f"value too large: {request.content_length} bytes, the limit is {limit}")
-    body = await request.read()
+    body = await read_body(request, ctx.config.max_value_bytes, "value", ctx.config.body_timeout_s)
     return (await write_value(ctx, key, request.query, body)).to_web()
 
 

@@ -61,7 +61,21 @@ def register(sub) -> None:
     p.add_argument("--http-front", choices=["lean", "aiohttp"], default="lean",
                    help="lean: hot /v1/kv requests skip aiohttp (api/fast_http.py); aiohttp: all through aiohttp")
     p.add_argument("--log-level", default="INFO")
+    _add_limit_flags(p)
     p.set_defaults(_run=run)
+
+
+def _add_limit_flags(p) -> None:
+    limits = p.add_argument_group("HTTP limits (README, \"Limits\")")
+    limits.add_argument("--max-conns-per-client", type=int, default=ApiConfig.max_conns_per_client, metavar="N",
+                        help="open HTTP connections per client address; beyond: 429 and closed (default %(default)s)")
+    limits.add_argument("--max-blocking-per-client", type=int, default=ApiConfig.max_blocking_per_client,
+                        metavar="N", help="blocking queries held at once per client address; beyond: 429 "
+                                          "(default %(default)s)")
+    limits.add_argument("--http-head-timeout", type=float, default=ApiConfig.head_timeout_s, metavar="SECONDS",
+                        help="a request head must arrive within this; else 408 and closed (default %(default)s)")
+    limits.add_argument("--http-body-timeout", type=float, default=ApiConfig.body_timeout_s, metavar="SECONDS",
+                        help="a request body must arrive within this of its head; else 408 (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     except AddressError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
-    for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain"):
+    for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain",
+                 "max_conns_per_client", "max_blocking_per_client", "http_head_timeout", "http_body_timeout"):
         if getattr(args, name) <= 0:
             print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
@@ -108,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
-    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
+    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
+                       max_conns_per_client=args.max_conns_per_client,
+                       max_blocking_per_client=args.max_blocking_per_client,
+                       head_timeout_s=args.http_head_timeout, body_timeout_s=args.http_body_timeout)
     try:
         return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean",
                                 join_urls=join_urls if node.standing.learner else []))
@@ -133,12 +151,11 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
     host, _, port = http_bind.rpartition(":")
     lean_server = None
     try:
-        if lean:
-            ctx = app[CTX]
-            lean_server = await asyncio.get_running_loop().create_server(
-                lambda: LeanProtocol(ctx, runner.server), host, int(port), reuse_address=True)
-        else:
-            await web.TCPSite(runner, host, int(port), reuse_address=True).start()
+        # Both fronts start every connection in LeanProtocol, which admits it (connections per
+        # client) and bounds its first head; with lean=False it goes to aiohttp at that head.
+        ctx = app[CTX]
+        lean_server = await asyncio.get_running_loop().create_server(
+            lambda: LeanProtocol(ctx, runner.server, lean), host, int(port), reuse_address=True)
     except OSError as exc:
         print(f"raftkv serve: cannot listen on HTTP address {http_bind}: {exc.strerror}", file=sys.stderr)
         await runner.cleanup()

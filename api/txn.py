@@ -11,6 +11,7 @@ from aiohttp import web
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
 from api.kv import entry_json
+from api.limits import read_body
 from api.params import MAX_KEY_BYTES, UINT64_MAX
 from node.codec import TXN_VERBS, TxnItem, TxnOp
 
@@ -20,12 +21,7 @@ _TREE_VERBS = {"get-tree", "delete-tree"}
 
 async def put_txn(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    limit = ctx.config.max_txn_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise HTTPProblem(413, f"transaction too large: {request.content_length} bytes, the limit is {limit}")
-    body = await request.read()
-    if len(body) > limit:
-        raise HTTPProblem(413, f"transaction too large: {len(body)} bytes, the limit is {limit}")
+    body = await read_body(request, ctx.config.max_txn_bytes, "transaction", ctx.config.body_timeout_s)
     items, value_bytes = parse_txn(body, ctx.config.max_value_bytes)
     result = await ctx.node.propose(TxnOp(tuple(items)), ctx.config.request_timeout_s, value_bytes)
     if not result.ok:
