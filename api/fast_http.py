@@ -87,6 +87,7 @@ class LeanProtocol(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.awaiting: str | None = None  # "head" or "body" while a request is arriving, against read_timer
         self.read_timer: asyncio.TimerHandle | None = None
+        self.served = (0, 0)  # requests and bytes read by the lean parser (where a hand-off happened)
 
     def connection_made(self, transport) -> None:
         if not self.ctx.connections.admit(transport):
@@ -195,8 +196,8 @@ class LeanProtocol(asyncio.Protocol):
             if not sep or not _TOKEN.fullmatch(name):  # obs-fold, "Name :", an empty name, ...
                 return self._hand_off()
             headers.add(name, value.strip(" \t"))
-        if any(name in headers for name in _NOT_LEAN_HEADERS):
-            return self._hand_off()
+        if any(name in headers for name in _NOT_LEAN_HEADERS) or len(headers.getall("host", ())) != 1:
+            return self._hand_off()  # aiohttp refuses an HTTP/1.1 request without a Host
         lengths = headers.getall("content-length", ["0"])
         if len(lengths) != 1 or not lengths[0].isdigit() or int(lengths[0]) > self.ctx.config.max_value_bytes:
             return self._hand_off()  # aiohttp answers the 400 or 413
@@ -212,6 +213,7 @@ class LeanProtocol(asyncio.Protocol):
             return self._hand_off()  # unusual keys keep aiohttp's exact URL decoding
         body = bytes(self.buf[end + 4:end + 4 + length])
         del self.buf[:end + 4 + length]
+        self.served = (self.served[0] + 1, self.served[1] + end + 4 + length)
         return LeanRequest(method, target, unquote(path[len("/v1/kv/"):]), query, headers, body)
 
     def _hand_off(self) -> LeanRequest | None:
