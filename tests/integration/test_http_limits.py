@@ -1,11 +1,12 @@
 """HTTP limits on real nodes over real sockets, on both fronts (`--http-front lean` and `aiohttp`):
 connections per client (429 and closed), slow clients cut off (408) and their connections freed,
-and the smuggling shapes read alike by both fronts. Blocking queries per client: tests/api/test_limits.py."""
+blocking queries per client (429), and the smuggling shapes read alike by both fronts."""
 
 from __future__ import annotations
 
 import re
 import socket
+import threading
 
 import pytest
 import requests
@@ -98,6 +99,30 @@ def test_a_body_trickling_after_aiohttp_took_the_connection_is_cut_off(nodes, fr
         s.sendall(b"PUT /v1/txn HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[")
         [(status, _, body)] = read_responses(s, 1)
     assert (status, body) == (408, b"request body not received within 1 s\n")
+
+
+def test_blocking_queries_beyond_the_per_client_limit_get_429(nodes):
+    url = f"{nodes['lean'].url}/v1/kv/limits/watched"
+    assert requests.put(url, data=b"v1", timeout=10).json() is True
+    index = int(requests.get(url, timeout=10).headers["X-Consul-Index"])
+    answers: list[requests.Response] = []
+
+    def blocking_get() -> None:
+        answers.append(requests.get(url, params={"index": index, "wait": "30s"}, timeout=60))
+    threads = [threading.Thread(target=blocking_get) for _ in range(MAX_BLOCKING + 1)]
+    for t in threads:
+        t.start()
+    # One more than the limit at once: whichever comes last is refused at once, the others are held.
+    [refused] = wait_until("one blocking query to be refused", lambda: list(answers), timeout=10)
+    assert (refused.status_code, refused.text) == (
+        429, f"too many blocking queries from 127.0.0.1: {MAX_BLOCKING} held, the limit is {MAX_BLOCKING}\n")
+    assert requests.get(url, timeout=10).status_code == 200  # other reads are not limited
+    assert requests.put(url, data=b"v2", timeout=10).json() is True  # wakes the held queries
+    for t in threads:
+        t.join(30)
+    assert sorted(r.status_code for r in answers) == [200] * MAX_BLOCKING + [429]
+    assert all(r.content.count(b'"Value": "djI="') == 1 for r in answers if r.status_code == 200)
+    assert requests.get(url, params={"index": index + 1, "wait": "10ms"}, timeout=10).status_code == 200  # freed
 
 
 @pytest.mark.parametrize("shape", ["content-length and chunked", "conflicting content-length", "obs-fold hiding "
