@@ -10,20 +10,22 @@ from api import kv, operator, snapshot, status, txn
 from api.context import CTX, ApiConfig, ApiContext
 from api.errors import error_middleware
 from api.forward import LeaderForwarder
+from api.head_watch import HeadWatches, head_watch_middleware
 from api.limits import BlockingSlots, ClientConnections, url_limit_middleware
 from api.node_port import Node
 
 
 def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     config = config or ApiConfig()
+    head_watches = HeadWatches()
     app = web.Application(
-        middlewares=[error_middleware, url_limit_middleware(config.max_url_bytes)],
+        middlewares=[error_middleware, url_limit_middleware(config.max_url_bytes), head_watch_middleware(head_watches)],
         client_max_size=max(config.max_value_bytes, config.max_txn_bytes, config.max_restore_bytes) + 1,
     )
     forwarder = LeaderForwarder(node, config.request_timeout_s)
     app[CTX] = ApiContext(node=node, config=config, forwarder=forwarder,
                           connections=ClientConnections(config.max_conns_per_client),
-                          blocking=BlockingSlots(config.max_blocking_per_client))
+                          blocking=BlockingSlots(config.max_blocking_per_client), head_watches=head_watches)
 
     async def close_forwarder(_app: web.Application) -> None:
         await forwarder.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from api.forward import LeaderForwarder
+from api.head_watch import HeadWatches
 from api.limits import BlockingSlots, ClientConnections
 from api.node_port import Node
 
@@ -34,6 +35,7 @@ class ApiContext:
     forwarder: LeaderForwarder
     connections: ClientConnections = field(default_factory=lambda: ClientConnections(ApiConfig.max_conns_per_client))
     blocking: BlockingSlots = field(default_factory=lambda: BlockingSlots(ApiConfig.max_blocking_per_client))
+    head_watches: HeadWatches = field(default_factory=HeadWatches)  # connections handed to aiohttp
 
 
 CTX = web.AppKey("raftkv", ApiContext)

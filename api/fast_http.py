@@ -32,6 +32,7 @@ from multidict import CIMultiDict
 from api import kv
 from api.context import ApiContext
 from api.errors import problem_for
+from api.head_watch import HeadWatch
 from api.limits import TOO_MANY_CONNS_REPLY, url_too_long
 from api.params import parse_key, read_params
 from api.reply import Reply
@@ -219,10 +220,10 @@ class LeanProtocol(asyncio.Protocol):
     def _hand_off(self) -> LeanRequest | None:
         """From now on this connection is aiohttp's, starting with the unread bytes. Always
         None: `_parse` answers "no lean request" with `return self._hand_off()`."""
-        protocol = self.fallback_factory()
+        protocol = HeadWatch(self.fallback_factory(), self.ctx.config.head_timeout_s, self.ctx.head_watches)
         transport, self.transport = self.transport, None
         assert transport is not None  # _next parses only while the connection is ours
-        self._await(None)  # aiohttp bounds the rest (api/DESIGN.md, "Limits")
+        self._await(None)  # HeadWatch and aiohttp bound the rest (api/DESIGN.md, "Limits")
         if self.idle_timer is not None:
             self.idle_timer.cancel()  # aiohttp keeps its own keep-alive timeout
         transport.set_protocol(protocol)

@@ -85,6 +85,21 @@ async def test_a_lean_request_whose_body_trickles_gets_408_and_changes_nothing()
     assert node.proposed == []
 
 
+@pytest.mark.parametrize("lean", [True, False])
+async def test_a_head_trickling_after_aiohttp_took_the_connection_gets_408(lean):
+    node = FakeNode()
+    node.put("k", b"v")
+    async with served(node, lean=lean, config=LIMITS, front=True) as port:
+        reader, writer = await open_conn(port)
+        writer.write(request("GET", "/v1/kv/k?index=1&wait=600ms"))  # not lean, held past the head timeout
+        assert (await asyncio.wait_for(read_response(reader), 5))[0] == 200  # a request in aiohttp's hands is not cut
+        writer.write(b"PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\n")  # and then a head that never ends
+        status, body, rest = await answer_and_eof(reader)
+        await close(writer)
+    assert (status, body, rest) == (408, b"request head not received within 0.3 s\n", b"")
+    assert node.proposed == []
+
+
 @pytest.mark.parametrize("path", ["/v1/txn", "/v1/kv/slow?recurse=x"])
 async def test_a_body_trickling_to_aiohttp_gets_408_and_changes_nothing(path):
     node = FakeNode()

@@ -72,9 +72,14 @@ def test_silent_connections_are_cut_off_and_free_their_slots_for_the_client(node
 
 
 @pytest.mark.parametrize("front", ["lean", "aiohttp"])
-def test_a_client_trickling_its_head_is_cut_off(nodes, front):
+@pytest.mark.parametrize("after", ["", "GET /v1/status/leader"])
+def test_a_client_trickling_its_head_is_cut_off(nodes, front, after):
+    """As its first request, or once aiohttp owns the connection (after a request it serves)."""
     head = b"PUT /v1/kv/limits/trickle HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv"
     with connect(nodes[front]) as s:
+        if after:
+            s.sendall(f"{after} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert read_responses(s, 1)[0][0] == 200
         s.settimeout(0.25)
         received = b""
         for byte in head:  # one byte every 0.25 s: the head would take 15 s
