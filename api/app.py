@@ -35,9 +35,9 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
 
     app.on_startup.append(attach_node)
     app.on_cleanup.append(close_forwarder)
-    app.router.add_get("/v1/kv/{key:.*}", kv.get_kv)
-    app.router.add_put("/v1/kv/{key:.*}", kv.put_kv)
-    app.router.add_delete("/v1/kv/{key:.*}", kv.delete_kv)
+    app.router.add_get("/v1/kv/{key:(?s:.*)}", kv.get_kv)
+    app.router.add_put("/v1/kv/{key:(?s:.*)}", kv.put_kv)
+    app.router.add_delete("/v1/kv/{key:(?s:.*)}", kv.delete_kv)
     app.router.add_put("/v1/txn", txn.put_txn)
     app.router.add_get("/v1/snapshot", snapshot.get_snapshot)
     app.router.add_put("/v1/snapshot", snapshot.put_snapshot)

@@ -12,7 +12,7 @@ from api.context import CTX
 from api.errors import HTTPProblem, bad_request
 from api.kv import entry_json
 from api.limits import read_body
-from api.params import MAX_KEY_BYTES, UINT64_MAX
+from api.params import UINT64_MAX, parse_key
 from node.codec import TXN_VERBS, TxnItem, TxnOp
 
 MAX_TXN_OPS = 128  # Consul's current limit
@@ -65,8 +65,10 @@ def _parse_item(i: int, kv: dict, max_value_bytes: int) -> TxnItem:
     key = kv.get("Key", "")
     if not isinstance(key, str) or (not key and verb not in _TREE_VERBS):
         raise bad_request(f"operation {i}: missing key name")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise bad_request(f"operation {i}: key longer than {MAX_KEY_BYTES} bytes")
+    try:  # the same key rules as /v1/kv (a lone surrogate from JSON is not UTF-8: it was a 500)
+        parse_key(key, allow_empty=True)
+    except HTTPProblem as exc:
+        raise bad_request(f"operation {i}: {exc.reason}") from None
     raw = kv.get("Value")
     try:
         value = base64.b64decode(raw, validate=True) if raw else b""

@@ -4,6 +4,7 @@ client (429), request read deadlines (408), URL length (414), body sizes (413), 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp import ClientSession
@@ -11,7 +12,7 @@ from aiohttp import ClientSession
 from api.context import ApiConfig
 from tests.api.fake_node import FakeNode
 from tests.api.test_blocking import held
-from tests.api.test_lean_front import read_response, request, served
+from tests.api.test_lean_front import exchange, read_response, request, served
 from tests.support.wait import wait_until_async
 
 LIMITS = ApiConfig(max_value_bytes=1024, max_txn_bytes=2048, request_timeout_s=2.0, max_conns_per_client=3,
@@ -169,3 +170,35 @@ async def test_the_limits_leave_ordinary_clients_alone():
             async with session.put(f"http://127.0.0.1:{port}/v1/kv/k{i}", data=b"v") as resp:
                 assert resp.status == 200
     assert len(node.proposed) == 5
+
+
+KEYS = [("%FF", 400, b"invalid key: not valid UTF-8\n"), ("%ED%A0%80", 400, b"invalid key: not valid UTF-8\n"),
+        ("a%00b", 400, b"invalid key: contains a newline or NUL\n"),
+        ("a%0Ab", 400, b"invalid key: contains a newline or NUL\n"),
+        ("%zz", 400, b"invalid key: malformed percent-escape\n"),
+        ("a%", 400, b"invalid key: malformed percent-escape\n"),
+        ("k" * 513, 400, b"invalid key: 513 bytes, the limit is 512\n"),
+        ("%C3%A9" * 256 + "k", 400, b"invalid key: 513 bytes, the limit is 512\n"),
+        ("%C3%A9" * 256, 200, b"true"), ("k" * 512, 200, b"true"), ("a%2Fb%25FF", 200, b"true")]
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_keys_are_1_to_512_bytes_of_utf8_without_nul_or_newline_on_both_fronts(lean):
+    node = FakeNode()
+    async with served(node, lean=lean) as port:  # the default URL limit
+        answers = await exchange(port, b"".join(request("PUT", f"/v1/kv/{key}", b"v") for key, _, _ in KEYS), len(KEYS))
+    assert [(status, body) for status, _, body in answers] == [(status, body) for _, status, body in KEYS]
+    assert sorted(node.state.entries) == sorted(["é" * 256, "k" * 512, "a/b%FF"])
+
+
+@pytest.mark.parametrize(("key", "reason"), [("\ud800", "invalid key: not valid UTF-8"),
+                                             ("a\x00b", "invalid key: contains a newline or NUL"),
+                                             ("a\nb", "invalid key: contains a newline or NUL")])
+async def test_a_transaction_key_follows_the_kv_key_rules(serve, key, reason):
+    node = FakeNode()
+    client = await serve(node, LIMITS)
+    body = json.dumps([{"KV": {"Verb": "set", "Key": "fine", "Value": "dg=="}},
+                       {"KV": {"Verb": "set", "Key": key, "Value": "dg=="}}])  # a lone surrogate was a 500
+    resp = await client.put("/v1/txn", data=body)
+    assert (resp.status, await resp.text()) == (400, f"operation 1: {reason}\n")
+    assert node.proposed == []
