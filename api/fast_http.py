@@ -45,9 +45,10 @@ KEEPALIVE_S = 75.0  # aiohttp's keepalive_timeout
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 409: "Conflict",
             413: "Payload Too Large", 414: "URI Too Long", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # CR and LF are checked as pairs, HT is allowed
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110 tchar)
-_NOT_LEAN_HEADERS = ("transfer-encoding", "expect", "upgrade")
+# A lean request line (no fragment: aiohttp drops it from the path), then headers named by a token
+# (RFC 9110 tchar) with printable ASCII values, each line ended by CRLF.
+_LEAN_REQUEST_LINE = re.compile(rb"(GET|PUT|DELETE) (/v1/kv/[!\x22\x24-\x7e]*) HTTP/1\.1")
+_PLAIN_HEADERS = re.compile(rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*)*")
 # GET parameters the lean path serves; any other (index, recurse, keys, ...) goes to aiohttp.
 _LEAN_GET_PARAMS = frozenset({"raw", "stale", "consistent", "max_stale", "dc"})
 _LEAN_PUT_PARAMS = frozenset({"flags", "cas", "dc"})
@@ -181,23 +182,23 @@ class LeanProtocol(asyncio.Protocol):
         if not self.lean or end > MAX_HEAD_BYTES:
             return self._hand_off()
         head = bytes(self.buf[:end])
-        # Raw non-ASCII, control bytes, or a CR or LF outside a CRLF pair: aiohttp decides (400).
-        if not head.isascii() or _CONTROL.search(head) or head.count(b"\r") != head.count(b"\r\n") \
-                or head.count(b"\n") != head.count(b"\r\n"):
+        line_end = head.find(b"\r\n")
+        line_end = end if line_end < 0 else line_end
+        # Anything but printable ASCII in plain CRLF lines of token-named headers (obs-fold, a bare
+        # CR or LF, control bytes, "Name :", raw UTF-8, ...), or a request that is not lean: aiohttp's.
+        request_line = _LEAN_REQUEST_LINE.fullmatch(head, 0, line_end)
+        if request_line is None or not _PLAIN_HEADERS.fullmatch(head, line_end) \
+                or head.count(b"\r\n") >= MAX_LEAN_HEADERS:
             return self._hand_off()
-        lines = head.decode("ascii").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in _LEAN or not parts[1].startswith("/v1/kv/") \
-                or "#" in parts[1] or len(parts[1]) > self.ctx.config.max_url_bytes or len(lines) > MAX_LEAN_HEADERS:
+        method, target = request_line.group(1).decode("ascii"), request_line.group(2).decode("ascii")
+        if len(target) > self.ctx.config.max_url_bytes:
             return self._hand_off()
-        method, target = parts[0], parts[1]
         headers: CIMultiDict[str] = CIMultiDict()
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not _TOKEN.fullmatch(name):  # obs-fold, "Name :", an empty name, ...
-                return self._hand_off()
+        for line in head[line_end + 2:].decode("ascii").split("\r\n") if line_end < end else ():
+            name, _, value = line.partition(":")
             headers.add(name, value.strip(" \t"))
-        if any(name in headers for name in _NOT_LEAN_HEADERS) or len(headers.getall("host", ())) != 1:
+        if "transfer-encoding" in headers or "expect" in headers or "upgrade" in headers \
+                or len(headers.getall("host", ())) != 1:
             return self._hand_off()  # aiohttp refuses an HTTP/1.1 request without a Host
         lengths = headers.getall("content-length", ["0"])
         if len(lengths) != 1 or not lengths[0].isdigit() or int(lengths[0]) > self.ctx.config.max_value_bytes:
