@@ -141,3 +141,4 @@ def test_both_fronts_of_a_real_node_read_a_smuggling_shape_alike(nodes, shape):
         return [int(status) for status in re.findall(rb"^HTTP/1\.[01] (\d{3}) ", data, re.MULTILINE)]
     lean, plain = statuses(nodes["lean"]), statuses(nodes["aiohttp"])
     assert lean == plain and lean and all(status < 500 for status in lean), (lean, plain)
+    assert served(nodes["lean"]) and served(nodes["aiohttp"])  # both keep serving
