@@ -23,7 +23,9 @@ from aiohttp import web
 from api.acl.authz import Authorizer
 from api.context import CTX, ApiContext
 from api.errors import HTTPProblem
-from api.params import ReadParams, parse_key, read_params, uint_param
+from api.forward import FORWARDED_HEADER
+from api.limits import read_body
+from api.params import ReadParams, read_params, request_key, uint_param
 from api.reads import reverify, route_read
 from api.reply import Reply
 from node.codec import DeleteOp, SetOp
@@ -57,8 +59,12 @@ def meta_headers(ctx: ApiContext, index: int, consistency: Consistency) -> dict[
 
 async def get_kv(request: web.Request) -> web.StreamResponse:
     params = read_params(request.query)
-    key = parse_key(request.match_info.get("key", ""), allow_empty=params.recurse or params.keys)
-    return (await read_value(request.app[CTX], request, key, params)).to_web()
+    key = request_key(request.match_info.get("key", ""), request.raw_path, allow_empty=params.recurse or params.keys)
+    ctx = request.app[CTX]
+    if params.index and FORWARDED_HEADER not in request.headers:  # counted where the client connected
+        with ctx.blocking.hold(request.remote or ""):
+            return (await read_value(ctx, request, key, params)).to_web()
+    return (await read_value(ctx, request, key, params)).to_web()
 
 
 async def read_value(ctx: ApiContext, request, key: str, params: ReadParams) -> Reply:
@@ -132,11 +138,8 @@ def _fold_keys(items, prefix: str, sep: str | None) -> list[str]:
 
 async def put_kv(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    key = parse_key(request.match_info.get("key", ""), allow_empty=False)
-    limit = ctx.config.max_value_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise HTTPProblem(413, f"value too large: {request.content_length} bytes, the limit is {limit}")
-    body = await request.read()
+    key = request_key(request.match_info.get("key", ""), request.raw_path, allow_empty=False)
+    body = await read_body(request, ctx.config.max_value_bytes, "value", ctx.config.body_timeout_s)
     return (await write_value(ctx, key, request.query, body, request.headers)).to_web()
 
 
@@ -158,7 +161,7 @@ async def write_value(ctx: ApiContext, key: str, query: Mapping[str, str], body:
 
 async def delete_kv(request: web.Request) -> web.Response:
     recurse = "recurse" in request.query
-    key = parse_key(request.match_info.get("key", ""), allow_empty=recurse)
+    key = request_key(request.match_info.get("key", ""), request.raw_path, allow_empty=recurse)
     return (await delete_value(request.app[CTX], key, request.query, request.headers)).to_web()
 
 

@@ -69,7 +69,21 @@ def register(sub) -> None:
     acl_initial.add_options(p)
     p.add_argument("--log-level", default="INFO")
     cluster_secret.add_arguments(p)
+    _add_limit_flags(p)
     p.set_defaults(_run=run)
+
+
+def _add_limit_flags(p) -> None:
+    limits = p.add_argument_group("HTTP limits (README, \"Limits\")")
+    limits.add_argument("--max-conns-per-client", type=int, default=ApiConfig.max_conns_per_client, metavar="N",
+                        help="open HTTP connections per client address; beyond: 429 and closed (default %(default)s)")
+    limits.add_argument("--max-blocking-per-client", type=int, default=ApiConfig.max_blocking_per_client,
+                        metavar="N", help="blocking queries held at once per client address; beyond: 429 "
+                                          "(default %(default)s)")
+    limits.add_argument("--http-head-timeout", type=float, default=ApiConfig.head_timeout_s, metavar="SECONDS",
+                        help="a request head must arrive within this; else 408 and closed (default %(default)s)")
+    limits.add_argument("--http-body-timeout", type=float, default=ApiConfig.body_timeout_s, metavar="SECONDS",
+                        help="a request body must arrive within this of its head; else 408 (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
     peer_ssl = tls.peer if tls else None  # every node of a cluster serves the same scheme
-    for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain"):
+    for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain",
+                 "max_conns_per_client", "max_blocking_per_client", "http_head_timeout", "http_body_timeout"):
         if getattr(args, name) <= 0:
             print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
@@ -135,7 +150,10 @@ def run(args: argparse.Namespace) -> int:
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
-                       peer_ssl=peer_ssl, acl_default_policy=acl_policy)
+                       peer_ssl=peer_ssl, acl_default_policy=acl_policy,
+                       max_conns_per_client=args.max_conns_per_client,
+                       max_blocking_per_client=args.max_blocking_per_client,
+                       head_timeout_s=args.http_head_timeout, body_timeout_s=args.http_body_timeout)
     try:
         return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean",
                                 join_urls=join_urls if node.standing.learner else [],
@@ -162,12 +180,13 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
     host, _, port = http_bind.rpartition(":")
     lean_server = None
     try:
-        if lean:
-            ctx = app[CTX]
-            lean_server = await asyncio.get_running_loop().create_server(
-                lambda: LeanProtocol(ctx, runner.server), host, int(port), reuse_address=True, ssl=server_ssl)
-        else:
-            await web.TCPSite(runner, host, int(port), reuse_address=True, ssl_context=server_ssl).start()
+        # Both fronts start every connection in LeanProtocol, which admits it (connections per
+        # client) and bounds its first head; with lean=False it goes to aiohttp at that head.
+        # A TLS handshake gets the head's time too (asyncio's default is 60 s).
+        ctx = app[CTX]
+        lean_server = await asyncio.get_running_loop().create_server(
+            lambda: LeanProtocol(ctx, runner.server, lean), host, int(port), reuse_address=True, ssl=server_ssl,
+            ssl_handshake_timeout=config.head_timeout_s if server_ssl else None)
     except OSError as exc:
         print(f"raftkv serve: cannot listen on HTTP address {http_bind}: {exc.strerror}", file=sys.stderr)
         await runner.cleanup()

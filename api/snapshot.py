@@ -14,6 +14,7 @@ from aiohttp import web
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
 from api.forward import ForwardRequest
+from api.limits import read_body
 from api.reads import route_read
 from node.codec import RestoreOp
 from node.reads import Consistency
@@ -62,7 +63,7 @@ async def put_snapshot(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise HTTPProblem(413, f"snapshot too large for an online restore ({request.content_length} > {limit} bytes);"
                                " use `raftkv snapshot restore --data-dir` on stopped nodes")
-    body = await request.read()
+    body = await read_body(request, limit, "snapshot", ctx.config.body_timeout_s)
     try:
         header, _, _ = fmt.read_bytes(body)
     except fmt.SnapshotCorrupt as exc:

@@ -12,7 +12,8 @@ from api.acl.authz import Authorizer
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
 from api.kv import entry_json
-from api.params import MAX_KEY_BYTES, UINT64_MAX
+from api.limits import read_body
+from api.params import UINT64_MAX, parse_key
 from node.codec import TXN_VERBS, TxnItem, TxnOp
 
 MAX_TXN_OPS = 128  # Consul's current limit
@@ -21,12 +22,7 @@ _TREE_VERBS = {"get-tree", "delete-tree"}
 
 async def put_txn(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    limit = ctx.config.max_txn_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise HTTPProblem(413, f"transaction too large: {request.content_length} bytes, the limit is {limit}")
-    body = await request.read()
-    if len(body) > limit:
-        raise HTTPProblem(413, f"transaction too large: {len(body)} bytes, the limit is {limit}")
+    body = await read_body(request, ctx.config.max_txn_bytes, "transaction", ctx.config.body_timeout_s)
     items, value_bytes = parse_txn(body, ctx.config.max_value_bytes)
     authz = ctx.acl.authorize(request.headers, request.query)
     denied = txn_acl_errors(authz, items)
@@ -94,8 +90,10 @@ def _parse_item(i: int, kv: dict, max_value_bytes: int) -> TxnItem:
     key = kv.get("Key", "")
     if not isinstance(key, str) or (not key and verb not in _TREE_VERBS):
         raise bad_request(f"operation {i}: missing key name")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise bad_request(f"operation {i}: key longer than {MAX_KEY_BYTES} bytes")
+    try:  # the same key rules as /v1/kv (a lone surrogate from JSON is not UTF-8: it was a 500)
+        parse_key(key, allow_empty=True)
+    except HTTPProblem as exc:
+        raise bad_request(f"operation {i}: {exc.reason}") from None
     raw = kv.get("Value")
     try:
         value = base64.b64decode(raw, validate=True) if raw else b""
