@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "members": ("api.members_cli", "list, add and remove cluster members"),
     "leader": ("api.members_cli", "hand leadership over"),
     "snapshot": ("api.snapshot_cli", "save, inspect and restore snapshots"),
+    "acl": ("api.acl.cli", "manage ACL tokens and policies"),
     "loadtest": ("loadtest.locustfiles.locust_run", "run a locust scenario against a local (or given) cluster"),
     "bench": ("loadtest.bench.sweep", "closed-loop HTTP benchmark with a concurrency sweep"),
     "chaos": ("loadtest.chaos.experiment", "kill and pause nodes under load, then check what the cluster did"),

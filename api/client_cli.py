@@ -11,7 +11,7 @@ import base64
 import json
 import sys
 
-from api.cli_http import ClientError, addr_option, request
+from api.cli_http import ClientError, addr_option, endpoint, request
 from api.cli_http import failure as _fail
 
 
@@ -50,10 +50,11 @@ def run_kv(args: argparse.Namespace) -> int:
 
 
 def _run_kv(args: argparse.Namespace) -> int:
+    args.addr = endpoint(args)  # with the TLS options, checked once
     key_path = "/v1/kv/" + args.key if hasattr(args, "key") else "/v1/kv/" + args.prefix
     if args.verb == "get":
         query = {"stale": ""} if args.stale else {"consistent": ""} if args.consistent else {}
-        status, _, body = request(args.addr, "GET", key_path, query)
+        status, _, body = request(args.addr, "GET", key_path, query, token=args.token)
         if status == 404:
             raise ClientError(f"key {args.key!r} not found")
         if status != 200:
@@ -79,7 +80,7 @@ def _run_kv(args: argparse.Namespace) -> int:
         _write(args, "DELETE", key_path, query)
         print(f"Deleted: {args.key}{' (recursively)' if args.recurse else ''}")
         return 0
-    status, _, body = request(args.addr, "GET", key_path, {"recurse": ""})
+    status, _, body = request(args.addr, "GET", key_path, {"recurse": ""}, token=args.token)
     if status == 404:
         return 0
     if status != 200:
@@ -91,7 +92,7 @@ def _run_kv(args: argparse.Namespace) -> int:
 
 def _write(args, method: str, path: str, query: dict, body: bytes | None = None) -> None:
     """Send a PUT or DELETE; raise ClientError unless the cluster answered `true`."""
-    status, _, answer = request(args.addr, method, path, query, body)
+    status, _, answer = request(args.addr, method, path, query, body, token=args.token)
     if status != 200:
         raise _fail(status, answer)
     if json.loads(answer) is not True:
@@ -100,14 +101,16 @@ def _write(args, method: str, path: str, query: dict, body: bytes | None = None)
 
 def run_status(args: argparse.Namespace) -> int:
     try:
-        status, _, body = request(args.addr, "GET", "/v1/raftkv/status")
+        args.addr = endpoint(args)  # with the TLS options, checked once
+        status, _, body = request(args.addr, "GET", "/v1/raftkv/status", token=args.token)
         if status != 200:
             raise _fail(status, body)
         here = json.loads(body)
         rows = []
         for member in here["members"] or [{"raft": here["raft"], "id": here["id"], "http": here["http"]}]:
             try:
-                code, _, mbody = request(member["http"], "GET", "/v1/raftkv/status")
+                code, _, mbody = request(args.addr.peer(member["http"]), "GET", "/v1/raftkv/status",
+                                         token=args.token)
                 st = json.loads(mbody) if code == 200 else None
             except ClientError:
                 st = None

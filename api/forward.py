@@ -3,12 +3,14 @@
 A request that must be served by the leader (writes, default and consistent reads) is
 served here if this node leads, else sent once to the leader's advertised HTTP address.
 The hop is marked with `X-Raftkv-Forwarded`; a node that receives a marked request and is
-not the leader answers 503 instead of forwarding again (loop guard).
+not the leader answers 503 instead of forwarding again (loop guard). With TLS on, the hop is
+HTTPS and verifies the leader's certificate (api/tls.py: all nodes share one scheme).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,10 +40,11 @@ class ForwardRequest:
 
 
 class LeaderForwarder:
-    def __init__(self, node, timeout_s: float) -> None:
-        """`node`: the api.node_port.Node this API serves."""
+    def __init__(self, node, timeout_s: float, peer_ssl: ssl.SSLContext | None = None) -> None:
+        """`node`: the api.node_port.Node this API serves; `peer_ssl`: HTTPS to the leader."""
         self.node = node
         self.timeout_s = timeout_s
+        self.peer_ssl = peer_ssl
         self._session: aiohttp.ClientSession | None = None
         self.forwarded = 0
         self.forward_failures = 0
@@ -104,10 +107,12 @@ class LeaderForwarder:
     async def _send(self, request: ForwardRequest, target: str, body: bytes | None, is_write: bool,
                     hold_s: float) -> Reply:
         if self._session is None:
-            self._session = client_session(auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))
-        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-consul") or k == "Content-Type"}
+            connector = aiohttp.TCPConnector(limit=0, ssl=self.peer_ssl or True)  # True: aiohttp's default
+            self._session = client_session(auto_decompress=False, connector=connector)
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower().startswith("x-consul") or k.lower() in ("content-type", "authorization")}
         headers[FORWARDED_HEADER] = self.node.node_id
-        url = f"http://{target}{request.rel_url}"
+        url = f"{'https' if self.peer_ssl else 'http'}://{target}{request.rel_url}"
         try:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s + hold_s + 1)
             async with self._session.request(request.method, url, data=body, headers=headers, timeout=timeout) as resp:
@@ -117,6 +122,9 @@ class LeaderForwarder:
                 content_type = out_headers.pop("Content-Type", None)
                 self.forwarded += 1
                 return Reply(resp.status, payload, out_headers, content_type)
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientConnectorSSLError) as exc:
+            self.forward_failures += 1  # a misconfigured cluster: say so rather than "unreachable"
+            raise unavailable(f"TLS with the leader {target} failed ({exc}); nothing was applied") from None
         except aiohttp.ClientConnectorError:
             self.forward_failures += 1
             raise unavailable(f"leader {target} is unreachable; nothing was applied") from None

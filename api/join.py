@@ -4,6 +4,9 @@ Join: before the node starts, learn the cluster's voters from any member (the no
 peers are those voters, not the command line's); once it runs as a learner, ask the leader
 (through any member) to add it. The leader promotes it to voter when it has caught up
 (node.raft.RaftNode.maintain_membership).
+
+With TLS on, every call here is HTTPS with the node's peer context (api/tls.py): the member's
+certificate is verified and the node presents its own.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -31,17 +35,19 @@ class JoinError(Exception):
     """The cluster to join cannot be asked or refuses; one line for the user."""
 
 
-def parse_join_urls(text: str) -> list[str]:
-    """`URL[,URL]`, each `http://HOST:PORT` or `HOST:PORT`, as `http://HOST:PORT`."""
+def parse_join_urls(text: str, scheme: str = "http") -> list[str]:
+    """`URL[,URL]`, each `SCHEME://HOST:PORT` or `HOST:PORT`, as `SCHEME://HOST:PORT`: the
+    cluster's scheme is this node's own (https when it serves TLS), so another one is refused."""
     urls = []
     for item in text.split(","):
         item = item.strip()
         if not item:
             continue
-        scheme, sep, rest = item.partition("://")
-        if sep and scheme != "http":
-            raise AddressError(f"--join {item!r}: only http:// addresses are supported")
-        urls.append("http://" + parse_hostport((rest if sep else item).rstrip("/"), "--join"))
+        given, sep, rest = item.partition("://")
+        if sep and given != scheme:
+            raise AddressError(f"--join {item!r}: this node serves {scheme}, and so does every member of its "
+                               f"cluster; use {scheme}://HOST:PORT or HOST:PORT")
+        urls.append(f"{scheme}://" + parse_hostport((rest if sep else item).rstrip("/"), "--join"))
     if not urls:
         raise AddressError("--join needs at least one member's HTTP address")
     return urls
@@ -50,13 +56,14 @@ def parse_join_urls(text: str) -> list[str]:
 JOIN_ASK_S = 30.0  # members may be starting too: ask again for this long before giving up
 
 
-def voters_to_join(urls: list[str], addresses, timeout_s: float) -> list[str]:
+def voters_to_join(urls: list[str], addresses, timeout_s: float, peer_ssl: ssl.SSLContext | None = None,
+                   headers: dict | None = None) -> list[str]:
     """The cluster's voters, from the first member that answers (asked again for JOIN_ASK_S);
     refuses a join under an address that is already a voter (that member must be removed first)."""
     deadline = time.monotonic() + JOIN_ASK_S
     while True:
         try:
-            return _ask_voters(urls, addresses, timeout_s)
+            return _ask_voters(urls, addresses, timeout_s, peer_ssl, headers or {})
         except _NoAnswer as exc:
             if time.monotonic() > deadline:
                 raise JoinError(str(exc)) from None
@@ -67,11 +74,13 @@ class _NoAnswer(Exception):
     pass
 
 
-def _ask_voters(urls: list[str], addresses, timeout_s: float) -> list[str]:
+def _ask_voters(urls: list[str], addresses, timeout_s: float, peer_ssl: ssl.SSLContext | None,
+                headers: dict) -> list[str]:
     problems = []
     for url in urls:
         try:
-            with urllib.request.urlopen(f"{url}/v1/operator/raft/configuration", timeout=timeout_s) as resp:
+            req = urllib.request.Request(f"{url}/v1/operator/raft/configuration", headers=headers)
+            with urllib.request.urlopen(req, timeout=timeout_s, context=peer_ssl) as resp:
                 servers = json.loads(resp.read())["Servers"]
         except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
             problems.append(f"{url}: {getattr(exc, 'reason', exc)}")
@@ -87,12 +96,14 @@ def _ask_voters(urls: list[str], addresses, timeout_s: float) -> list[str]:
     raise _NoAnswer("cannot learn the cluster's members: " + "; ".join(problems))
 
 
-async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
-    """Ask until the cluster has this node as a learner or a voter (retries every second)."""
+async def ask_to_join(node, urls: list[str], stop: asyncio.Event, peer_ssl: ssl.SSLContext | None = None,
+                      headers: dict | None = None) -> None:
+    """Ask until the cluster has this node as a learner or a voter (retries every second).
+    `headers`: the node's own ACL token when ACLs are on (api/acl/initial.py)."""
     a = node.addresses
     query = urllib.parse.urlencode({"id": a.node_id, "address": a.raft, "http": a.http})
     last_problem = None
-    async with client_session() as session:
+    async with _session(peer_ssl) as session:
         while not stop.is_set() and node.standing.learner:
             config = node.configuration()
             if a.raft in config["learners"] or a.raft in config["voters"]:
@@ -100,7 +111,7 @@ async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
                 continue
             for url in urls:
                 try:
-                    async with session.put(f"{url}/v1/operator/raft/peer?{query}",
+                    async with session.put(f"{url}/v1/operator/raft/peer?{query}", headers=headers,
                                            timeout=aiohttp.ClientTimeout(total=10)) as resp:
                         body = (await resp.text()).strip()
                         if resp.status == 200:
@@ -115,16 +126,17 @@ async def ask_to_join(node, urls: list[str], stop: asyncio.Event) -> None:
             await asyncio.sleep(1.0)
 
 
-async def removed_per_peers(node) -> bool:
+async def removed_per_peers(node, peer_ssl: ssl.SSLContext | None = None, headers: dict | None = None) -> bool:
     """True when a member of our cluster shows a newer configuration without this node."""
     me = node.addresses.raft
     mine = node.configuration()
-    async with client_session() as session:
+    scheme = "https" if peer_ssl else "http"
+    async with _session(peer_ssl) as session:
         for raft, (_id, http) in mine["members"].items():
             if raft == me or not http:
                 continue
             try:
-                async with session.get(f"http://{http}/v1/operator/raft/configuration?stale",
+                async with session.get(f"{scheme}://{http}/v1/operator/raft/configuration?stale", headers=headers,
                                        timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     if resp.status != 200:
                         continue
@@ -138,6 +150,10 @@ async def removed_per_peers(node) -> bool:
             if newer and me not in addresses:
                 return True
     return False
+
+
+def _session(peer_ssl: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    return client_session(connector=aiohttp.TCPConnector(ssl=peer_ssl or True))
 
 
 async def hand_over_leadership(node) -> None:

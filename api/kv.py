@@ -7,7 +7,8 @@ entry to the leader over the Raft connection (no second HTTP hop), and the answe
 the entry is committed and applied here.
 Writes always go through the leader and answer only once committed on a majority's disk.
 The handlers are thin aiohttp adapters over `read_value`, `write_value` and `delete_value`,
-which api.fast_http's lean front calls directly.
+which api.fast_http's lean front calls directly. Those three check the request's ACL token
+(api/acl/authz.py) themselves, so neither front can skip the check.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from api.acl.authz import Authorizer
 from api.context import CTX, ApiContext
 from api.errors import HTTPProblem
-from api.params import ReadParams, parse_key, read_params, uint_param
+from api.forward import FORWARDED_HEADER
+from api.limits import read_body
+from api.params import ReadParams, read_params, request_key, uint_param
 from api.reads import reverify, route_read
 from api.reply import Reply
 from node.codec import DeleteOp, SetOp
@@ -55,18 +59,26 @@ def meta_headers(ctx: ApiContext, index: int, consistency: Consistency) -> dict[
 
 async def get_kv(request: web.Request) -> web.StreamResponse:
     params = read_params(request.query)
-    key = parse_key(request.match_info.get("key", ""), allow_empty=params.recurse or params.keys)
-    return (await read_value(request.app[CTX], request, key, params)).to_web()
+    key = request_key(request.match_info.get("key", ""), request.raw_path, allow_empty=params.recurse or params.keys)
+    ctx = request.app[CTX]
+    if params.index and FORWARDED_HEADER not in request.headers:  # counted where the client connected
+        with ctx.blocking.hold(request.remote or ""):
+            return (await read_value(ctx, request, key, params)).to_web()
+    return (await read_value(ctx, request, key, params)).to_web()
 
 
 async def read_value(ctx: ApiContext, request, key: str, params: ReadParams) -> Reply:
     """A read of one key or a prefix, blocking when asked to. `request` (either front's) is
-    only forwarded, as a ForwardRequest built when the node says the leader must answer."""
+    only forwarded, as a ForwardRequest built when the node says the leader must answer.
+    Checked here, before any wait: key:read on the key; a listing shows only readable keys."""
+    authz = ctx.acl.authorize(request.headers, request.query)
+    if not (params.recurse or params.keys):
+        authz.require_key(key, "read")
     hold_s = params.wait_s * (1 + 1 / 16) if params.index else 0.0
     forwarded = await route_read(ctx, request, params.consistency, params.max_stale_s, hold_s)
     if forwarded is not None:
         return forwarded
-    index, respond = _query(ctx, key, params)
+    index, respond = _query(ctx, key, params, authz)
     if params.index and index <= params.index:
         # Blocking query (Consul's rules): hold until the result's index passes the client's,
         # or the wait (plus up to wait/16 of jitter, to spread reconnecting watchers) ends.
@@ -75,16 +87,18 @@ async def read_value(ctx: ApiContext, request, key: str, params: ReadParams) -> 
         while index <= params.index and (left := deadline - time.monotonic()) > 0:
             await ctx.node.wait_for_change(key, watched_prefix, left)
             await reverify(ctx, params.consistency)  # on every wake-up, as Consul's consistent mode does
-            index, respond = _query(ctx, key, params)
+            index, respond = _query(ctx, key, params, authz)
     return respond()
 
 
-def _query(ctx: ApiContext, key: str, params: ReadParams):
+def _query(ctx: ApiContext, key: str, params: ReadParams, authz: Authorizer):
     """Run the read on this node's state: (index it reflects, a function building the reply)."""
     with ctx.node.read_view() as view:
         if params.keys or params.recurse:
             items = view.items_with_prefix(key)
             index = view.prefix_index(key, items)
+            if ctx.acl.enabled:  # Consul filters a listing down to the keys the token may read
+                items = [(k, e) for k, e in items if authz.key_read(k)]
         else:
             entry = view.get(key)
             index = view.key_index(key)
@@ -92,6 +106,8 @@ def _query(ctx: ApiContext, key: str, params: ReadParams):
         headers = meta_headers(ctx, index, params.consistency)
         if params.keys:
             names = _fold_keys(items, key, params.separator)
+            if ctx.acl.enabled:  # a folded name ("dir/") is filtered by its own name, as Consul
+                names = [n for n in names if authz.key_read(n)]
             if not names and key:
                 return index, lambda: Reply(404, headers=headers, content_type=None)
             return index, lambda: Reply.json(names, headers)
@@ -122,15 +138,15 @@ def _fold_keys(items, prefix: str, sep: str | None) -> list[str]:
 
 async def put_kv(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    key = parse_key(request.match_info.get("key", ""), allow_empty=False)
-    limit = ctx.config.max_value_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise HTTPProblem(413, f"value too large: {request.content_length} bytes, the limit is {limit}")
-    body = await request.read()
-    return (await write_value(ctx, key, request.query, body)).to_web()
+    key = request_key(request.match_info.get("key", ""), request.raw_path, allow_empty=False)
+    body = await read_body(request, ctx.config.max_value_bytes, "value", ctx.config.body_timeout_s)
+    return (await write_value(ctx, key, request.query, body, request.headers)).to_web()
 
 
-async def write_value(ctx: ApiContext, key: str, query: Mapping[str, str], body: bytes) -> Reply:
+async def write_value(ctx: ApiContext, key: str, query: Mapping[str, str], body: bytes,
+                      headers: Mapping[str, str]) -> Reply:
+    """`headers` carry the ACL token (with ?token=): key:write on the key."""
+    ctx.acl.authorize(headers, query).require_key(key, "write")
     flags = uint_param(query, "flags") or 0
     cas = uint_param(query, "cas")
     for unsupported in ("acquire", "release"):
@@ -145,12 +161,19 @@ async def write_value(ctx: ApiContext, key: str, query: Mapping[str, str], body:
 
 async def delete_kv(request: web.Request) -> web.Response:
     recurse = "recurse" in request.query
-    key = parse_key(request.match_info.get("key", ""), allow_empty=recurse)
-    return (await delete_value(request.app[CTX], key, request.query)).to_web()
+    key = request_key(request.match_info.get("key", ""), request.raw_path, allow_empty=recurse)
+    return (await delete_value(request.app[CTX], key, request.query, request.headers)).to_web()
 
 
-async def delete_value(ctx: ApiContext, key: str, query: Mapping[str, str]) -> Reply:
+async def delete_value(ctx: ApiContext, key: str, query: Mapping[str, str], headers: Mapping[str, str]) -> Reply:
+    """key:write on the key; with ?recurse, write on every key under the prefix (no rule
+    inside it granting less), as Consul's KeyWritePrefix."""
     recurse = "recurse" in query
+    authz = ctx.acl.authorize(headers, query)
+    if recurse:
+        authz.require_key_prefix_write(key)
+    else:
+        authz.require_key(key, "write")
     cas = uint_param(query, "cas")
     if recurse and cas is not None:
         raise HTTPProblem(400, "Conflicting flags: cas cannot be used with recurse")

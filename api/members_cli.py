@@ -11,19 +11,19 @@ import json
 import sys
 import time
 
-from api.cli_http import ClientError, addr_option
+from api.cli_http import ClientError, Endpoint, addr_option, endpoint
 from api.cli_http import failure as _fail
 from api.cli_http import request as _request
 
 RETRY_S = 10.0  # a change sent while the leader is being replaced (503) is sent again meanwhile
 
 
-def request(addr: str, method: str, path: str, query: dict | None = None):
+def request(addr: str | Endpoint, method: str, path: str, query: dict | None = None, token: str | None = None):
     """As api.cli_http.request; a 503 with Retry-After (no leader yet, leader unreachable;
     nothing applied) is retried for up to RETRY_S."""
     deadline = time.monotonic() + RETRY_S
     while True:
-        status, headers, body = _request(addr, method, path, query)
+        status, headers, body = _request(addr, method, path, query, token=token)
         if status != 503 or "Retry-After" not in headers or b"outcome unknown" in body \
                 or time.monotonic() > deadline:
             return status, headers, body
@@ -53,8 +53,9 @@ def register(sub) -> None:
 
 def run_members(args: argparse.Namespace) -> int:
     try:
+        args.addr = endpoint(args)  # with the TLS options, checked once
         if args.verb == "list":
-            status, _, body = request(args.addr, "GET", "/v1/operator/raft/configuration")
+            status, _, body = request(args.addr, "GET", "/v1/operator/raft/configuration", token=args.token)
             if status != 200:
                 raise _fail(status, body)
             print(f"{'ID':<10} {'ADDRESS':<24} {'ROLE':<8} LEADER")
@@ -64,14 +65,14 @@ def run_members(args: argparse.Namespace) -> int:
             return 0
         if args.verb == "add":
             query = {"id": args.id, "address": args.raft, **({"http": args.http} if args.http else {})}
-            status, _, body = request(args.addr, "PUT", "/v1/operator/raft/peer", query)
+            status, _, body = request(args.addr, "PUT", "/v1/operator/raft/peer", query, args.token)
             if status != 200:
                 raise _fail(status, body)
             print(f"added {args.id} ({args.raft}) as a learner; it becomes a voter once caught up")
             return 0
         key = "address" if ":" in args.member else "id"
         query = {key: args.member, **({"force": "true"} if args.force else {})}
-        status, _, body = request(args.addr, "DELETE", "/v1/operator/raft/peer", query)
+        status, _, body = request(args.addr, "DELETE", "/v1/operator/raft/peer", query, args.token)
         if status != 200:
             raise _fail(status, body)
         print(f"removed {args.member}")
@@ -83,11 +84,12 @@ def run_members(args: argparse.Namespace) -> int:
 
 def run_leader(args: argparse.Namespace) -> int:
     try:
+        args.addr = endpoint(args)  # with the TLS options, checked once
         status, _, body = request(args.addr, "POST", "/v1/operator/raft/transfer-leader",
-                                  {"id": args.to} if args.to else None)
+                                  {"id": args.to} if args.to else None, args.token)
         if status != 200:
             raise _fail(status, body)
-        status, _, body = request(args.addr, "GET", "/v1/status/leader")
+        status, _, body = request(args.addr, "GET", "/v1/status/leader", token=args.token)
         print(f"leader: {json.loads(body) if status == 200 else '(unknown)'}")
         return 0
     except ClientError as exc:

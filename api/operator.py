@@ -19,6 +19,7 @@ import time
 
 from aiohttp import web
 
+from api.acl.guards import operator_only
 from api.addresses import AddressError, parse_hostport
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
@@ -193,7 +194,7 @@ def _flag(query, name: str) -> bool:
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/v1/operator/raft/configuration", get_configuration)
-    app.router.add_delete("/v1/operator/raft/peer", delete_peer)
-    app.router.add_put("/v1/operator/raft/peer", put_peer)
-    app.router.add_post("/v1/operator/raft/transfer-leader", transfer_leader)
+    app.router.add_get("/v1/operator/raft/configuration", operator_only("read", get_configuration))
+    app.router.add_delete("/v1/operator/raft/peer", operator_only("write", delete_peer))
+    app.router.add_put("/v1/operator/raft/peer", operator_only("write", put_peer))
+    app.router.add_post("/v1/operator/raft/transfer-leader", operator_only("write", transfer_leader))

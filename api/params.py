@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from api.errors import bad_request
 from node.reads import Consistency
@@ -18,6 +19,7 @@ UINT64_MAX = 2**64 - 1
 DEFAULT_WAIT_S = 300.0  # Consul's default_query_time
 MAX_WAIT_S = 600.0  # Consul's max_query_time
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -76,6 +78,21 @@ def parse_key(key: str, allow_empty: bool) -> str:
     if size > MAX_KEY_BYTES:
         raise bad_request(f"invalid key: {size} bytes, the limit is {MAX_KEY_BYTES}")
     return key
+
+
+def request_key(decoded: str, raw_path: str, allow_empty: bool) -> str:
+    """The key of a /v1/kv/<key> request as aiohttp decoded it (`decoded`), validated, and checked
+    against the raw path: aiohttp leaves an escape it cannot decode as UTF-8 text (`%FF`, `%zz`)
+    in the key verbatim, which would store a key the client did not name (and alias `%25FF`)."""
+    raw = raw_path.partition("?")[0]
+    if "%" in raw:
+        if _BAD_ESCAPE.search(raw):
+            raise bad_request("invalid key: malformed percent-escape")
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise bad_request("invalid key: not valid UTF-8") from None
+    return parse_key(decoded, allow_empty)
 
 
 def uint_param(query: Mapping[str, str], name: str) -> int | None:

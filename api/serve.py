@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 import time
 
 from aiohttp import web
 
+from api import cluster_secret
+from api.acl import initial as acl_initial
 from api.addresses import AddressError, parse_hostport, parse_peer_list
 from api.app import make_app
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
@@ -24,6 +27,8 @@ from api.join import (
     removed_per_peers,
     voters_to_join,
 )
+from api.tls import TLSError, add_serve_options, node_tls_from_args
+from node.engine.peer_auth import SecretError
 from node.errors import StartupError
 from node.membership import is_fresh
 from node.proposer import MAX_BATCH_BYTES
@@ -60,8 +65,25 @@ def register(sub) -> None:
                    help="snapshots kept on disk (default %(default)s)")
     p.add_argument("--http-front", choices=["lean", "aiohttp"], default="lean",
                    help="lean: hot /v1/kv requests skip aiohttp (api/fast_http.py); aiohttp: all through aiohttp")
+    add_serve_options(p)  # --tls-cert-file, --tls-key-file, --tls-ca-file, --tls-verify-incoming
+    acl_initial.add_options(p)
     p.add_argument("--log-level", default="INFO")
+    cluster_secret.add_arguments(p)
+    _add_limit_flags(p)
     p.set_defaults(_run=run)
+
+
+def _add_limit_flags(p) -> None:
+    limits = p.add_argument_group("HTTP limits (README, \"Limits\")")
+    limits.add_argument("--max-conns-per-client", type=int, default=ApiConfig.max_conns_per_client, metavar="N",
+                        help="open HTTP connections per client address; beyond: 429 and closed (default %(default)s)")
+    limits.add_argument("--max-blocking-per-client", type=int, default=ApiConfig.max_blocking_per_client,
+                        metavar="N", help="blocking queries held at once per client address; beyond: 429 "
+                                          "(default %(default)s)")
+    limits.add_argument("--http-head-timeout", type=float, default=ApiConfig.head_timeout_s, metavar="SECONDS",
+                        help="a request head must arrive within this; else 408 and closed (default %(default)s)")
+    limits.add_argument("--http-body-timeout", type=float, default=ApiConfig.body_timeout_s, metavar="SECONDS",
+                        help="a request body must arrive within this of its head; else 408 (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,21 +102,40 @@ def run(args: argparse.Namespace) -> int:
     except AddressError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
-    for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain"):
+    try:
+        tls = node_tls_from_args(args)
+    except TLSError as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 2
+    peer_ssl = tls.peer if tls else None  # every node of a cluster serves the same scheme
+    for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain",
+                 "max_conns_per_client", "max_blocking_per_client", "http_head_timeout", "http_body_timeout"):
         if getattr(args, name) <= 0:
             print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
+    try:
+        secrets = cluster_secret.load(args.cluster_secret_file)
+        acl_policy, acl_secret = acl_initial.settings(args)
+    except (SecretError, ValueError) as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 2
+    refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft)
+    if refusal:
+        print(f"raftkv serve: {refusal}", file=sys.stderr)
+        return 2
     # The largest entry: an online restore, a transaction, or a full write batch plus one value.
     max_entry = max(ApiConfig.max_restore_bytes, ApiConfig.max_txn_bytes, MAX_BATCH_BYTES + args.max_value_bytes)
     settings = RaftSettings(snapshot_min_entries=args.snapshot_entries, snapshot_min_time_s=args.snapshot_interval,
-                            snapshot_retain=args.snapshot_retain, max_entry_bytes=max_entry)
+                            snapshot_retain=args.snapshot_retain, max_entry_bytes=max_entry,
+                            cluster_secrets=secrets)
     join_urls: list[str] = []
     try:
         join_voters = None
         if args.join:
-            join_urls = parse_join_urls(args.join)
+            join_urls = parse_join_urls(args.join, "https" if tls else "http")
             if is_fresh(args.data_dir, JOURNAL_FILE, SNAPSHOT_DIR):
-                join_voters = voters_to_join(join_urls, addresses, args.request_timeout)
+                join_voters = voters_to_join(join_urls, addresses, args.request_timeout, peer_ssl,
+                                             acl_initial.own_token_headers(acl_secret))
         node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters,  # main thread: see RaftNode
                         force_new_cluster=args.force_new_cluster)
     except (StartupError, JoinError, AddressError) as exc:
@@ -108,10 +149,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
-    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout)
+    config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
+                       peer_ssl=peer_ssl, acl_default_policy=acl_policy,
+                       max_conns_per_client=args.max_conns_per_client,
+                       max_blocking_per_client=args.max_blocking_per_client,
+                       head_timeout_s=args.http_head_timeout, body_timeout_s=args.http_body_timeout)
     try:
         return _run_loop(_serve(node, config, http_bind, lean=args.http_front == "lean",
-                                join_urls=join_urls if node.standing.learner else []))
+                                join_urls=join_urls if node.standing.learner else [],
+                                server_ssl=tls.server if tls else None, acl_secret=acl_secret))
     finally:
         node.close()
 
@@ -126,34 +172,45 @@ def _run_loop(main) -> int:
 
 
 async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool = True,
-                 join_urls: list[str] | None = None) -> int:
+                 join_urls: list[str] | None = None, server_ssl: ssl.SSLContext | None = None,
+                 acl_secret: str | None = None) -> int:
     app = make_app(node, config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, _, port = http_bind.rpartition(":")
     lean_server = None
     try:
-        if lean:
-            ctx = app[CTX]
-            lean_server = await asyncio.get_running_loop().create_server(
-                lambda: LeanProtocol(ctx, runner.server), host, int(port), reuse_address=True)
-        else:
-            await web.TCPSite(runner, host, int(port), reuse_address=True).start()
+        # Both fronts start every connection in LeanProtocol, which admits it (connections per
+        # client) and bounds its first head; with lean=False it goes to aiohttp at that head.
+        # A TLS handshake gets the head's time too (asyncio's default is 60 s).
+        ctx = app[CTX]
+        lean_server = await asyncio.get_running_loop().create_server(
+            lambda: LeanProtocol(ctx, runner.server, lean), host, int(port), reuse_address=True, ssl=server_ssl,
+            ssl_handshake_timeout=config.head_timeout_s if server_ssl else None)
     except OSError as exc:
         print(f"raftkv serve: cannot listen on HTTP address {http_bind}: {exc.strerror}", file=sys.stderr)
         await runner.cleanup()
         return 1
     a = node.addresses
-    log.info("node %s serving HTTP on %s, Raft on %s, peers %s", a.node_id, http_bind, a.raft, ",".join(a.peers))
+    log.info("node %s serving %s on %s, Raft on %s (%s), peers %s", a.node_id, "HTTPS" if server_ssl else "HTTP",
+             http_bind, a.raft,
+             "authenticated and encrypted" if node.settings.cluster_secrets else "plain: no cluster secret",
+             ",".join(a.peers))
+    if config.acl_default_policy:
+        log.info("ACLs on, default policy %s", config.acl_default_policy)
     stop = asyncio.Event()
+    own_token = acl_initial.own_token_headers(acl_secret)  # for this node's calls to its peers
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     background = [asyncio.create_task(node.maintain_membership(stop)),
                   asyncio.create_task(node.report_unreachable_peers(stop)),
-                  asyncio.create_task(_stop_when_removed(node, stop))]
+                  asyncio.create_task(_stop_when_removed(node, stop, config.peer_ssl, own_token))]
     if join_urls:
-        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop)))
+        background.append(asyncio.create_task(ask_to_join(node, join_urls, stop, config.peer_ssl, own_token)))
+    if acl_secret:
+        background.append(asyncio.create_task(
+            acl_initial.keep_initial_management(node, acl_secret, stop, config.request_timeout_s)))
     await stop.wait()
     log.info("node %s stopping", a.node_id)
     if lean_server is not None:
@@ -168,7 +225,8 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
     return 0
 
 
-async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
+async def _stop_when_removed(node: RaftNode, stop: asyncio.Event, peer_ssl: ssl.SSLContext | None = None,
+                             headers: dict | None = None) -> None:
     """Stop once this node is removed. The leader says so when it applies the removal; if that
     word is lost (or the node was down then), a node without a leader for a few seconds asks
     the members it knows whether their configuration, newer than ours, still has it."""
@@ -182,7 +240,7 @@ async def _stop_when_removed(node: RaftNode, stop: asyncio.Event) -> None:
             leaderless_since = leaderless_since or time.monotonic()
             if time.monotonic() - leaderless_since > REMOVAL_CHECK_AFTER_S:
                 leaderless_since = time.monotonic()
-                if await removed_per_peers(node):
+                if await removed_per_peers(node, peer_ssl, headers):
                     node.mark_removed("the other members' configuration no longer has it")
         else:
             leaderless_since = None

@@ -14,6 +14,7 @@ from aiohttp import web
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
 from api.forward import ForwardRequest
+from api.limits import read_body
 from api.reads import route_read
 from node.codec import RestoreOp
 from node.reads import Consistency
@@ -25,6 +26,7 @@ CHUNK_BYTES = 1 << 20
 
 async def get_snapshot(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
+    ctx.acl.authorize(request.headers, request.query).require_acl("write")  # Consul: snapshots need acl:write
     # Default: from the leader after a barrier, so the snapshot holds every write acknowledged
     # before the request; ?stale: this node's own newest.
     consistency = Consistency.STALE if "stale" in request.query else Consistency.DEFAULT
@@ -56,11 +58,12 @@ async def get_snapshot(request: web.Request) -> web.StreamResponse:
 
 async def put_snapshot(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    ctx.acl.authorize(request.headers, request.query).require_acl("write")
     limit = ctx.config.max_restore_bytes
     if request.content_length is not None and request.content_length > limit:
         raise HTTPProblem(413, f"snapshot too large for an online restore ({request.content_length} > {limit} bytes);"
                                " use `raftkv snapshot restore --data-dir` on stopped nodes")
-    body = await request.read()
+    body = await read_body(request, limit, "snapshot", ctx.config.body_timeout_s)
     try:
         header, _, _ = fmt.read_bytes(body)
     except fmt.SnapshotCorrupt as exc:

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from api.cli_http import ClientError, addr_option, failure, open_url
+from api.cli_http import ClientError, Endpoint, addr_option, endpoint, failure, open_url
 from node.state_machine import without_membership
 from snapshots import format as fmt
 from snapshots.fsutil import fsync_dir
@@ -50,12 +50,12 @@ def register(sub) -> None:
 def run(args) -> int:
     try:
         if args.verb == "save":
-            return save(args.file, args.addr, args.stale)
+            return save(args.file, endpoint(args), args.stale, args.token)
         if args.verb == "inspect":
             return inspect(args.file, args.json)
         if args.data_dir:
             return restore_offline(args.file, args.data_dir)
-        return restore_online(args.file, args.addr)
+        return restore_online(args.file, endpoint(args), args.token)
     except (ClientError, fmt.SnapshotCorrupt) as exc:
         print(f"raftkv snapshot {args.verb}: {exc}", file=sys.stderr)
         return 1
@@ -80,9 +80,10 @@ class _Progress:
             print(f"{self.what}: {self.done / 1e6:.1f} MB{pct}", end="\r" if self.tty else "\n", file=sys.stderr)
 
 
-def save(path: str, addr: str, stale: bool) -> int:
+def save(path: str, addr: str | Endpoint, stale: bool, token: str | None = None) -> int:
     tmp = path + ".part"
-    with _open(addr, "GET", "/v1/snapshot", {"stale": ""} if stale else None) as resp, open(tmp, "wb") as out:
+    query = {"stale": ""} if stale else None
+    with _open(addr, "GET", "/v1/snapshot", query, token=token) as resp, open(tmp, "wb") as out:
         progress = _Progress("downloading", int(resp.headers.get("Content-Length") or 0) or None)
         while block := resp.read(CHUNK):
             out.write(block)
@@ -119,13 +120,14 @@ def inspect(path: str, as_json: bool) -> int:
     return 0 if verdict == "OK" else 1
 
 
-def restore_online(path: str, addr: str) -> int:
+def restore_online(path: str, addr: str | Endpoint, token: str | None = None) -> int:
     header = fmt.verify(path)
     with open(path, "rb") as f:
         body = f.read()
-    with _open(addr, "PUT", "/v1/snapshot", None, body, {"Content-Type": "application/octet-stream"}):
+    with _open(addr, "PUT", "/v1/snapshot", None, body, {"Content-Type": "application/octet-stream"}, token):
         pass
-    print(f"restored the cluster at {addr} to {path}: {header.key_count} keys (snapshot index {header.index})")
+    where = addr.addr if isinstance(addr, Endpoint) else addr
+    print(f"restored the cluster at {where} to {path}: {header.key_count} keys (snapshot index {header.index})")
     return 0
 
 
@@ -150,9 +152,10 @@ def restore_offline(path: str, data_dir: str) -> int:
     return 0
 
 
-def _open(addr: str, method: str, path: str, query=None, body=None, headers=None):
+def _open(addr: str | Endpoint, method: str, path: str, query=None, body=None, headers=None,
+          token: str | None = None):
     """A response to read from; ClientError with the cluster's one-line reason unless 2xx."""
-    resp = open_url(addr, method, path, query, body, headers, timeout=TRANSFER_TIMEOUT_S)
+    resp = open_url(addr, method, path, query, body, headers, timeout=TRANSFER_TIMEOUT_S, token=token)
     if resp.status // 100 != 2:
         with resp:
             raise failure(resp.status, resp.read())

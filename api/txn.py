@@ -8,10 +8,12 @@ import json
 
 from aiohttp import web
 
+from api.acl.authz import Authorizer
 from api.context import CTX
 from api.errors import HTTPProblem, bad_request
 from api.kv import entry_json
-from api.params import MAX_KEY_BYTES, UINT64_MAX
+from api.limits import read_body
+from api.params import UINT64_MAX, parse_key
 from node.codec import TXN_VERBS, TxnItem, TxnOp
 
 MAX_TXN_OPS = 128  # Consul's current limit
@@ -20,13 +22,12 @@ _TREE_VERBS = {"get-tree", "delete-tree"}
 
 async def put_txn(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    limit = ctx.config.max_txn_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise HTTPProblem(413, f"transaction too large: {request.content_length} bytes, the limit is {limit}")
-    body = await request.read()
-    if len(body) > limit:
-        raise HTTPProblem(413, f"transaction too large: {len(body)} bytes, the limit is {limit}")
+    body = await read_body(request, ctx.config.max_txn_bytes, "transaction", ctx.config.body_timeout_s)
     items, value_bytes = parse_txn(body, ctx.config.max_value_bytes)
+    authz = ctx.acl.authorize(request.headers, request.query)
+    denied = txn_acl_errors(authz, items)
+    if denied:  # Consul's pre-check: every refused op listed, nothing applied
+        return web.json_response({"Results": None, "Errors": denied}, status=409)
     result = await ctx.node.propose(TxnOp(tuple(items)), ctx.config.request_timeout_s, value_bytes)
     if not result.ok:
         errors = [{"OpIndex": i, "What": what} for i, what in result.errors] or [
@@ -35,11 +36,31 @@ async def put_txn(request: web.Request) -> web.Response:
         return web.json_response({"Results": None, "Errors": errors}, status=409)
     results = []
     for key, entry, include_value in result.results:
+        if not authz.key_read(key):  # Consul filters results down to what the token may read
+            continue
         doc = entry_json(key, entry)
         if not include_value:
             doc["Value"] = None
         results.append({"KV": doc})
     return web.json_response({"Results": results, "Errors": None})
+
+
+def txn_acl_errors(authz: Authorizer, items: list[TxnItem]) -> list[dict]:
+    """Consul's per-op ACL pre-check (kvsPreApply): delete-tree needs write on the whole
+    prefix, get and get-tree nothing (their results are filtered), check-index read, every
+    other verb write on its key."""
+    errors = []
+    for i, item in enumerate(items):
+        try:
+            if item.verb == "delete-tree":
+                authz.require_key_prefix_write(item.key)
+            elif item.verb == "check-index":
+                authz.require_key(item.key, "read")
+            elif item.verb not in ("get", "get-tree"):
+                authz.require_key(item.key, "write")
+        except HTTPProblem as exc:
+            errors.append({"OpIndex": i, "What": exc.reason})
+    return errors
 
 
 def parse_txn(body: bytes, max_value_bytes: int) -> tuple[list[TxnItem], int]:
@@ -69,8 +90,10 @@ def _parse_item(i: int, kv: dict, max_value_bytes: int) -> TxnItem:
     key = kv.get("Key", "")
     if not isinstance(key, str) or (not key and verb not in _TREE_VERBS):
         raise bad_request(f"operation {i}: missing key name")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise bad_request(f"operation {i}: key longer than {MAX_KEY_BYTES} bytes")
+    try:  # the same key rules as /v1/kv (a lone surrogate from JSON is not UTF-8: it was a 500)
+        parse_key(key, allow_empty=True)
+    except HTTPProblem as exc:
+        raise bad_request(f"operation {i}: {exc.reason}") from None
     raw = kv.get("Value")  # null (or absent) is empty, as Go decodes it; any other non-string is an error
     try:
         if raw is not None and not isinstance(raw, str):

@@ -9,6 +9,9 @@ running it again brings the same cluster and data back.
 free ports and joins it to the running cluster (`serve --join`); it is recorded in the layout,
 so the next `raftkv up` starts it too. A member removed meanwhile (`raftkv members remove`)
 refuses to start, which `up` reports and goes on without.
+
+`raftkv up --tls` serves HTTPS: a throwaway CA and one certificate per node are made in
+`<data-dir>/tls` (keys mode 0600) and kept, so later runs (and `--add`) stay on https.
 """
 
 from __future__ import annotations
@@ -17,16 +20,21 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 
+from api.pki import Pki
+from node.engine.peer_auth import new_secret
 from snapshots.fsutil import write_atomic
 
 LAYOUT_FILE = "cluster.json"
+SECRET_FILE = "cluster.secret"  # the nodes' Raft secret (api/cluster_secret.py), mode 0600
 HOST = "127.0.0.1"
+TLS_DIR = "tls"  # under the data folder: the CA and the nodes' certificates (api/pki.py)
 
 
 def register(sub) -> None:
@@ -36,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default="./raftkv-data", help="folder for every node's data")
     p.add_argument("--http-port", type=int, default=8501, help="first node's HTTP port; the others follow")
     p.add_argument("--raft-port", type=int, default=7001, help="first node's Raft port; the others follow")
+    p.add_argument("--tls", action="store_true",
+                   help="serve HTTPS with a throwaway CA made in <data-dir>/tls (kept: later runs stay on https)")
+    p.add_argument("--acl", choices=["allow", "deny"], help="enforce ACL tokens with this default policy")
     p.set_defaults(_run=run)
 
 
@@ -67,6 +78,17 @@ def load_or_create_layout(data_dir: str, nodes: int, http_port: int, raft_port: 
     return layout
 
 
+def ensure_secret(data_dir: str) -> str:
+    """The cluster's secret file, made on the first run: Raft traffic is authenticated from the start."""
+    path = os.path.join(data_dir, SECRET_FILE)
+    if not os.path.exists(path):
+        try:
+            write_atomic(path, (new_secret() + "\n").encode(), mode=0o600)
+        except OSError as exc:
+            raise UpError(f"cannot write {path}: {exc.strerror}") from None
+    return path
+
+
 def _port_free(addr: str) -> bool:
     host, _, port = addr.rpartition(":")
     with socket.socket() as s:
@@ -84,11 +106,12 @@ def _pump(prefix: str, stream) -> None:
         sys.stdout.flush()
 
 
-def _leader_http(layout: list[dict]) -> str | None:
+def _leader_http(layout: list[dict], tls: ssl.SSLContext | None = None) -> str | None:
     by_raft = {n["raft"]: n for n in layout}
     for n in layout:
         try:
-            with urllib.request.urlopen(f"http://{n['http']}/v1/status/leader", timeout=1) as resp:
+            with urllib.request.urlopen(f"{'https' if tls else 'http'}://{n['http']}/v1/status/leader", timeout=1,
+                                        context=tls) as resp:
                 leader = json.loads(resp.read())
             if leader in by_raft:
                 return by_raft[leader]["id"]
@@ -115,12 +138,33 @@ def add_node(data_dir: str) -> tuple[list[dict], dict]:
     return layout, new
 
 
-def _serve_command(data_dir: str, n: dict, layout: list[dict]) -> list[str]:
+def _tls_material(tls_dir: str, layout: list[dict]) -> str:
+    """The CA in `tls_dir` and a certificate for every node of the layout (each made once); the CA's path."""
+    pki = Pki(tls_dir, name="raftkv up CA", days=825)
+    for n in layout:
+        if not os.path.exists(os.path.join(tls_dir, f"{n['id']}-key.pem")):
+            pki.issue(n["id"], (n["http"].rpartition(":")[0], "localhost"))
+    return pki.ca
+
+
+def _tls_args(tls_dir: str, n: dict) -> list[str]:
+    return ["--tls-cert-file", os.path.join(tls_dir, f"{n['id']}.pem"),
+            "--tls-key-file", os.path.join(tls_dir, f"{n['id']}-key.pem"),
+            "--tls-ca-file", os.path.join(tls_dir, "ca.pem")]
+
+
+def _serve_command(data_dir: str, n: dict, layout: list[dict], acl: str | None = None) -> list[str]:
     peers = ",".join(m["raft"] for m in layout if m is not n)
     cmd = [sys.executable, "-m", "api.cli", "serve", "--id", n["id"], "--raft", n["raft"], "--http", n["http"],
-           "--data-dir", os.path.join(data_dir, n["id"])] + (["--peers", peers] if peers else [])
+           "--data-dir", os.path.join(data_dir, n["id"]), "--cluster-secret-file", os.path.join(data_dir, SECRET_FILE),
+           ] + (["--peers", peers] if peers else [])
     if n.get("joined"):  # ignored by serve once its data folder holds its membership
-        cmd += ["--join", ",".join(m["http"] for m in layout if m is not n)]
+        cmd += ["--join", ",".join(m["http"] for m in layout if m is not n)]  # scheme-less: the node's own
+    tls_dir = os.path.join(data_dir, TLS_DIR)
+    if os.path.isdir(tls_dir):
+        cmd += _tls_args(tls_dir, n)
+    if acl:
+        cmd += ["--acl", acl]
     return cmd
 
 
@@ -133,10 +177,13 @@ def run(args) -> int:
         else:
             layout = load_or_create_layout(data_dir, args.nodes, args.http_port, args.raft_port)
             starting = layout
+        ensure_secret(data_dir)
         for n in starting:
             for addr in (n["http"], n["raft"]):
                 if not _port_free(addr):
                     raise UpError(f"port {addr} is in use (another raftkv up?); pick --http-port/--raft-port")
+        tls_dir = os.path.join(data_dir, TLS_DIR)
+        ca = _tls_material(tls_dir, layout) if args.tls or os.path.isdir(tls_dir) else None
     except (UpError, OSError, ValueError, KeyError) as exc:
         print(f"raftkv up: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 1
@@ -145,15 +192,19 @@ def run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     procs: dict[str, subprocess.Popen] = {}
     for n in starting:
-        proc = subprocess.Popen(_serve_command(data_dir, n, layout), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(_serve_command(data_dir, n, layout, args.acl), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         procs[n["id"]] = proc
         threading.Thread(target=_pump, args=(n["id"], proc.stdout), daemon=True).start()
     print(f"raftkv up: {'adding' if args.add else 'starting'} {len(starting)} node(s), data in {data_dir}")
+    scheme = "https" if ca else "http"
     for n in starting:
-        print(f"  {n['id']}  http://{n['http']}  (raft {n['raft']})")
+        print(f"  {n['id']}  {scheme}://{n['http']}  (raft {n['raft']})")
+    if ca:
+        print(f"  TLS: the nodes' CA is {ca}")
     sys.stdout.flush()
     started = time.monotonic()
+    leader_ssl = ssl.create_default_context(cafile=ca) if ca else None
     announced = None
     exit_code = 0
     reported: set[str] = set()  # nodes whose exit was already told
@@ -166,11 +217,17 @@ def run(args) -> int:
                     stop.set()
                     exit_code = 1
         if announced is None and time.monotonic() - started < 60:
-            leader = _leader_http(layout)
+            leader = _leader_http(layout, leader_ssl)
             if leader:
                 announced = leader
+                curl = f"curl --cacert {ca}" if ca else "curl"
                 print(f"raftkv up: leader is {leader}; ready in {time.monotonic() - started:.1f}s. "
-                      f"Try: curl -X PUT --data-binary hello http://{layout[0]['http']}/v1/kv/greeting", flush=True)
+                      f"Try: {curl} -X PUT --data-binary hello {scheme}://{layout[0]['http']}/v1/kv/greeting",
+                      flush=True)
+                if args.acl:
+                    print(f"raftkv up: ACLs are on (default policy {args.acl}). Bootstrap once: "
+                          f"raftkv acl bootstrap --addr {scheme}://{layout[0]['http']}  (keep the SecretID it prints; "
+                          "then pass it as --token or RAFTKV_HTTP_TOKEN)", flush=True)
     print("raftkv up: stopping nodes", flush=True)
     for proc in procs.values():
         if proc.poll() is None:

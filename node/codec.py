@@ -26,9 +26,13 @@ OP_TXN = 4
 OP_RESTORE = 5
 OP_CLUSTER_INIT = 6
 OP_CONFIG = 7
+OP_ACL = 8
 
 # Membership changes carried by ConfigOp (strings on disk; append only).
 CONFIG_ACTIONS = frozenset({"add-learner", "promote", "remove", "reset"})  # reset: force a new one-voter cluster
+
+# ACL changes carried by AclOp (strings on disk; append only). What each means: node/acl.py.
+ACL_ACTIONS = frozenset({"bootstrap", "policy-set", "policy-delete", "token-set", "token-delete"})
 
 # Consul's KV transaction verbs this codec carries (strings on disk; append only).
 TXN_VERBS = frozenset({
@@ -105,7 +109,16 @@ class ConfigOp:
     http_addr: str = ""
 
 
-Op = SetOp | DeleteOp | SetMemberOp | TxnOp | RestoreOp | ClusterInitOp | ConfigOp
+@dataclass(frozen=True, slots=True)
+class AclOp:
+    """One change of the replicated ACL state: `args` is a map of plain values (never a token
+    secret, only its SHA-256), checked and applied by node.acl.AclState."""
+
+    action: str
+    args: dict
+
+
+Op = SetOp | DeleteOp | SetMemberOp | TxnOp | RestoreOp | ClusterInitOp | ConfigOp | AclOp
 
 
 def _op_to_list(op: Op) -> list:
@@ -123,6 +136,8 @@ def _op_to_list(op: Op) -> list:
         return [OP_CLUSTER_INIT, op.cluster_id, list(op.voters)]
     if isinstance(op, ConfigOp):
         return [OP_CONFIG, op.action, op.raft_addr, op.node_id, op.http_addr]
+    if isinstance(op, AclOp):
+        return [OP_ACL, op.action, op.args]
     raise TypeError(f"not an op: {op!r}")
 
 
@@ -144,6 +159,10 @@ def _op_from_list(item: list) -> Op:
         if item[1] not in CONFIG_ACTIONS:
             raise CodecError(f"unknown membership change {item[1]!r}")
         return ConfigOp(item[1], item[2], item[3], item[4])
+    if code == OP_ACL:
+        if item[1] not in ACL_ACTIONS or not isinstance(item[2], dict):
+            raise CodecError(f"unknown ACL change {item[1]!r}")
+        return AclOp(item[1], item[2])
     raise CodecError(f"unknown op code {code}")
 
 

@@ -26,6 +26,7 @@ import enum
 import threading
 from typing import Protocol
 
+from node.acl import AclState
 from node.state_machine import KVEntry, KVStateMachine
 
 
@@ -71,3 +72,7 @@ class ReadView:
 
     def prefix_index(self, prefix: str, items: list[tuple[str, KVEntry]]) -> int:
         return self.state.prefix_index(prefix, items)
+
+    def acl(self) -> AclState:
+        """The ACL records (node/acl.py): read them inside the `with`, copy out what is needed."""
+        return self.state.acl

@@ -32,3 +32,6 @@ class RaftSettings:
     # from it (node.engine.wire.WireLimits.for_entries). 64 MiB: PUT /v1/snapshot's limit
     # (api.context.ApiConfig.max_restore_bytes), one entry through the log.
     max_entry_bytes: int = 64 * 1024 * 1024
+    # The cluster secrets (node.engine.peer_auth.Keyring: dial with the first, accept any). Empty:
+    # the Raft wire is neither authenticated nor encrypted (loopback, or --insecure-raft).
+    cluster_secrets: tuple[bytes, ...] = ()

@@ -21,7 +21,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
+from node.acl import AclState
 from node.codec import (
+    AclOp,
     ClusterInitOp,
     CodecError,
     ConfigOp,
@@ -80,6 +82,7 @@ class KVStateMachine:
         # Added to Raft log indexes to make the store's indexes: raised by a restore so that
         # indexes after it continue above the restored snapshot's.
         self.index_offset = 0
+        self.acl = AclState()  # policies and tokens (node/acl.py), replicated like the keys
         self.listener: ChangeListener | None = None
 
     def __getstate__(self) -> dict:
@@ -125,6 +128,8 @@ class KVStateMachine:
             index = top + 1
         self.entries, self.tombstones = restored.entries, restored.tombstones
         self._tombstone_order = restored._tombstone_order
+        if not restored.acl.pristine():  # a snapshot without ACLs (older, or never used) keeps ours
+            self.acl = restored.acl
         self.kv_index = index
         return OpResult(True)
 
@@ -153,6 +158,8 @@ class KVStateMachine:
             return OpResult(True)
         if isinstance(op, ConfigOp):
             return self._change_config(op)
+        if isinstance(op, AclOp):
+            return OpResult(*self.acl.apply(index, op))
         return OpResult(False, f"unsupported op {type(op).__name__}")
 
     def _change_config(self, op: ConfigOp) -> OpResult:
@@ -393,6 +400,8 @@ def _image_meta(sm: KVStateMachine, tombstones) -> dict:
     }
     if sm.cluster_id is not None or sm.voters:  # absent until the cluster is named: older files stay as they were
         meta.update(cluster_id=sm.cluster_id, voters=list(sm.voters), learners=dict(sm.learners))
+    if not sm.acl.pristine():  # absent until ACLs are first used: older files stay as they were
+        meta["acl"] = sm.acl.to_meta()
     return meta
 
 
@@ -421,6 +430,8 @@ def from_image(meta: dict, entries) -> KVStateMachine:
     sm.cluster_id = meta.get("cluster_id")  # absent in snapshots written before membership changes
     sm.voters = tuple(meta.get("voters", ()))
     sm.learners = dict(meta.get("learners", {}))
+    if "acl" in meta:
+        sm.acl = AclState.from_meta(meta["acl"])
     for key, index in meta["tombstones"]:
         sm.tombstones[key] = index
         sm._tombstone_order.append((index, key))

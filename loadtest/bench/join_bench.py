@@ -45,7 +45,7 @@ def measure(keys: int, value_bytes: int) -> dict:
         commit = leader.status()["commit_index"]
         raft, http = (f"{HOST}:{p}" for p in free_ports(2))
         new = NodeProcess("n4", raft, http, os.path.join(root, "n4"), os.path.join(root, "n4.log"), [],
-                          ["--join", ",".join(n.http for n in cluster.nodes)])
+                          [*cluster.secret_args, "--join", ",".join(n.http for n in cluster.nodes)])
         cluster.nodes.append(new)
         t0 = time.monotonic()
         new.start()

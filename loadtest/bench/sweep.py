@@ -7,7 +7,8 @@ p50/p90/p99/max latency, as a table and JSON, and draws throughput and p99 again
 concurrency (PNG). It starts its own 3-node cluster unless given --addr, and first measures
 its own ceiling against a trivial HTTP server, so the reader knows whether the load
 generator or the cluster was the limit. `--etcd` points the same generator at etcd's JSON
-gateway (v3 API) for side-by-side runs.
+gateway (v3 API) for side-by-side runs. `--addr https://...` with --ca-file (and
+--client-cert/--client-key for nodes that require one) measures a cluster serving TLS.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import time
 import aiohttp
 from aiohttp import web
 
+from api.cli_http import ClientError, Endpoint, add_tls_options, request, tls_context
 from api.http_client import client_session
+from api.tls import client_context
 from loadtest.harness.cluster import Cluster
 
 WORKLOADS = ["put", "get", "get-consistent", "get-stale", "mixed"]
@@ -42,12 +45,15 @@ def register(sub) -> None:
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each point")
     p.add_argument("--procs", type=int, default=1, help="client processes")
     p.add_argument("--nodes", type=int, default=3, help="size of the local cluster (without --addr)")
-    p.add_argument("--addr", help="comma-separated HTTP HOST:PORT of running raftkv nodes")
+    p.add_argument("--addr", help="comma-separated [https://]HOST:PORT of running raftkv nodes")
+    add_tls_options(p)  # --ca-file, --client-cert, --client-key
     p.add_argument("--etcd", help="comma-separated HOST:PORT of etcd client URLs (v3 JSON gateway)")
     p.add_argument("--value-bytes", type=int, default=128)
     p.add_argument("--key-bytes", type=int, default=16)
     p.add_argument("--keyspace", type=int, default=10_000)
     p.add_argument("--no-ceiling", action="store_true", help="skip the trivial-server ceiling measurement")
+    p.add_argument("--plain-raft", action="store_true",
+                   help="the local cluster without a cluster secret (Raft unauthenticated, unencrypted): its cost")
     p.add_argument("--out", default="bench-results", help="folder for JSON and PNG")
     p.add_argument("--label", default=None, help="name of this target in the results")
     p.set_defaults(_run=run)
@@ -58,8 +64,12 @@ def register(sub) -> None:
 class Target:
     """How to express each workload as an HTTP request for raftkv or for etcd."""
 
-    def __init__(self, kind: str, nodes: list[str], key_bytes: int, value: bytes, keyspace: int) -> None:
+    def __init__(self, kind: str, nodes: list[str], key_bytes: int, value: bytes, keyspace: int,
+                 tls_files: tuple[str | None, str | None, str | None] = (None, None, None)) -> None:
+        """`nodes`: HOST:PORT or SCHEME://HOST:PORT; `tls_files`: CA, client certificate and key
+        (files, not a context: a Target travels to the client processes)."""
         self.kind, self.nodes, self.value, self.keyspace = kind, nodes, value, keyspace
+        self.tls_files = tls_files
         self.key_bytes = key_bytes
         self.value_b64 = base64.b64encode(value).decode()
 
@@ -81,7 +91,7 @@ class Target:
             if workload == "get-stale":
                 body["serializable"] = True
             return "POST", f"http://{node}/v3/kv/range", None, body  # linearizable by default
-        url = f"http://{node}/v1/kv/{key}"
+        url = f"{node if '://' in node else 'http://' + node}/v1/kv/{key}"
         if workload == "put":
             return "PUT", url, self.value, None
         query = {"get": "", "get-consistent": "?consistent", "get-stale": "?stale"}[workload]
@@ -94,7 +104,8 @@ async def _closed_loop(target: Target, workload: str, clients: int, warmup: floa
     errors = 0
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + duration
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    ssl_context = client_context(*target.tls_files) if any(target.tls_files) else None
+    connector = aiohttp.TCPConnector(limit=0, force_close=False, ssl=ssl_context or True)
     async with client_session(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         async def client(c: int) -> None:
             nonlocal errors
@@ -227,7 +238,23 @@ def plot(results: dict, path: str) -> bool:
     return True
 
 
+def _unreachable(args) -> str | None:
+    """Why a node of --addr cannot be asked (a certificate refused, nothing listening), before
+    a sweep would count every request as an error."""
+    try:
+        ssl_context = tls_context(args)
+        for node in args.addr.split(","):
+            if node.strip():
+                request(Endpoint(node, ssl_context, bool(args.client_cert)), "GET", "/v1/status/leader", timeout=5)
+    except ClientError as exc:
+        return str(exc)
+    return None
+
+
 def run(args) -> int:
+    if args.addr and not args.etcd and (problem := _unreachable(args)):
+        print(f"raftkv bench: {problem}", file=sys.stderr)
+        return 1
     os.makedirs(args.out, exist_ok=True)
     value = b"v" * args.value_bytes
     results = {"machine": machine(), "value_bytes": args.value_bytes, "key_bytes": args.key_bytes,
@@ -246,11 +273,12 @@ def run(args) -> int:
             target = Target("etcd", args.etcd.split(","), args.key_bytes, value, args.keyspace)
         elif args.addr:
             label = args.label or "raftkv"
-            target = Target("raftkv", args.addr.split(","), args.key_bytes, value, args.keyspace)
+            target = Target("raftkv", [a.strip().rstrip("/") for a in args.addr.split(",") if a.strip()],
+                            args.key_bytes, value, args.keyspace, (args.ca_file, args.client_cert, args.client_key))
         else:
             label = args.label or f"raftkv-{args.nodes}n"
             tmp = tempfile.mkdtemp(prefix="raftkv-bench-")
-            cluster = Cluster(tmp, size=args.nodes).start()
+            cluster = Cluster(tmp, size=args.nodes, secret=not args.plain_raft).start()
             cluster.leader(timeout=60)
             target = Target("raftkv", [n.http for n in cluster.nodes], args.key_bytes, value, args.keyspace)
         points = []

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -44,10 +46,11 @@ class NodeProcess:
     extra_args: list[str] = field(default_factory=list)
     prefix: list[str] = field(default_factory=list)  # e.g. `ip netns exec NS`: run the node in a namespace
     proc: subprocess.Popen | None = None
+    client_ssl: ssl.SSLContext | None = None  # the node serves HTTPS (TLS options in extra_args): how to call it
 
     @property
     def url(self) -> str:
-        return f"http://{self.http}"
+        return f"{'https' if self.client_ssl else 'http'}://{self.http}"
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "api.cli", "serve", "--id", self.node_id, "--raft", self.raft,
@@ -82,19 +85,33 @@ class NodeProcess:
 
     def status(self, timeout: float = 1.0) -> dict | None:
         try:
-            with urllib.request.urlopen(f"{self.url}/v1/raftkv/status", timeout=timeout) as resp:
+            with urllib.request.urlopen(f"{self.url}/v1/raftkv/status", timeout=timeout,
+                                        context=self.client_ssl) as resp:
                 return json.loads(resp.read())
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
 
 class Cluster:
+    secret_args: list[str] = []  # serve's cluster-secret option, for nodes that join this cluster
+
     def __init__(self, root: str, size: int = 3, extra_args: list[str] | None = None,
-                 hosts: list[str] | None = None, prefixes: list[list[str]] | None = None) -> None:
+                 hosts: list[str] | None = None, prefixes: list[list[str]] | None = None,
+                 secret: bool = True, client_ssl: ssl.SSLContext | None = None) -> None:
         """`hosts`: one address per node, each in its own network namespace (fixed ports then,
-        as every namespace has its own), with `prefixes` the commands that enter them."""
+        as every namespace has its own), with `prefixes` the commands that enter them.
+        `secret`: the nodes share a cluster secret, as `raftkv up` makes them (False: a plain Raft wire).
+        `client_ssl`: the nodes serve HTTPS (their TLS options in `extra_args`); the harness
+        calls them with this context."""
         os.makedirs(root, exist_ok=True)
         self.root = root
+        if secret:
+            path = os.path.join(root, "cluster.secret")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+            self.secret_args = ["--cluster-secret-file", path]
+        extra_args = [*self.secret_args, *(extra_args or [])]
         if hosts is None:
             ports = free_ports(2 * size)
             rafts = [f"{HOST}:{p}" for p in ports[:size]]
@@ -105,7 +122,7 @@ class Cluster:
         self.nodes = [
             NodeProcess(f"n{i + 1}", rafts[i], https[i], os.path.join(root, f"n{i + 1}"),
                         os.path.join(root, f"n{i + 1}.log"), [r for r in rafts if r != rafts[i]],
-                        list(extra_args or []), list(prefixes[i]) if prefixes else [])
+                        list(extra_args), list(prefixes[i]) if prefixes else [], client_ssl=client_ssl)
             for i in range(size)
         ]
 

@@ -29,6 +29,7 @@ from node.engine.failures import SUCCESS, error_for
 from node.engine.journal import DurableJournal
 from node.engine.journal_seam import journal_installed
 from node.engine.observer import DurabilityObserver
+from node.engine.peer_auth import Keyring
 from node.engine.replicated import ApplyEntry, ReplicatedLog
 from node.engine.status import EngineStatus, Role, role_of
 from node.engine.transport import DurableTransport
@@ -84,9 +85,11 @@ class RaftEngine:
     def start(self) -> None:
         """Main thread: build and start the PySyncObj peer (its tick thread starts replaying the
         journal at once). StartupError if it cannot listen on its Raft address."""
-        # Before the first connection: nothing from a peer is ever unpickled, no frame is too big
-        # (NOTES.md, "The wire").
-        wire.install(wire.WireLimits.for_entries(self._settings.max_entry_bytes))
+        # Before the first connection: nothing from a peer is ever unpickled, no frame is too big,
+        # and with a secret nothing unproven is even decoded (NOTES.md, "The wire").
+        secrets = self._settings.cluster_secrets
+        wire.install(wire.WireLimits.for_entries(self._settings.max_entry_bytes),
+                     Keyring(secrets) if secrets else None)
         with journal_installed(self.journal):
             syncobj = SyncObj(
                 self.self_addr,

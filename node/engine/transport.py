@@ -55,6 +55,11 @@ from node.engine.journal import DurableJournal
 from node.membership import PeerHello, Standing
 
 KEEPALIVE_S = 0.5  # well inside connectionTimeout (node.settings, node.engine.conf)
+# A connection someone opened to us must say who it is (after proving the secret, when there
+# is one) within this long, and at most this many may be waiting to: a flood of connections
+# that never speak holds a bounded number of sockets, and never starves the tick thread.
+IDENTIFY_WITHIN_S = 5.0
+MAX_UNIDENTIFIED = 64
 _HELLO = "raftkv_keepalive"
 _REMOVED = "raftkv_removed"
 _VOTING_MESSAGES = ("request_vote", "timeout_now")
@@ -94,6 +99,8 @@ class DurableTransport(TCPTransport):
             internals.set_election_deadline(self._syncObj, now + 3600)
         elif internals.election_deadline(self._syncObj) > now + 60:  # just allowed to vote again
             internals.set_election_deadline(self._syncObj, now + self._syncObj.conf.raftMaxTimeout)
+        if self._unknownConnections:
+            self._drop_silent_strangers(now)
         if now < self._next_keepalive:
             return
         # A node still deciding whether it may join says hello every tick: start-up waits on it.
@@ -101,6 +108,25 @@ class DurableTransport(TCPTransport):
         message = {"type": _HELLO, **self._hello()}
         for node in list(self._connections):
             super().send(node, message)  # a no-op on links that are down
+
+    def _drop_silent_strangers(self, now: float) -> None:
+        """PySyncObj keeps an accepted connection until it names itself, and checks a connection's
+        idle time only when it has an event: one that never speaks was kept for good."""
+        for conn in list(self._unknownConnections):
+            if now - getattr(conn, "opened_at", now) > IDENTIFY_WITHIN_S:
+                wire.THROTTLED.warning("silent", "raft: closed a connection that did not identify itself within "
+                                                 f"{IDENTIFY_WITHIN_S:.0f} s")
+                conn.disconnect()
+                self._unknownConnections.discard(conn)
+
+    def _onNewIncomingConnection(self, conn):  # noqa: N802 - PySyncObj's name
+        if len(self._unknownConnections) >= MAX_UNIDENTIFIED:
+            oldest = min(self._unknownConnections, key=lambda c: getattr(c, "opened_at", 0.0))
+            wire.THROTTLED.warning("flood", f"raft: {MAX_UNIDENTIFIED} connections are waiting to identify "
+                                            "themselves; closed the oldest")
+            oldest.disconnect()
+            self._unknownConnections.discard(oldest)
+        super()._onNewIncomingConnection(conn)
 
     def tell_removed(self, node) -> None:
         """Leader, tick thread: tell a voter it has just been removed (sent before the link drops)."""

@@ -22,7 +22,9 @@ good (nothing may be decoded the old way, ever):
   an entry tuple whose command type is not one raftkv writes is refused)
 * `pysyncobj.tcp_server.TcpConnection`, `pysyncobj.transport.TcpConnection` -> `GuardedConnection`
   (a frame announcing more than `max_frame_bytes`, a first frame of an accepted connection
-  more than FIRST_FRAME_BYTES, or a negative length, closes the connection)
+  more than FIRST_FRAME_BYTES, or a negative length, closes the connection; with a cluster
+  secret, node.engine.peer_auth's handshake and sealed records on the socket)
+* `pysyncobj.transport.TcpServer` -> `GuardedServer` (accept queue, accept errors survived)
 
 Pinned by tests/unit/engine/test_pysyncobj_pins.py and tests/unit/engine/test_wire.py; a
 hostile peer is tried against a real cluster by tests/fault/test_hostile_peer.py.
@@ -30,9 +32,11 @@ hostile peer is tried against a real cluster by tests/fault/test_hostile_peer.py
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import pickle
+import socket
 import struct
 import threading
 import time
@@ -45,7 +49,11 @@ import pysyncobj.syncobj as _pysyncobj_syncobj
 import pysyncobj.tcp_connection as _pysyncobj_tcp_connection
 import pysyncobj.tcp_server as _pysyncobj_tcp_server
 import pysyncobj.transport as _pysyncobj_transport
+from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.tcp_connection import TcpConnection as _TcpConnection
+from pysyncobj.tcp_server import TcpServer as _TcpServer
+
+from node.engine.peer_auth import Keyring, PeerAuthError, SecureChannel
 
 log = logging.getLogger("raftkv.wire")
 
@@ -85,6 +93,7 @@ class WireLimits:
 
 
 _limits = WireLimits.for_entries()
+_keyring: Keyring | None = None  # the cluster secrets; None: the wire is plain (loopback only, or --insecure-raft)
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -225,6 +234,7 @@ ZLIB = types.SimpleNamespace(compress=zlib.compress, decompress=decompress, erro
 
 _FRAME_HEADER = struct.Struct("i")  # PySyncObj's: native byte order, signed
 _BUFFER = "_TcpConnection__readBuffer"  # PySyncObj's read buffer (bytes received, not yet decoded)
+_WRITE_BUFFER = "_TcpConnection__writeBuffer"  # PySyncObj's bytes not yet sent
 
 
 # The first frame of a connection a stranger opened is its address (or, with PySyncObj's
@@ -249,24 +259,77 @@ class GuardedConnection(_TcpConnection):
     socket has: a 32 MiB frame sent at once held the tick thread 8.8 s (quadratic copying).
     Here the buffer is a bytearray (grown in place; not with PySyncObj's encryption, whose
     Fernet takes bytes only) and one poll reads at most READ_BURST_BYTES of a connection.
+
+    With a cluster secret, the socket carries node.engine.peer_auth's handshake and sealed
+    records, and only the plaintext of records that passed authentication reaches PySyncObj's
+    buffer: nothing a stranger sends is ever decoded.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         self._received = 0
         self._next_header = 0
         self._burst = 0
+        self.opened_at = time.monotonic()
         # TcpServer passes the accepted socket: the other side opened this connection.
         self._accepted = kwargs.get("socket") is not None
+        self._channel: SecureChannel | None = None
         super().__init__(*args, **kwargs)
+        if self._accepted:
+            self._start_channel(dialer=False)
 
     def connect(self, host, port):
         self._received = self._next_header = 0
         self._accepted = False
-        return super().connect(host, port)
+        self.opened_at = time.monotonic()
+        started = super().connect(host, port)
+        if started:
+            self._start_channel(dialer=True)  # the hello leaves once the socket is writable
+        return started
 
     def disconnect(self):
         self._received = self._next_header = 0
+        self._channel = None
         super().disconnect()
+
+    def _start_channel(self, dialer: bool) -> None:
+        self._channel = None if _keyring is None else SecureChannel(_keyring, dialer, _limits.max_frame_bytes + 4)
+        if self._channel is not None:
+            self._write(self._channel.opening())
+
+    def _write(self, data: bytes) -> None:
+        setattr(self, _WRITE_BUFFER, getattr(self, _WRITE_BUFFER) + data)
+
+    def send(self, message):
+        if self._channel is None:
+            return super().send(message)
+        data = zlib.compress(_pysyncobj_pickle.dumps(message), 3)
+        self._write(self._channel.seal(_FRAME_HEADER.pack(len(data)) + data))
+        self._TcpConnection__trySendBuffer()
+
+    def _read_sealed(self) -> bool:
+        """PySyncObj's read, with the socket's bytes opened by the channel on their way in."""
+        sock = self._TcpConnection__socket
+        try:
+            incoming = sock.recv(self._TcpConnection__recvBufferSize)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.disconnect()
+            return False
+        if not incoming or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self.disconnect()
+            return False
+        assert self._channel is not None
+        try:
+            reply, plain = self._channel.receive(incoming)
+        except PeerAuthError as exc:
+            THROTTLED.warning(f"auth-{exc.kind}", f"raft: closed a connection with {_peer_name(self)}: {exc}")
+            self.disconnect()
+            return False
+        if reply:
+            self._write(reply)
+            self._TcpConnection__trySendBuffer()
+        getattr(self, _BUFFER).extend(plain)
+        return True
 
     def _TcpConnection__tryReadBuffer(self):  # noqa: N802 - overrides PySyncObj's private read loop
         self._burst = 0
@@ -278,7 +341,7 @@ class GuardedConnection(_TcpConnection):
             buffer = bytearray(buffer)
             setattr(self, _BUFFER, buffer)
         before = len(buffer)
-        more = _TcpConnection._TcpConnection__processRead(self)
+        more = self._read_sealed() if self._channel is not None else _TcpConnection._TcpConnection__processRead(self)
         if not more:
             return more  # nothing read (EAGAIN), or disconnected (buffer emptied)
         buffer = getattr(self, _BUFFER)
@@ -307,26 +370,69 @@ class GuardedConnection(_TcpConnection):
             _decoding.conn = None
 
 
+# PySyncObj listens with a backlog of 5 and accepts one connection per poll: a few strangers
+# connecting in a loop kept the queue full, and a peer's reconnect waited behind them.
+LISTEN_BACKLOG = 128
+ACCEPT_BURST = 32
+
+
+class GuardedServer(_TcpServer):
+    """PySyncObj's TcpServer with a deeper accept queue, several accepts per poll, and an accept
+    error (EMFILE: out of file descriptors) logged and survived: PySyncObj stopped listening for
+    good on any accept error, so one burst of connections could cut a node off its cluster."""
+
+    def bind(self):
+        super().bind()
+        self._TcpServer__socket.listen(LISTEN_BACKLOG)
+
+    def _TcpServer__onNewConnection(self, descr, event):  # noqa: N802 - overrides PySyncObj's private accept
+        if event & POLL_EVENT_TYPE.ERROR:
+            self.unbind()
+            return
+        for _ in range(ACCEPT_BURST):
+            try:
+                sock, _addr = self._TcpServer__socket.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                THROTTLED.warning("accept", f"raft: cannot accept a connection: {exc.strerror}")
+                return
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._TcpServer__sendBufferSize)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._TcpServer__recvBufferSize)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            conn = GuardedConnection(poller=self._TcpServer__poller, socket=sock,
+                                     timeout=self._TcpServer__connectionTimeout,
+                                     sendBufferSize=self._TcpServer__sendBufferSize,
+                                     recvBufferSize=self._TcpServer__recvBufferSize,
+                                     keepalive=self._TcpServer__keepalive)
+            self._TcpServer__onNewConnectionCallback(conn)
+
+
 def limits() -> WireLimits:
     return _limits
 
 
-def install(wire_limits: WireLimits | None = None) -> None:
-    """Make PySyncObj decode the wire through this module (idempotent; for the whole process)."""
-    global _limits
+def install(wire_limits: WireLimits | None = None, keyring: Keyring | None = None) -> None:
+    """Make PySyncObj decode the wire through this module (idempotent; for the whole process).
+    With a `keyring`, every connection opened from now on is authenticated and encrypted."""
+    global _limits, _keyring
     if wire_limits is not None:
         _limits = wire_limits
+    _keyring = keyring
     _pysyncobj_tcp_connection.pickle = MESSAGES
     _pysyncobj_tcp_connection.zlib = ZLIB
     _pysyncobj_syncobj.pickle = ENTRIES
     _pysyncobj_tcp_server.TcpConnection = GuardedConnection
     _pysyncobj_transport.TcpConnection = GuardedConnection
+    _pysyncobj_transport.TcpServer = GuardedServer
 
 
 def installed() -> bool:
     return (_pysyncobj_tcp_connection.pickle is MESSAGES and _pysyncobj_tcp_connection.zlib is ZLIB
             and _pysyncobj_syncobj.pickle is ENTRIES and _pysyncobj_tcp_server.TcpConnection is GuardedConnection
-            and _pysyncobj_transport.TcpConnection is GuardedConnection)
+            and _pysyncobj_transport.TcpConnection is GuardedConnection
+            and _pysyncobj_transport.TcpServer is GuardedServer)
 
 
 def uninstall() -> None:
@@ -336,4 +442,5 @@ def uninstall() -> None:
     _pysyncobj_syncobj.pickle = _pysyncobj_pickle
     _pysyncobj_tcp_server.TcpConnection = _TcpConnection
     _pysyncobj_transport.TcpConnection = _TcpConnection
+    _pysyncobj_transport.TcpServer = _TcpServer
 

@@ -22,13 +22,21 @@ ONLY_AIOHTTP = {"Date", "Server", "Connection", "Keep-Alive"}  # framing and dec
 
 
 @contextlib.asynccontextmanager
-async def served(node: FakeNode, lean: bool, config: ApiConfig = CONFIG):
-    """The node's app on 127.0.0.1, behind the lean front (as api.serve wires it) or aiohttp alone."""
+async def served(node: FakeNode, lean: bool, config: ApiConfig = CONFIG, front: bool = False,
+                 protocols: list | None = None):
+    """The node's app on 127.0.0.1, behind the lean front (as api.serve wires it) or aiohttp alone;
+    `front`: with lean=False, aiohttp behind LeanProtocol(lean=False), as `--http-front aiohttp` is wired;
+    `protocols` collects the LeanProtocol of each connection."""
     app = make_app(node, config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     assert runner.server is not None
-    factory = (lambda: LeanProtocol(app[CTX], runner.server)) if lean else runner.server
+    def lean_front() -> LeanProtocol:
+        protocol = LeanProtocol(app[CTX], runner.server, lean)
+        if protocols is not None:
+            protocols.append(protocol)
+        return protocol
+    factory = lean_front if lean or front else runner.server
     server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
     try:
         yield server.sockets[0].getsockname()[1]

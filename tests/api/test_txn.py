@@ -104,7 +104,7 @@ async def test_value_over_the_limit_is_413(node_client):
     (b'[{"KV": {"Verb": "set", "Key": "a", "Flags": ""}}]', "operation 0: Flags must be an unsigned integer"),
     (b'[{"KV": {"Verb": "set", "Key": "a", "Value": []}}]', "operation 0: Value is not valid base64"),
     (b'[{"KV": {"Verb": "set", "Key": "a", "Value": 0}}]', "operation 0: Value is not valid base64"),
-    (json.dumps([kv("set", "é" * 257)]).encode(), "operation 0: key longer than 512 bytes"),
+    (json.dumps([kv("set", "é" * 257)]).encode(), "operation 0: invalid key: 514 bytes, the limit is 512"),
 ])
 async def test_malformed_transactions_are_400_with_one_line(node_client, body, reason):
     node, client = node_client

@@ -14,7 +14,7 @@ from tests.support.cluster import Cluster
 def node_commands(n) -> dict[str, str]:
     """Shell commands that start, kill, pause and resume one local node process."""
     serve = [sys.executable, "-m", "api.cli", "serve", "--id", n.node_id, "--raft", n.raft, "--http", n.http,
-             "--data-dir", n.data_dir, "--peers", ",".join(n.peers)]
+             "--data-dir", n.data_dir, "--peers", ",".join(n.peers), *n.extra_args]
     pattern = shlex.quote(f"serve --id {n.node_id} --raft {n.raft}")
     background = f"{shlex.join(serve)} >> {shlex.quote(n.log_path)} 2>&1 &"
     return {"start": f"sh -c {shlex.quote(background)}", "kill": f"pkill -KILL -f {pattern}",

@@ -76,6 +76,21 @@ def test_serve_reports_bad_peers_and_addresses_in_one_line(tmp_path):
     assert_one_line_failure(run_cli(*base, "--peers", "127.0.0.1:99999"), "invalid port")
 
 
+def test_serve_refuses_raft_beyond_loopback_without_a_secret_and_bad_secrets_in_one_line(tmp_path):
+    raft, http = free_ports(2)
+    base = ["serve", "--id", "n1", "--raft", f"{HOST}:{raft}", "--http", f"{HOST}:{http}", "--data-dir", str(tmp_path)]
+    r = run_cli(*base, "--raft-bind", f"0.0.0.0:{raft}")
+    assert_one_line_failure(r, "refusing to listen for Raft on 0.0.0.0", "--cluster-secret-file", "--insecure-raft")
+    assert r.returncode == 2 and not os.listdir(tmp_path)  # nothing started, nothing written
+    short = tmp_path / "short.secret"
+    short.write_text("hunter2\n")
+    assert_one_line_failure(run_cli(*base, "--cluster-secret-file", str(short)), "at least 16 bytes")
+    assert_one_line_failure(run_cli(*base, "--cluster-secret-file", str(tmp_path / "absent")),
+                            "--cluster-secret-file", "No such file")
+    assert_one_line_failure(run_cli(*base, env={"RAFTKV_CLUSTER_SECRET": "short"}), "RAFTKV_CLUSTER_SECRET",
+                            "at least 16 bytes")
+
+
 def test_serve_reports_an_unwritable_data_folder_in_one_line(tmp_path):
     raft, http = free_ports(2)
     blocker = tmp_path / "file"

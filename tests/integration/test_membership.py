@@ -56,7 +56,8 @@ def new_node(cluster: Cluster, node_id: str) -> NodeProcess:
     raft, http = free_ports(2)
     root = cluster.root
     node = NodeProcess(node_id, f"{HOST}:{raft}", f"{HOST}:{http}", os.path.join(root, node_id),
-                       os.path.join(root, f"{node_id}.log"), [], ["--join", ",".join(n.http for n in cluster.nodes)])
+                       os.path.join(root, f"{node_id}.log"), [],
+                       [*cluster.secret_args, "--join", ",".join(n.http for n in cluster.nodes)])
     cluster.nodes.append(node)
     node.start()
     return node
@@ -186,7 +187,7 @@ def test_membership_survives_restarts_and_a_joined_node_needs_no_join(cluster):
     r = requests.put(f"{n4.url}/v1/kv/load/after-join", data=b"x", timeout=10)
     assert r.status_code == 200
     n4.kill()
-    n4.extra_args = []  # a restart of a joined node needs no --join
+    n4.extra_args = list(cluster.secret_args)  # a restart of a joined node needs no --join
     n4.start()
     for n in cluster.nodes:  # then the whole cluster, SIGKILLed at once
         n.kill()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -30,10 +31,10 @@ def consecutive_free_ports(count: int, start: int = 20000) -> int:
     raise RuntimeError("no free port range")
 
 
-def start_up(data_dir, http_port, raft_port):
+def start_up(data_dir, http_port, raft_port, *more_args: str):
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data_dir), "--http-port", str(http_port),
-         "--raft-port", str(raft_port)],
+         "--raft-port", str(raft_port), *more_args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     proc.lines = []
@@ -86,6 +87,10 @@ def test_up_answers_a_put_and_a_get_and_brings_the_data_back(tmp_path):
         out = stop_up(proc)
     assert "[n1]" in out and "[n2]" in out and "[n3]" in out, out
     assert "leader is n" in out and f"http://{HOST}:{http}" in out
+    # Raft traffic authenticated from the first run, with a secret only this user can read
+    secret = tmp_path / "data" / "cluster.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and len(secret.read_text().strip()) == 64
+    assert out.count("(authenticated and encrypted)") == 3, out
     for port in (http, http + 1, http + 2):
         with socket.socket() as s:
             assert s.connect_ex((HOST, port)) != 0, "every node must be stopped"

@@ -56,3 +56,9 @@ def test_unreachable_nodes_are_skipped_but_an_answer_is_final():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_refused_https_connection_is_not_blamed_on_a_missing_client_certificate():
+    with pytest.raises(ClientError) as refused:
+        request(f"https://127.0.0.1:{_closed_port()}", "GET", "/v1/kv/a")
+    assert "cannot reach" in str(refused.value) and "client certificate" not in str(refused.value)

@@ -5,6 +5,7 @@ import os
 import yaml
 
 from api.cli import build_parser
+from api.cluster_secret import refusal
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -27,9 +28,15 @@ def test_compose_runs_three_nodes_that_name_each_other_as_peers():
         peers = set(",".join(args.peers).split(","))
         assert peers == {f"{other}:7001" for other in nodes if other != name}
         assert args.data_dir == "/data" and svc["volumes"] == [f"{name}-data:/data"]
-        # HTTP published on loopback only; the Raft port (pickle over the wire) never published
+        # HTTP published on loopback only; the Raft port never published
         assert all(p.startswith("127.0.0.1:") and p.endswith(":8500") for p in svc["ports"])
+        # Raft listens beyond loopback: only with the cluster secret, which compose mounts
+        assert refusal(args.raft_bind, (), args.insecure_raft) is not None
+        assert args.cluster_secret_file == "/run/secrets/cluster-secret" and svc["secrets"] == ["cluster-secret"]
     assert len(set(rafts.values())) == 3
+    assert load_compose()["secrets"]["cluster-secret"] == {"file": "./cluster.secret"}
+    with open(os.path.join(ROOT, ".gitignore")) as f:
+        assert "docker/cluster.secret" in f.read().split()
 
 
 def test_compose_locust_service_targets_every_node_with_our_locustfile():

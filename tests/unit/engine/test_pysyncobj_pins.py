@@ -402,3 +402,33 @@ def test_a_claimed_identity_replaces_the_link_and_a_redial_reuses_its_object():
     assert "return self._connections[node].connect(node.ip, node.port)" in inspect.getsource(
         TCPTransport._connectIfNecessarySingle)
     assert "self._sendSelfAddress(conn)" in inspect.getsource(TCPTransport._onOutgoingConnected)
+
+
+def test_the_internals_the_secure_channel_and_the_server_guard_rely_on():
+    connection = pysyncobj.tcp_connection.TcpConnection
+    # GuardedConnection.send writes PySyncObj's frame, sealed, into this buffer and flushes it.
+    assert in_order(inspect.getsource(connection.send), "data = zlib.compress(pickle.dumps(message), 3)",
+                    "data = struct.pack('i', len(data)) + data", "self.__writeBuffer += data",
+                    "self.__trySendBuffer()")
+    # connect() empties the write buffer, so the hello is queued after it; the first writable event
+    # of a connecting socket calls onConnected (where the transport sends the address) and then
+    # everything queued leaves on the next writable event.
+    assert in_order(inspect.getsource(connection.connect), "self.__writeBuffer = bytes()",
+                    "self.__socket.connect((host, port))", "self.__state = CONNECTION_STATE.CONNECTING")
+    assert in_order(inspect.getsource(connection._TcpConnection__processConnection),
+                    "if self.__state == CONNECTION_STATE.CONNECTING:", "self.__onConnected()",
+                    "if eventType & POLL_EVENT_TYPE.WRITE:", "self.__trySendBuffer()")
+    # The server: our accept loop replaces this handler, built from these fields.
+    server = pysyncobj.tcp_server.TcpServer
+    bind = inspect.getsource(server.bind)
+    assert "self.__socket.listen(5)" in bind and "self.__onNewConnection," in bind
+    accept = inspect.getsource(server._TcpServer__onNewConnection)
+    for name in ("self.__sendBufferSize", "self.__recvBufferSize", "self.__connectionTimeout", "self.__keepalive",
+                 "self.__poller", "self.__onNewConnectionCallback(conn)"):
+        assert name in accept, name
+    assert "self.unbind()" in accept  # PySyncObj's: stop listening on any accept error (ours survives it)
+    # An accepted connection waits in _unknownConnections until it names itself; nothing times it out.
+    transport = inspect.getsource(pysyncobj.transport.TCPTransport)
+    assert "self._unknownConnections.add(conn)" in transport and "onNewConnection = self._onNewIncomingConnection" \
+        in transport
+    assert "from .tcp_server import TcpServer" in inspect.getsource(pysyncobj.transport)
