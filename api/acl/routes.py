@@ -85,7 +85,16 @@ async def _body(request: web.Request, what: str) -> dict:
         raise bad_request(f"{what} decoding failed: {exc}") from None
     if not isinstance(doc, dict):
         raise bad_request(f"{what} decoding failed: expected a JSON object")
-    return {str(k).lower(): v for k, v in doc.items()}
+    doc = {str(k).lower(): v for k, v in doc.items()}
+    # Fields the server sets itself are ignored, but Go still decodes them into typed fields.
+    for name in ("createindex", "modifyindex"):
+        value = doc.get(name)
+        if value is not None and (type(value) is not int or not 0 <= value < 2**64):
+            raise bad_request(f"{what} decoding failed: {name} must be an unsigned integer")
+    for name in ("createtime", "hash"):
+        if doc.get(name) is not None and not isinstance(doc[name], str):
+            raise bad_request(f"{what} decoding failed: {name} must be a string")
+    return doc
 
 
 def _text(doc: dict, name: str, what: str) -> str:

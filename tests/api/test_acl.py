@@ -177,6 +177,24 @@ async def test_acl_policy_and_token_routes_in_consuls_shapes():
         assert (await aio.call("GET", "/v1/acl/token/self", created["SecretID"]))[:3:2] == (403, b"ACL not found\n")
 
 
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/acl/token", {"Description": "x", "ModifyIndex": {}}),
+    ("/v1/acl/token", {"Description": "x", "CreateIndex": "3"}),
+    ("/v1/acl/token", {"Description": "x", "Local": "yes"}),
+    ("/v1/acl/policy", {"Name": "p", "ModifyIndex": -1}),
+    ("/v1/acl/token", {"Description": "x", "CreateTime": {}}),
+    ("/v1/acl/policy", {"Name": "p", "Hash": 5}),
+])
+async def test_acl_bodies_with_fields_of_the_wrong_type_are_400_and_change_nothing(path, body):
+    # Consul decodes bodies into typed fields, read-only ones included (schemathesis: a token was
+    # created from a body whose ModifyIndex was {}).
+    async with fronts() as (node, _, aio, t):
+        before = len(node.proposed)
+        status, _, text = await aio.call("PUT", path, t["mgmt"], body)
+        assert status == 400 and text.count(b"\n") == 1 and b"decoding failed" in text, text
+        assert len(node.proposed) == before
+
+
 async def test_acl_off_allows_everything_and_says_so():
     async with fronts(ApiConfig(max_value_bytes=1024, request_timeout_s=2.0)) as (_, lean, aio, _t):
         for api in (lean, aio):
