@@ -4,7 +4,8 @@ operation, valid and invalid, and checks each answer against the document.
 Checks: no 5xx, status codes, content types, headers and bodies as documented, and invalid
 input refused with a 4xx. Requests go to a follower, so forwarding is fuzzed too. The hooks in
 openapi_fuzz_hooks.py keep keys under fuzz/, blocking queries short and the operator API away
-from real members and addresses.
+from real members and addresses. ACLs are on (default allow) and every request carries the
+management token, so that the ACL routes create, read and delete policies and tokens.
 
 Schemathesis runs as its CLI in a subprocess: its report names each failure with a curl line
 that reproduces it, and nothing of it runs inside pytest (warnings are errors there).
@@ -24,6 +25,7 @@ import requests
 
 from tests.support.cluster import Cluster
 from tests.support.fuzz import scaled
+from tests.support.wait import wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -34,11 +36,20 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,r
           "response_schema_conformance,negative_data_rejection")
 
 
+MANAGEMENT = "fuzz-management-0123456789"  # every request carries it: the ACL routes are fuzzed for real
+
+
 @pytest.fixture(scope="module")
 def fuzz_cluster(tmp_path_factory):
-    c = Cluster(str(tmp_path_factory.mktemp("fuzz"))).start()
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "mgmt.token").write_text(MANAGEMENT + "\n")
+    c = Cluster(str(root / "c"), extra_args=["--acl", "allow", "--acl-initial-management-token-file",
+                                             str(root / "mgmt.token")]).start()
     try:
-        c.leader()
+        leader = c.leader()
+        wait_until("the initial management token", lambda: requests.get(
+            f"{leader.url}/v1/acl/token/self", headers={"X-Consul-Token": MANAGEMENT}, timeout=5).status_code == 200,
+            30, explain=c.logs)
         yield c
     finally:
         c.stop()
@@ -48,7 +59,8 @@ def run_schemathesis(url: str, workdir: str) -> subprocess.CompletedProcess:
     cmd = [os.path.join(os.path.dirname(sys.executable), "schemathesis"),
            "--config-file", os.path.join(HERE, "openapi_fuzz.toml"), "--no-color",
            "run", DOCUMENT, "--url", url, "--checks", CHECKS, "--max-examples", str(EXAMPLES),
-           "--workers", "1", "--request-timeout", "20", "--generation-database", "none"]
+           "--workers", "1", "--request-timeout", "20", "--generation-database", "none",
+           "--header", f"X-Consul-Token: {MANAGEMENT}"]
     if SEED != "random":
         cmd += ["--seed", SEED]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.openapi_fuzz_hooks",
