@@ -8,8 +8,10 @@ import os
 import time
 
 import aiohttp
+import pytest
 import requests
 
+from tests.support.cluster import Cluster
 from tests.support.wait import wait_until_async
 
 META_HEADERS = ("X-Consul-Index", "X-Consul-KnownLeader", "X-Consul-LastContact", "X-Consul-Effective-Consistency")
@@ -102,8 +104,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_ten_thousand_idle_watchers_cost_no_cpu_and_one_change_wakes_one(cluster):
-    node = cluster.leader()
+@pytest.fixture
+def watched_node(tmp_path):
+    """One node that lets one client hold 10,000 connections and blocking queries (api/limits.py:
+    200 and 64 per client address by default), and gives each connection a minute to send its
+    request head: a client opening 10,000 at once on a busy machine took more than the default 10 s
+    for a few of them, and the node rightly cut those off (408)."""
+    c = Cluster(str(tmp_path / "w"), size=1, extra_args=["--max-conns-per-client", "20000",
+                                                         "--max-blocking-per-client", "20000",
+                                                         "--http-head-timeout", "60"]).start()
+    try:
+        yield c.leader()
+    finally:
+        c.stop()
+
+
+def test_ten_thousand_idle_watchers_cost_no_cpu_and_one_change_wakes_one(watched_node):
+    node = watched_node
     base = f"{node.url}/v1/kv/w"
     requests.put(f"{base}/hot", data=b"0", timeout=10)
     index = requests.get(f"{base}/hot", timeout=10).headers["X-Consul-Index"]
