@@ -212,14 +212,39 @@ class DurableTransport(TCPTransport):
         super()._onMessageReceived(node, message)
 
 
+_SCALARS = (str, bytes, int, float, bool, type(None))
+MAX_MESSAGE_DEPTH = 4  # the deepest message raftkv exchanges: a hello's dict of lists of str
+
+
+def plain(value, depth: int = 0) -> bool:
+    """Built of the plain types raftkv's messages use, nested at most MAX_MESSAGE_DEPTH deep,
+    dicts keyed by str. The decoder builds no class, but the C unpickler still makes sets,
+    frozensets and bytearrays without any global, hands back the two protocol 2 stand-ins when
+    a pickle names them without calling them, and nests as deep as a frame allows (found by
+    tests/unit/engine/test_wire_fuzz.py): none of that reaches PySyncObj's handlers."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if depth >= MAX_MESSAGE_DEPTH:
+        return False
+    if kind is dict:
+        return all(type(k) is str and plain(v, depth + 1) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(plain(v, depth + 1) for v in value)
+    return False
+
+
 def well_formed(message) -> bool:
     """The shapes PySyncObj's handlers take for granted (a dict with a `type`), and what raftkv
     puts in the log: an `append_entries` carries (command, index, term) tuples of the command
-    types raftkv writes, an `apply_command` (a follower's proposal) one command of them.
-    Anything else would raise on the tick thread, or wedge every node when applied."""
+    types raftkv writes, an `apply_command` (a follower's proposal) one command of them; every
+    other field a plain value (`plain`). Anything else would raise on the tick thread, or wedge
+    every node when applied."""
     if type(message) is not dict or type(message.get("type")) is not str:
         return False
     kind = message["type"]
+    if not all(type(k) is str and (k == "entries" or plain(v, 1)) for k, v in message.items()):
+        return False
     if kind == "append_entries":
         entries = message.get("entries", [])
         return type(entries) is list and all(

@@ -130,7 +130,14 @@ def test_the_transport_takes_only_the_shapes_raftkv_sends():
                 {"type": "apply_command", "command": b"\x03" + pickle.dumps(5, 2)},
                 {"type": "apply_command", "command": b"\x00" + pickle.dumps((7, (b"x",)), 2)},
                 {"type": "apply_command", "command": b"\x00" + pickle.dumps((False, (b"x",)), 2)},
-                {"type": "apply_command", "command": b"\x00garbage"}):
+                {"type": "apply_command", "command": b"\x00garbage"},
+                # what the C unpickler builds without a global (test_wire_fuzz.py found them)
+                {"type": "request_vote", "term": wire.loads(b"c_codecs\nencode\n.")},  # a stand-in, uncalled
+                {"type": "request_vote", "term": {1, 2}}, {"type": "raftkv_keepalive", "members": frozenset()},
+                {"type": "append_entries", "data": bytearray(b"x")}, {"type": "request_vote", 5: 1},
+                {"type": "raftkv_keepalive", "members": {1: "a"}},
+                {"type": "raftkv_keepalive", "members": [[[["a"]]]]},  # deeper than any message
+                {"type": "append_entries", "entries": [], "x": wire.loads(b"(" * 100_000 + b"l" * 100_000 + b".")}):
         assert not well_formed(bad), bad
 
 

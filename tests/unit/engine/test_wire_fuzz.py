@@ -3,13 +3,15 @@ every opcode (globals that would run code among them), and forged lengths. Whate
 no code runs, no global but protocol 2's two bytes stand-ins is resolved, and what comes out
 is built of builtin data types only (test_wire.py holds the hand-made cases and the sockets).
 
-Found by these tests and reported rather than fixed here (issue 12; the decoder is being
-reworked for peer authentication, and a check of every decoded value costs 15-20% of decoding
-a batch of small entries): the allowed stand-ins themselves come out when a pickle names them
-without calling them (b"c_codecs\nencode\n."); the C unpickler builds sets, frozensets and
-bytearrays from protocol 4/5 opcodes without any global and nests as deep as the frame allows;
-and a dict whose integer keys share a hash is built in quadratic time (16,000 keys, 223 KB: 1.7 s
-of the tick thread). `plain` below accepts the first two gaps by name, so that anything else fails.
+Found by these tests (issue 12): the allowed stand-ins themselves come out when a pickle names
+them without calling them (b"c_codecs\nencode\n."); the C unpickler builds sets, frozensets and
+bytearrays from protocol 4/5 opcodes without any global and nests as deep as the frame allows.
+The decoder lets them through (a check inside it would cost 15-20% of decoding a batch of small
+entries); the transport refuses every message that holds one before PySyncObj sees it
+(node.engine.transport.plain, tests in test_wire.py). `plain` below accepts them by name, so
+that anything else fails here. Still open, and only for a peer that holds the cluster secret: a
+dict whose integer keys share a hash is built in quadratic time (16,000 keys, 223 KB: 1.7 s of
+the tick thread; SECURITY.md).
 """
 
 from __future__ import annotations
