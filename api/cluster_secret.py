@@ -1,8 +1,11 @@
-"""The cluster secret for `raftkv serve`: where it comes from, and when a node may run without one.
+"""The cluster secret for `raftkv serve`: where it comes from, and when a node may listen
+beyond loopback without one, for Raft and for HTTP.
 
 The secret authenticates and encrypts Raft traffic (node/engine/peer_auth.py). A node whose
 Raft port is reachable beyond loopback must have one: without it, anyone who can open that
 port could join the conversation. `--insecure-raft` is the operator's explicit word otherwise.
+The HTTP port beyond loopback needs a secret of its own: ACL tokens with a default policy of
+deny, or TLS client certificates (`--tls-verify-incoming`); `--insecure-http` otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ def add_arguments(p) -> None:
     p.add_argument("--cluster-secret-file", metavar="FILE",
                    help="the cluster secret (one per line: dial with the first, accept any; README "
                         f"'Cluster secret'); or set {ENV}. Required when Raft listens beyond loopback")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="listen for HTTP beyond loopback with neither --acl deny nor --tls-verify-incoming: "
+                        "anyone who reaches the port can read and write every key")
     p.add_argument("--insecure-raft", action="store_true",
                    help="listen for Raft beyond loopback without a secret: anyone who reaches the port "
                         "can take part in the cluster")
@@ -67,3 +73,15 @@ def refusal(raft_bind: str, secrets: tuple[bytes, ...], insecure: bool) -> str |
         return None
     return (f"refusing to listen for Raft on {raft_bind} without a cluster secret: give --cluster-secret-file FILE "
             f"(or {ENV}), or --insecure-raft to accept anyone who can reach that port")
+
+
+def http_refusal(http_bind: str, acl_policy: str | None, verify_incoming: bool, insecure: bool) -> str | None:
+    """Why serve must not listen for HTTP on `http_bind` as configured, or None."""
+    if acl_policy == "deny" or verify_incoming or is_loopback(http_bind):
+        return None
+    if insecure:
+        log.warning("HTTP listens on %s with neither ACLs (--acl deny) nor client certificates (--insecure-http): "
+                    "anyone who can reach that port can read and write every key", http_bind)
+        return None
+    return (f"refusing to listen for HTTP on {http_bind} open to anyone: turn on ACLs (--acl deny) or client "
+            "certificates (--tls-verify-incoming), or say --insecure-http")

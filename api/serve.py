@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     except (SecretError, ValueError) as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
-    refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft)
+    refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft) or cluster_secret.http_refusal(
+        http_bind, acl_policy, args.tls_verify_incoming, args.insecure_http)
     if refusal:
         print(f"raftkv serve: {refusal}", file=sys.stderr)
         return 2

@@ -112,6 +112,8 @@ class Cluster:
                 f.write(secrets.token_hex(32) + "\n")
             self.secret_args = ["--cluster-secret-file", path]
         extra_args = [*self.secret_args, *(extra_args or [])]
+        if hosts is not None:  # in namespaces the test made: HTTP beyond loopback, as the test's own lab
+            extra_args.append("--insecure-http")
         if hosts is None:
             ports = free_ports(2 * size)
             rafts = [f"{HOST}:{p}" for p in ports[:size]]

@@ -82,6 +82,8 @@ def test_serve_refuses_raft_beyond_loopback_without_a_secret_and_bad_secrets_in_
     r = run_cli(*base, "--raft-bind", f"0.0.0.0:{raft}")
     assert_one_line_failure(r, "refusing to listen for Raft on 0.0.0.0", "--cluster-secret-file", "--insecure-raft")
     assert r.returncode == 2 and not os.listdir(tmp_path)  # nothing started, nothing written
+    r = run_cli(*base, "--http-bind", f"0.0.0.0:{http}")
+    assert_one_line_failure(r, "refusing to listen for HTTP on 0.0.0.0", "--acl deny", "--insecure-http")
     short = tmp_path / "short.secret"
     short.write_text("hunter2\n")
     assert_one_line_failure(run_cli(*base, "--cluster-secret-file", str(short)), "at least 16 bytes")

@@ -44,3 +44,16 @@ def test_insecure_raft_is_allowed_with_one_warning(caplog):
     with caplog.at_level(logging.WARNING, "raftkv"):
         assert cluster_secret.refusal("0.0.0.0:7001", (), insecure=True) is None
     assert len(caplog.records) == 1 and "--insecure-raft" in caplog.text
+
+
+@pytest.mark.parametrize("bind,acl,verify,refused", [
+    ("127.0.0.1:8501", None, False, False), ("0.0.0.0:8501", None, False, True), ("0.0.0.0:8501", "allow", False, True),
+    ("0.0.0.0:8501", "deny", False, False), ("10.1.2.3:8501", None, True, False)])
+def test_http_beyond_loopback_needs_acls_that_deny_or_client_certificates(bind, acl, verify, refused):
+    assert (cluster_secret.http_refusal(bind, acl, verify, insecure=False) is not None) == refused
+
+
+def test_insecure_http_is_allowed_with_one_warning(caplog):
+    with caplog.at_level(logging.WARNING, "raftkv"):
+        assert cluster_secret.http_refusal("0.0.0.0:8501", None, False, insecure=True) is None
+    assert len(caplog.records) == 1 and "--insecure-http" in caplog.text

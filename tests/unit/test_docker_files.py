@@ -5,7 +5,7 @@ import os
 import yaml
 
 from api.cli import build_parser
-from api.cluster_secret import refusal
+from api.cluster_secret import http_refusal, refusal
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -32,6 +32,9 @@ def test_compose_runs_three_nodes_that_name_each_other_as_peers():
         assert all(p.startswith("127.0.0.1:") and p.endswith(":8500") for p in svc["ports"])
         # Raft listens beyond loopback: only with the cluster secret, which compose mounts
         assert refusal(args.raft_bind, (), args.insecure_raft) is not None
+        # HTTP beyond loopback without ACLs or client certificates: only as the operator's explicit word
+        assert http_refusal(args.http_bind, args.acl, args.tls_verify_incoming, insecure=False) is not None
+        assert args.insecure_http
         assert args.cluster_secret_file == "/run/secrets/cluster-secret" and svc["secrets"] == ["cluster-secret"]
     assert len(set(rafts.values())) == 3
     assert load_compose()["secrets"]["cluster-secret"] == {"file": "./cluster.secret"}
