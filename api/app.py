@@ -10,6 +10,7 @@ from api import kv, operator, snapshot, status, txn
 from api.acl import routes as acl_routes
 from api.acl.authz import DEFAULT_POLICY_HEADER, AclEnforcer
 from api.acl.guards import operator_only
+from api.clean_path import clean_path_middleware
 from api.context import CTX, ApiConfig, ApiContext
 from api.errors import error_middleware
 from api.forward import LeaderForwarder
@@ -22,7 +23,8 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     config = config or ApiConfig()
     head_watches = HeadWatches()
     app = web.Application(
-        middlewares=[error_middleware, url_limit_middleware(config.max_url_bytes), head_watch_middleware(head_watches)],
+        middlewares=[error_middleware, url_limit_middleware(config.max_url_bytes), clean_path_middleware,
+                     head_watch_middleware(head_watches)],
         client_max_size=max(config.max_value_bytes, config.max_txn_bytes, config.max_restore_bytes) + 1,
     )
     forwarder = LeaderForwarder(node, config.request_timeout_s, config.peer_ssl)

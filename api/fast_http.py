@@ -212,8 +212,8 @@ class LeanProtocol(asyncio.Protocol):
         query: dict[str, str] = {}
         for name, value in parse_qsl(query_text, keep_blank_values=True):
             query.setdefault(name, value)  # the first of a repeated parameter, as aiohttp's query.get
-        if not query.keys() <= _LEAN[method] or "%" in path or "/." in path:
-            return self._hand_off()  # unusual keys keep aiohttp's exact URL decoding
+        if not query.keys() <= _LEAN[method] or "%" in path or "/." in path or "//" in path:
+            return self._hand_off()  # unusual keys keep aiohttp's exact URL decoding; unclean paths its 301
         body = bytes(self.buf[end + 4:end + 4 + length])
         del self.buf[:end + 4 + length]
         self.served = (self.served[0] + 1, self.served[1] + end + 4 + length)

@@ -137,3 +137,17 @@ def test_py_consul_txn_applies_atomically_or_reports_409(cluster):
     assert result["Errors"] is None
     assert [r["KV"]["Key"] for r in result["Results"]] == ["txn/a", "txn/b"]
     assert c.kv.get("txn/", recurse=True)[1] is None
+
+
+def test_a_key_sent_with_a_leading_slash_is_found_after_consuls_301(cluster):
+    """Clients that send `/v1/kv//app/config` for the key "/app/config" (several Go clients do;
+    py-consul refuses such keys itself) follow the 301 Consul's router answers to the cleaned
+    path, and find "app/config" (issue 13)."""
+    import requests
+
+    node = cluster.nodes[1]
+    assert client(cluster.nodes[0]).kv.put("app/slash", "v") is True
+    r = requests.get(f"{node.url}/v1/kv//app/slash", params={"raw": ""}, allow_redirects=False, timeout=10)
+    assert (r.status_code, r.headers["Location"]) == (301, "/v1/kv/app/slash?raw=")
+    followed = requests.get(f"{node.url}/v1/kv//app/slash", params={"raw": ""}, timeout=10)
+    assert followed.status_code == 200 and followed.content == b"v" and followed.history[0].status_code == 301
