@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from api import kv, operator, snapshot, status, txn
+from api import health, kv, operator, snapshot, status, txn
 from api.acl import routes as acl_routes
 from api.acl.authz import DEFAULT_POLICY_HEADER, AclEnforcer
 from api.acl.guards import operator_only
@@ -54,6 +54,9 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     app.router.add_get("/v1/status/leader", status.status_leader)
     app.router.add_get("/v1/status/peers", status.status_peers)
     app.router.add_get("/v1/raftkv/status", operator_only("read", status.raftkv_status))
+    app.router.add_get("/livez", health.livez)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/v1/operator/autopilot/health", operator_only("read", health.autopilot_health))
     operator.register(app)
     acl_routes.register(app)
     return app

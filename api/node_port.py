@@ -84,6 +84,9 @@ class Node(Protocol):
 
     def unreachable_peers(self) -> list[str]: ...
 
+    def hellos(self) -> dict:
+        """Peer Raft address -> the last hello it sent (node.membership.PeerHello: applied, term, at)."""
+
     async def change_config(self, op: ConfigOp, timeout_s: float) -> OpResult:
         """One membership change through the log; MembershipBusyError while another is in flight."""
 

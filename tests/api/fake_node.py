@@ -51,6 +51,7 @@ class FakeNode:
         self._leader_http: str | None = None
         self.contact_ms: int | None = 0 if leader else None
         self.voters = [raft_address]
+        self.peer_hellos: dict = {}  # raft address -> node.membership.PeerHello
         self.started = time.monotonic()
 
     # -- test controls ------------------------------------------------------------------------
@@ -154,6 +155,9 @@ class FakeNode:
 
     def unreachable_peers(self) -> list[str]:
         return []
+
+    def hellos(self) -> dict:
+        return dict(self.peer_hellos)
 
     async def change_config(self, op: ConfigOp, timeout_s: float) -> OpResult:
         self.config_changes.append(op)
