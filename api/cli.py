@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("api.serve", "run one node"),
     "up": ("api.up", "run a local cluster in one command"),
     "kv": ("api.client_cli", "get, put, delete and list keys"),
-    "status": ("api.client_cli", "show the cluster's nodes, leader and indexes"),
+    "status": ("api.status_cli", "show the cluster's nodes, leader and indexes"),
     "members": ("api.members_cli", "list, add and remove cluster members"),
     "leader": ("api.members_cli", "hand leadership over"),
     "snapshot": ("api.snapshot_cli", "save, inspect and restore snapshots"),

@@ -37,9 +37,6 @@ def register(sub) -> None:
     lst.add_argument("prefix", nargs="?", default="")
     kv.set_defaults(_run=run_kv)
 
-    status = sub.add_parser("status", help="show the cluster's nodes, leader and indexes", parents=[addr])
-    status.set_defaults(_run=run_status)
-
 
 def run_kv(args: argparse.Namespace) -> int:
     try:
@@ -97,33 +94,3 @@ def _write(args, method: str, path: str, query: dict, body: bytes | None = None)
         raise _fail(status, answer)
     if json.loads(answer) is not True:
         raise ClientError(f"check-and-set failed: {args.key!r} is not at ModifyIndex {args.cas}")
-
-
-def run_status(args: argparse.Namespace) -> int:
-    try:
-        args.addr = endpoint(args)  # with the TLS options, checked once
-        status, _, body = request(args.addr, "GET", "/v1/raftkv/status", token=args.token)
-        if status != 200:
-            raise _fail(status, body)
-        here = json.loads(body)
-        rows = []
-        for member in here["members"] or [{"raft": here["raft"], "id": here["id"], "http": here["http"]}]:
-            try:
-                code, _, mbody = request(args.addr.peer(member["http"]), "GET", "/v1/raftkv/status",
-                                         token=args.token)
-                st = json.loads(mbody) if code == 200 else None
-            except ClientError:
-                st = None
-            rows.append((member, st))
-    except ClientError as exc:
-        print(f"raftkv status: {exc}", file=sys.stderr)
-        return 1
-    print(f"leader: {here['leader'] or '(none)'}  term: {here['term']}")
-    print(f"{'ID':<8} {'HTTP':<22} {'RAFT':<22} {'STATE':<10} {'TERM':>5} {'COMMIT':>8} {'APPLIED':>8} {'KEYS':>8}")
-    for member, st in rows:
-        if st is None:
-            print(f"{member['id']:<8} {member['http']:<22} {member['raft']:<22} {'down':<10}")
-        else:
-            print(f"{st['id']:<8} {st['http']:<22} {st['raft']:<22} {st['state']:<10} {st['term']:>5} "
-                  f"{st['commit_index']:>8} {st['applied_index']:>8} {st['keys']:>8}")
-    return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -133,3 +134,10 @@ def test_cli_put_get_list_delete_and_status(cluster):
     assert run_cli("kv", "list", "cfg/", env=env).stdout == ""
     status = run_cli("status", env=env).stdout
     assert "leader: 127.0.0.1:" in status and status.count("127.0.0.1") >= 7 and "leader " in status
+    assert "LAG" in status and "HEALTH" in status
+    doc = json.loads(run_cli("status", "--json", env=env).stdout)
+    assert doc["leader"] and len(doc["nodes"]) == 3 and sum(n["state"] == "leader" for n in doc["nodes"]) == 1
+    assert all(n["health"] in ("ok", "applying") and n["lag"] >= 0 for n in doc["nodes"]), doc
+    watched = run_cli("status", "--watch", "0.1", "--count", "2", env=env).stdout
+    assert watched.count("leader: 127.0.0.1:") == 2 and "(every 0.1s, Ctrl-C to stop)" in watched
+    assert_one_line_failure(run_cli("status", "--watch", "0", env=env), "must be positive")
