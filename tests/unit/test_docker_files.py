@@ -55,6 +55,13 @@ def test_dockerfile_installs_the_project_and_runs_raftkv():
     for folder in ("node", "api", "snapshots", "loadtest"):
         assert f"COPY {folder} ./{folder}" in text
     assert "pip install" in text and 'ENTRYPOINT ["raftkv"]' in text
+    # not root, and healthy only when ready (api/health.py serves /readyz on the compose HTTP port)
+    assert "USER raftkv" in text and text.index("USER raftkv") < text.index("ENTRYPOINT")
+    healthcheck = next(line for line in text.splitlines() if "/readyz" in line)
+    assert "http://127.0.0.1:8500/readyz" in healthcheck
+    compose_http = {svc["command"][svc["command"].index("--http-bind") + 1] for name, svc in
+                    load_compose()["services"].items() if name != "locust"}
+    assert compose_http == {"0.0.0.0:8500"}
 
 
 def test_chaos_attach_config_drives_the_compose_services():
