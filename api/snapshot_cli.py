@@ -132,11 +132,11 @@ def restore_online(path: str, addr: str | Endpoint, token: str | None = None) ->
 
 
 def restore_offline(path: str, data_dir: str) -> int:
-    header = fmt.verify(path)
+    fmt.verify(path)  # the whole file, before anything is touched
     if os.path.exists(os.path.join(data_dir, "raft.journal")) or os.path.exists(os.path.join(data_dir, DUMP_FILE)):
         raise ClientError(f"{data_dir} already holds a node's data; restore into an empty folder")
     store = SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR))
-    _, meta, entries = fmt.read(path, verified=True)
+    header, meta, entries = fmt.read(path)  # verified again on the file it decodes
     if meta.get("voters"):
         # The data comes back, the old cluster's membership does not (node.state_machine).
         final = store.write(dataclasses.replace(header, membership=[]),

@@ -135,23 +135,28 @@ def read_header(path: str) -> SnapshotHeader:
     """The header alone, after checking magic, version and lengths (not the checksum)."""
     try:
         with open(path, "rb") as f:
-            prefix = f.read(PREFIX.size)
-            if len(prefix) < PREFIX.size:
-                raise SnapshotCorrupt(f"{path}: truncated ({len(prefix)} bytes, not even a header)")
-            magic, version, header_len = PREFIX.unpack(prefix)
-            if magic != MAGIC:
-                raise SnapshotCorrupt(f"{path}: not a raftkv snapshot (bad magic)")
-            if version > FORMAT_VERSION or version < 1:
-                raise SnapshotCorrupt(f"{path}: snapshot format {version} is newer than this raftkv")
-            size = os.fstat(f.fileno()).st_size
-            if PREFIX.size + header_len + TAIL_BYTES > size:
-                raise SnapshotCorrupt(f"{path}: truncated (header runs past the end of the file)")
-            header = _parse_header(f.read(header_len), path)
-            f.seek(size - TAIL_BYTES)
-            _check_trailer(header, f.read(TRAILER.size), size, header_len, path)
-            return header
+            return _header_of(f, path)
     except OSError as exc:
         raise SnapshotCorrupt(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _header_of(f, path: str) -> SnapshotHeader:
+    f.seek(0)
+    prefix = f.read(PREFIX.size)
+    if len(prefix) < PREFIX.size:
+        raise SnapshotCorrupt(f"{path}: truncated ({len(prefix)} bytes, not even a header)")
+    magic, version, header_len = PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise SnapshotCorrupt(f"{path}: not a raftkv snapshot (bad magic)")
+    if version > FORMAT_VERSION or version < 1:
+        raise SnapshotCorrupt(f"{path}: snapshot format {version} is newer than this raftkv")
+    size = os.fstat(f.fileno()).st_size
+    if PREFIX.size + header_len + TAIL_BYTES > size:
+        raise SnapshotCorrupt(f"{path}: truncated (header runs past the end of the file)")
+    header = _parse_header(f.read(header_len), path)
+    f.seek(size - TAIL_BYTES)
+    _check_trailer(header, f.read(TRAILER.size), size, header_len, path)
+    return header
 
 
 def _parse_header(data: bytes, where: str) -> SnapshotHeader:
@@ -172,28 +177,44 @@ def _check_trailer(header: SnapshotHeader, trailer: bytes, size: int, header_len
 
 def verify(path: str) -> SnapshotHeader:
     """Check everything, the SHA-256 included; returns the header of an intact file."""
-    header = read_header(path)
+    try:
+        with open(path, "rb") as f:
+            return _verified_header(f, path)
+    except OSError as exc:
+        raise SnapshotCorrupt(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _verified_header(f, path: str) -> SnapshotHeader:
+    header = _header_of(f, path)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        remaining = os.fstat(f.fileno()).st_size - DIGEST_BYTES
-        while remaining > 0:
-            block = f.read(min(CHUNK_BYTES, remaining))
-            if not block:
-                raise SnapshotCorrupt(f"{path}: truncated while reading")
-            digest.update(block)
-            remaining -= len(block)
-        if f.read(DIGEST_BYTES) != digest.digest():
-            raise SnapshotCorrupt(f"{path}: checksum mismatch (the file is damaged)")
+    f.seek(0)
+    remaining = os.fstat(f.fileno()).st_size - DIGEST_BYTES
+    while remaining > 0:
+        block = f.read(min(CHUNK_BYTES, remaining))
+        if not block:
+            raise SnapshotCorrupt(f"{path}: truncated while reading")
+        digest.update(block)
+        remaining -= len(block)
+    if f.read(DIGEST_BYTES) != digest.digest():
+        raise SnapshotCorrupt(f"{path}: checksum mismatch (the file is damaged)")
     return header
 
 
-def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Records]:
-    """Verify the file (unless the caller just did), then return (header, metadata,
-    iterator over the records)."""
-    header = read_header(path) if verified else verify(path)
-    f = open(path, "rb")  # noqa: SIM115 - closed by the records (Records)
+def read(path: str, verified: tuple[int, int] | None = None) -> tuple[SnapshotHeader, dict, Records]:
+    """Verify the file, then return (header, metadata, iterator over the records). All from one
+    open file: the path may be replaced meanwhile (raft.dump is re-pointed by the snapshot
+    writer), and a header of one file with the records of another must never be read. The
+    checksum is skipped only when the open file is the one the caller just verified
+    (`verified`: its (st_ino, st_mtime_ns))."""
     try:
-        _, _, header_len = PREFIX.unpack(f.read(PREFIX.size))
+        f = open(path, "rb")  # noqa: SIM115 - closed by the records (Records)
+    except OSError as exc:
+        raise SnapshotCorrupt(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        st = os.fstat(f.fileno())
+        trusted = verified is not None and verified == (st.st_ino, st.st_mtime_ns)
+        header = _header_of(f, path) if trusted else _verified_header(f, path)
+        _, _, header_len = PREFIX.unpack(_pread(f, 0, PREFIX.size))
         f.seek(PREFIX.size + header_len)
         meta, entries = _decode(_unpacker(header.payload_bytes, _Limited(f, header.payload_bytes)), header, path,
                                 f.close)
@@ -201,6 +222,11 @@ def read(path: str, verified: bool = False) -> tuple[SnapshotHeader, dict, Recor
         f.close()
         raise
     return header, meta, entries
+
+
+def _pread(f, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    return f.read(size)
 
 
 def _unpacker(payload_bytes: int, source=None) -> msgpack.Unpacker:
