@@ -12,6 +12,7 @@ from api.forward import LeaderForwarder
 from api.head_watch import HeadWatches
 from api.limits import BlockingSlots, ClientConnections
 from api.node_port import Node
+from api.request_metrics import RequestMetrics
 
 DEFAULT_MAX_VALUE_BYTES = 512 * 1024
 
@@ -41,6 +42,7 @@ class ApiContext:
     connections: ClientConnections = field(default_factory=lambda: ClientConnections(ApiConfig.max_conns_per_client))
     blocking: BlockingSlots = field(default_factory=lambda: BlockingSlots(ApiConfig.max_blocking_per_client))
     head_watches: HeadWatches = field(default_factory=HeadWatches)  # connections handed to aiohttp
+    requests: RequestMetrics = field(default_factory=RequestMetrics)  # counted by both fronts (api/metrics.py)
 
 
 CTX = web.AppKey("raftkv", ApiContext)

@@ -37,6 +37,7 @@ from api.head_watch import HeadWatch
 from api.limits import TOO_MANY_CONNS_REPLY, url_too_long
 from api.params import parse_key, read_params
 from api.reply import Reply
+from api.request_metrics import KV_ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ class LeanProtocol(asyncio.Protocol):
         return None
 
     async def _serve(self, request: LeanRequest) -> None:
+        started = time.perf_counter()
         try:
             reply = await self._dispatch(request)
         except Exception as exc:  # the same translation aiohttp's error middleware applies
@@ -246,6 +248,7 @@ class LeanProtocol(asyncio.Protocol):
                 problem = Reply.text(500, "internal error (see the node's log)")
             reply = problem
         reply.headers.setdefault(DEFAULT_POLICY_HEADER, self.ctx.acl.header_value)  # as aiohttp's answers
+        self.ctx.requests.observe(KV_ROUTE, request.method, reply.status, request.query, time.perf_counter() - started)
         keep_alive = request.headers.get("connection", "").lower() != "close"
         if self.transport is not None:
             self.transport.write(encode_reply(reply, keep_alive))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from node.codec import ConfigOp, Op
+from node.metrics import NodeMetrics
 from node.reads import Consistency, ReadRoute, ReadView
 from node.state_machine import OpResult
 
@@ -91,6 +92,9 @@ class Node(Protocol):
         """One membership change through the log; MembershipBusyError while another is in flight."""
 
     def transfer_leadership(self, target: str | None, done: Callable[[bool], None]) -> None: ...
+
+    def metrics(self) -> NodeMetrics:
+        """What the metrics export, read now (api/metrics.py; cheap: called on every scrape)."""
 
     # -- snapshots ----------------------------------------------------------------------------
     async def snapshot_file(self, timeout_s: float) -> str:

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 
 from node.bridge import Pulse, wait_until
+from node.metrics import PAUSE_BUCKETS_S, SNAPSHOT_BUCKETS_S, Histogram
 from node.replica import Replica
 from node.state_machine import freeze_image, from_image
 from snapshots import format as fmt
@@ -79,6 +80,9 @@ class Checkpointer:
         self.last_index: int | None = None
         self.snapshots_taken = 0
         self.failures = 0
+        self.durations_s = Histogram(SNAPSHOT_BUCKETS_S)  # each snapshot written, capture to file
+        self.capture_pauses_s = Histogram(PAUSE_BUCKETS_S)  # how long applies waited for each capture
+        self.last_size_bytes: int | None = None
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -147,7 +151,9 @@ class Checkpointer:
         with self._replica.lock:  # readers on the loop never see the tables half frozen
             image, thaw = freeze_image(state)  # O(1): later writes go to a delta over frozen tables
         image.meta["raft_entries"] = raft_entries
-        self.last_capture_pause_ms = (time.perf_counter() - capture_started) * 1000
+        pause_s = time.perf_counter() - capture_started
+        self.last_capture_pause_ms = pause_s * 1000
+        self.capture_pauses_s.observe(pause_s)
         self._thaw = thaw
         self._writer = threading.Thread(target=self._write, args=(header, image, tmp_file),
                                         name="snapshot-writer", daemon=True)
@@ -162,6 +168,7 @@ class Checkpointer:
         sys.setswitchinterval(0.0005)
         try:
             path = self.store.write(header, image)
+            self.last_size_bytes = os.path.getsize(path)
             deadline = time.monotonic() + 10
             while os.path.lexists(tmp_file) and time.monotonic() < deadline:
                 time.sleep(0.001)  # the engine renames the placeholder right after capture() returns
@@ -184,6 +191,7 @@ class Checkpointer:
         self.last_duration_s = time.monotonic() - self._started
         if self._writer_ok:
             self.snapshots_taken += 1
+            self.durations_s.observe(self.last_duration_s)
             return Progress.DONE
         self.failures += 1
         log.warning("the log is kept until the next snapshot attempt")

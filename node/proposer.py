@@ -18,6 +18,7 @@ from collections.abc import Callable
 from node.bridge import LoopBridge, Pulse
 from node.codec import Op, encode
 from node.errors import OutcomeUnknownError
+from node.metrics import BATCH_BUCKETS, Histogram
 from node.state_machine import OpResult
 
 MAX_BATCH_OPS = 512
@@ -52,6 +53,7 @@ class Proposer:
         self.ops_proposed = 0
         self.barriers_proposed = 0  # read barriers requested
         self.barrier_entries = 0  # log entries that carried at least one: the barrier rounds
+        self.writes_per_entry = Histogram(BATCH_BUCKETS)  # entries that carry writes
 
     async def propose(self, op: Op | None, timeout_s: float, size_bytes: int = 0) -> OpResult:
         """Commit `op` through the log and return its result.
@@ -101,6 +103,8 @@ class Proposer:
         self.ops_proposed += len(ops)
         self.barriers_proposed += len(barrier_futures)
         self.barrier_entries += 1 if barrier_futures else 0
+        if ops:
+            self.writes_per_entry.observe(len(ops))
         self._submit(encode(ops), on_result)
 
     @property
@@ -166,6 +170,7 @@ class ReadBarrier:
         self._waiting: list[asyncio.Future] = []
         self._runner: asyncio.Task | None = None
         self.reads = 0
+        self.reads_per_round = Histogram(BATCH_BUCKETS)
 
     async def wait(self, timeout_s: float) -> None:
         fut = asyncio.get_running_loop().create_future()
@@ -181,6 +186,7 @@ class ReadBarrier:
     async def _run(self, timeout_s: float) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
+            self.reads_per_round.observe(len(batch))
             try:
                 await self._proposer.propose(None, timeout_s)
             except Exception as exc:  # every reader of this round gets the round's failure

@@ -37,6 +37,7 @@ from node.checkpoint import Checkpointer
 from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
 from node.engine import CompactionHooks, DurabilityObserver, RaftEngine, Role, check_version
 from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError, NotReadyError
+from node.metrics import NodeMetrics, RaftEvents
 from node.proposer import Proposer, ReadBarrier
 from node.reads import Consistency, ReadRoute, ReadView
 from node.replica import Replica
@@ -86,6 +87,7 @@ class RaftNode:
         self.snapshots_written = Pulse()
         self._replayed = threading.Event()
         self._seen_leader: tuple[str | None, str | None] = (None, None)
+        self.events = RaftEvents()  # counted on the tick thread, exported by metrics()
         self.watch_hub = WatchHub(self.bridge)
         self.replica = Replica(self.watch_hub, self._on_config_applied)
         self.checkpointer = Checkpointer(
@@ -132,6 +134,8 @@ class RaftNode:
         announces; and tell a waiting start-up when the local replay is done."""
         seen = (self.leader, self.leader_http())
         if seen != self._seen_leader:
+            if seen[0] is not None and seen[0] != self._seen_leader[0]:
+                self.events.leader_changes += 1  # etcd's rule: a known leader other than the last one seen
             self._seen_leader = seen
             self.bridge.post(self.cluster_changes.fire)
         if not self._replayed.is_set() and self.applied_index >= self.replay_target:
@@ -226,6 +230,10 @@ class RaftNode:
         timeout, or a higher term seen) answers its writes and reads in flight at once."""
         if old is Role.LEADER and new is not Role.LEADER:
             self.proposer.abandon_in_flight("this node stopped being the leader while the request was in flight")
+        if new is not old and new is Role.CANDIDATE:
+            self.events.elections += 1
+        if new is not old and new is Role.LEADER:
+            self.events.became_leader += 1
         self.bridge.post(self.cluster_changes.fire)
 
     # -- writes -------------------------------------------------------------------------------
@@ -485,6 +493,39 @@ class RaftNode:
                 "loaded_index": self.checkpointer.last_index,  # last snapshot loaded (start-up or leader)
             },
         }
+
+    def metrics(self) -> NodeMetrics:
+        """What api/metrics.py exports: state read now (cheap reads, no locks) and the counts."""
+        last_contact = self.last_contact_ms
+        proposer, checkpointer, journal = self.proposer, self.checkpointer, self.journal
+        return NodeMetrics(
+            node_id=self.addresses.node_id,
+            is_leader=self.is_leader,
+            has_leader=self.leader is not None,
+            term=self.term,
+            commit_index=self.commit_index,
+            applied_index=self.applied_index,
+            last_index=journal.last_index,
+            last_contact_s=None if last_contact is None else last_contact / 1000,
+            follower_match_index=self.engine.follower_match_indexes(),
+            blocking_queries=self.watch_hub.waiting,
+            proposals_pending=proposer.in_flight,
+            events=self.events,
+            entries_appended=journal.entries_appended,
+            entries_proposed=proposer.entries_proposed,
+            writes_proposed=proposer.ops_proposed,
+            journal_bytes_written=journal.bytes_written,
+            fsync_seconds=journal.fsync_seconds,
+            writes_per_entry=proposer.writes_per_entry,
+            barrier_rounds=proposer.barrier_entries,
+            barrier_reads=self.read_barrier.reads,
+            reads_per_barrier=self.read_barrier.reads_per_round,
+            snapshots_taken=checkpointer.snapshots_taken,
+            snapshot_failures=checkpointer.failures,
+            snapshot_seconds=checkpointer.durations_s,
+            snapshot_capture_pause_seconds=checkpointer.capture_pauses_s,
+            snapshot_last_size_bytes=checkpointer.last_size_bytes,
+        )
 
     def close(self) -> None:
         """Stop Raft and flush the journal. Call from the thread that constructed the node."""

@@ -229,6 +229,24 @@ class RaftEngine:
             "term": self.term if started else 0,
         }
 
+    def follower_match_indexes(self) -> dict[str, int]:
+        """Leader: every other voter's and learner's Raft address -> the highest index its
+        replication knows is there ({} on a follower). Any thread: PySyncObj's dicts are copied
+        while the tick thread may change them, so a copy that raced it is retried."""
+        if not self.is_leader:
+            return {}
+        for _attempt in range(3):
+            try:
+                matched = dict(internals.match_indexes(self._so))
+                found = {node.address: matched.get(node, 0) for node in list(internals.other_voters(self._so))}
+                for addr, link in list(self._tr.hello_links.items()):  # a learner's link is a 'readonly' Node
+                    if addr not in found and link in matched:
+                        found[addr] = matched[link]
+                return found
+            except RuntimeError:  # "dictionary changed size during iteration"
+                continue
+        return {}
+
     # -- changes ------------------------------------------------------------------------------
 
     def set_other_voters(self, addresses: list[str]) -> None:

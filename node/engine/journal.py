@@ -43,6 +43,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from node.metrics import FSYNC_BUCKETS_S, Histogram
 from snapshots.fsutil import fsync_dir, fsync_file, write_atomic
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,10 @@ class DurableJournal:
         self._meta_dirty = False
         self._cleared: list[Entry] | None = None  # the log just replaced by a snapshot, see add()
         self.damage: JournalDamage | None = None  # set when loading cut synced entries
+        # For the metrics (node.metrics): plain numbers, updated on the tick thread.
+        self.entries_appended = 0
+        self.bytes_written = 0
+        self.fsync_seconds = Histogram(FSYNC_BUCKETS_S)
         self._fd = self._open_and_load()
 
     # -- loading ------------------------------------------------------------------------------
@@ -264,6 +269,8 @@ class DurableJournal:
             self._entries.append((command, idx, term))
             self._end += len(record)
             self._dirty = True
+            self.entries_appended += 1
+            self.bytes_written += len(record)
 
     def clear(self) -> None:
         # Called when PySyncObj replaces the log by a snapshot it just loaded: make that
@@ -396,7 +403,9 @@ class DurableJournal:
         with self._lock:
             if not self._dirty or self._fd < 0:
                 return
+            started = time.perf_counter()
             os.fdatasync(self._fd)
+            self.fsync_seconds.observe(time.perf_counter() - started)
             self._dirty = False
             self._synced_index = self.last_index
             self._synced_offset = self._end

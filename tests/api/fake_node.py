@@ -22,6 +22,15 @@ import time
 from node.bridge import LoopBridge, Pulse, wait_until
 from node.codec import ConfigOp, Op, SetOp, encode
 from node.errors import NoLeaderError
+from node.metrics import (
+    BATCH_BUCKETS,
+    FSYNC_BUCKETS_S,
+    PAUSE_BUCKETS_S,
+    SNAPSHOT_BUCKETS_S,
+    Histogram,
+    NodeMetrics,
+    RaftEvents,
+)
 from node.reads import Consistency, ReadRoute, ReadView
 from node.state_machine import KVStateMachine, OpResult, to_image
 from node.watch import WatchHub
@@ -52,6 +61,8 @@ class FakeNode:
         self.contact_ms: int | None = 0 if leader else None
         self.voters = [raft_address]
         self.peer_hellos: dict = {}  # raft address -> node.membership.PeerHello
+        self.raft_events = RaftEvents()
+        self.match_indexes: dict[str, int] = {}  # what metrics() reports as the followers' match indexes
         self.started = time.monotonic()
 
     # -- test controls ------------------------------------------------------------------------
@@ -169,6 +180,22 @@ class FakeNode:
 
     def transfer_leadership(self, target, done) -> None:
         done(False)
+
+    def metrics(self) -> NodeMetrics:
+        """The fake's figures: its index as every Raft index, one entry per proposal, the
+        `raft_events` and `match_indexes` a test sets, and the blocking queries waiting."""
+        return NodeMetrics(
+            node_id=self._node_id, is_leader=self.is_leader, has_leader=self._leader is not None, term=1,
+            commit_index=self.index, applied_index=self.index, last_index=self.index,
+            last_contact_s=None if self.contact_ms is None else self.contact_ms / 1000,
+            follower_match_index=dict(self.match_indexes), blocking_queries=self.hub.waiting,
+            proposals_pending=0, events=self.raft_events, entries_appended=self.index,
+            entries_proposed=len(self.proposed), writes_proposed=len(self.proposed), journal_bytes_written=0,
+            fsync_seconds=Histogram(FSYNC_BUCKETS_S), writes_per_entry=Histogram(BATCH_BUCKETS), barrier_rounds=0,
+            barrier_reads=0, reads_per_barrier=Histogram(BATCH_BUCKETS), snapshots_taken=0, snapshot_failures=0,
+            snapshot_seconds=Histogram(SNAPSHOT_BUCKETS_S), snapshot_capture_pause_seconds=Histogram(PAUSE_BUCKETS_S),
+            snapshot_last_size_bytes=None,
+        )
 
     # -- snapshots ----------------------------------------------------------------------------
     async def snapshot_file(self, timeout_s: float) -> str:
