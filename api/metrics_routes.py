@@ -5,6 +5,7 @@ kind raftkv does not have); Prometheus sends its token as `Authorization: Bearer
 
 from __future__ import annotations
 
+import math
 import time
 
 from aiohttp import web
@@ -49,8 +50,8 @@ def consul_summary(registry: CollectorRegistry) -> dict:
                                 "Mean": total / count if count else 0.0, "Labels": part["Labels"]})
             continue
         for s in family.samples:
-            if s.name.endswith("_created"):
-                continue
+            if s.name.endswith("_created") or not math.isfinite(s.value):
+                continue  # a creation time is no figure; JSON has no NaN or infinity
             entry = {"Name": s.name, "Value": s.value, "Labels": dict(s.labels)}
             (counters if family.type == "counter" else gauges).append(entry)
     return {"Timestamp": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime()),
