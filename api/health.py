@@ -21,6 +21,7 @@ from aiohttp import web
 
 from api.context import CTX
 from api.errors import HTTPProblem
+from api.node_port import Node
 from api.params import parse_duration
 
 LAST_CONTACT_THRESHOLD_S = 1.5  # three hellos (Consul's default threshold is 200ms of its own heartbeats)
@@ -67,7 +68,12 @@ async def _sync(request: web.Request) -> None:
 
 
 async def autopilot_health(request: web.Request) -> web.Response:
-    node = request.app[CTX].node
+    body = autopilot_report(request.app[CTX].node)
+    return web.json_response(body, status=200 if body["Healthy"] else 429)
+
+
+def autopilot_report(node: Node) -> dict:
+    """Consul's autopilot health body as this node sees it (also read by api/metrics.py)."""
     status = node.status()
     me, leader, term = node.raft_address, node.leader, status.get("term", 0)
     config = node.configuration()
@@ -97,5 +103,4 @@ async def autopilot_health(request: web.Request) -> web.Response:
     healthy_voters = sum(s["Healthy"] for s in voters)
     quorum = len(voters) // 2 + 1
     healthy = leader is not None and healthy_voters == len(voters)
-    body = {"Healthy": healthy, "FailureTolerance": max(0, healthy_voters - quorum), "Servers": servers}
-    return web.json_response(body, status=200 if healthy else 429)
+    return {"Healthy": healthy, "FailureTolerance": max(0, healthy_voters - quorum), "Servers": servers}

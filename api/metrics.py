@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from api.forward import LeaderForwarder
+from api.health import autopilot_report
 from api.node_port import Node
 from api.request_metrics import RequestMetrics
 from node.metrics import Histogram, NodeMetrics
@@ -61,8 +62,21 @@ class NodeCollector:
         yield from _work(m)
         yield from _snapshots(m)
         yield from self._http()
+        yield from self._autopilot()
         yield from _etcd(m)
         yield from _consul(m)
+
+    def _autopilot(self) -> Iterator[Metric]:
+        """GET /v1/operator/autopilot/health's verdict, as this node sees it, under raftkv's
+        names and Consul's (Consul reports it from its leader; any raftkv node answers it)."""
+        report = autopilot_report(self.node)
+        healthy, tolerance = int(report["Healthy"]), report["FailureTolerance"]
+        yield _gauge("raftkv_autopilot_healthy", "1 if every voter is healthy and a leader is known "
+                     "(GET /v1/operator/autopilot/health)", healthy)
+        yield _gauge("raftkv_autopilot_failure_tolerance", "Voters the cluster can lose and keep a quorum",
+                     tolerance)
+        yield _gauge("consul_autopilot_healthy", "1 if the cluster is healthy (Consul's name)", healthy)
+        yield _gauge("consul_autopilot_failure_tolerance", "Voters the cluster can lose (Consul's name)", tolerance)
 
     def _http(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("raftkv_http_requests_total", "HTTP requests answered, by route template, "

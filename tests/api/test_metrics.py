@@ -97,11 +97,14 @@ async def test_metrics_report_the_nodes_figures_and_follow_its_role(serve):
     assert value(fams, "raftkv_raft_follower_lag_entries", follower="127.0.0.1:7002") == 1
     assert value(fams, "raftkv_raft_follower_lag_entries", follower="127.0.0.1:7003") == 3
     assert value(fams, "raftkv_node_info", node_id="n1") == 1
+    assert value(fams, "raftkv_autopilot_healthy") == value(fams, "consul_autopilot_healthy") == 1  # one voter, leading
+    assert value(fams, "consul_autopilot_failure_tolerance") == 0
     node.follow(None, None, contact_ms=None)
     fams = families(await (await client.get("/metrics")).text())
     assert value(fams, "raftkv_raft_is_leader") == value(fams, "raftkv_raft_has_leader") == 0
     assert value(fams, "etcd_server_has_leader") == 0
     assert "raftkv_raft_last_contact_seconds" not in fams  # never heard from a leader: no figure
+    assert value(fams, "raftkv_autopilot_healthy") == 0
 
 
 async def test_agent_metrics_serve_the_same_text_or_consuls_json_shape(serve):

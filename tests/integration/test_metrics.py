@@ -104,6 +104,9 @@ def test_metrics_are_typed_and_move_under_load(cluster):
     assert one(fa, "raftkv_http_requests_total", route="/v1/kv/{key}", method="GET", status="200",
                consistency="consistent") == 20
     assert all("load/" not in lbl.get("route", "") for lbl, _ in fa["raftkv_http_requests_total"])
+    cluster.wait_for("every node to see a healthy cluster", lambda: all(
+        one(s := scrape(n), "raftkv_autopilot_healthy") == 1 and one(s, "consul_autopilot_failure_tolerance") == 1
+        for n in cluster.nodes))
     text = requests.get(f"{follower.url}/v1/agent/metrics", params={"format": "prometheus"}, timeout=10).text
     assert "raftkv_raft_commit_index" in text
 
@@ -179,3 +182,5 @@ def test_leader_gauges_follow_a_leader_kill(cluster):
         assert one(samples, "raftkv_raft_leader_changes_total") > changes[node.node_id]
         assert one(samples, "raftkv_raft_is_leader") == (1 if node is new else 0)
     assert one(new_samples, "raftkv_raft_elections_total") >= 1
+    cluster.wait_for("autopilot on the new leader to count the dead voter", lambda: (
+        one(s := scrape(new), "raftkv_autopilot_healthy") == 0 and one(s, "raftkv_autopilot_failure_tolerance") == 0))
