@@ -1,9 +1,6 @@
 """No Docker engine runs here, so the Docker files are checked by reading them: every command,
-flag, environment variable, port and path in them exists and agrees with the others.
-
-`raftkv serve` takes each flag `--some-flag` as the variable RAFTKV_SOME_FLAG too (booleans as
-true/false, lists comma-separated; README "Configuration"): `serve_argv` turns the variables a
-file sets into that command line, which the real parser must accept."""
+flag, environment variable, port and path in them exists and agrees with the others. The
+variables a file sets are read as `raftkv serve` flags (tests/support/serve_env.py)."""
 
 from __future__ import annotations
 
@@ -15,14 +12,11 @@ import yaml
 
 from api.cli import build_parser
 from api.cluster_secret import http_refusal, refusal
+from tests.support.serve_env import NOT_SERVE_FLAGS, flag_of, parse_serve, serve_flags
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 DOCKER = os.path.join(ROOT, "docker")
 NODES = ["n1", "n2", "n3"]
-# RAFTKV_* variables in docker/ that are not serve flags, and the file that reads each
-NOT_SERVE_FLAGS = {"RAFTKV_NODES": "loadtest/locustfiles/locustfile.py",
-                   "RAFTKV_SCENARIO": "loadtest/locustfiles/locustfile.py",
-                   "RAFTKV_HTTP_TOKEN": "api/cli_http.py"}  # the CLI's ACL token: docker/k8s/prestop.py
 
 
 def read(*path: str) -> str:
@@ -36,36 +30,6 @@ def load_yaml(*path: str):
 
 def load_compose() -> dict:
     return load_yaml("docker", "compose.yaml")
-
-
-def serve_flags() -> dict:
-    """serve's options, by flag."""
-    parser = build_parser(["serve"])
-    sub = next(a for a in parser._actions if a.dest == "command")
-    return {opt: action for action in sub.choices["serve"]._actions for opt in action.option_strings}
-
-
-def serve_argv(env: dict[str, str]) -> list[str]:
-    """`raftkv serve` with the flags the RAFTKV_* variables of `env` stand for."""
-    flags = serve_flags()
-    argv = ["serve"]
-    for var, value in env.items():
-        if not var.startswith("RAFTKV_") or var in NOT_SERVE_FLAGS:
-            continue
-        flag = "--" + var.removeprefix("RAFTKV_").lower().replace("_", "-")
-        assert flag in flags, f"{var} names no `raftkv serve` flag ({flag})"
-        if flags[flag].nargs == 0:  # a switch
-            assert value in ("true", "false"), f"{var}={value!r}: a boolean is true or false"
-            argv += [flag] if value == "true" else []
-        else:
-            argv += [flag, value]
-    return argv
-
-
-def parse_serve(env: dict[str, str]):
-    args = build_parser(["serve"]).parse_args(serve_argv(env))  # exits 2 on a flag it does not take
-    assert args.command == "serve"
-    return args
 
 
 def port(hostport: str) -> int:
@@ -99,7 +63,7 @@ def test_every_raftkv_variable_in_docker_files_is_a_serve_flag_or_read_where_sai
         if name in NOT_SERVE_FLAGS:
             assert f'"{name}"' in read(NOT_SERVE_FLAGS[name]), name
         else:
-            assert "--" + name.removeprefix("RAFTKV_").lower().replace("_", "-") in flags, name
+            assert flag_of(name) in flags, name
 
 
 # -- compose --------------------------------------------------------------------------------------
