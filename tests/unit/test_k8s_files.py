@@ -9,6 +9,7 @@ import functools
 import importlib.util
 import os
 import re
+import shutil
 import stat
 import subprocess
 
@@ -235,3 +236,19 @@ def test_prestop_runs_a_removal_the_cli_takes_through_the_client_service_in_time
     assert ("ServiceAccount", account) in resources() and binding["roleRef"]["name"] == role["metadata"]["name"]
     with open(os.path.join(K8S, "prestop.py")) as f:
         assert "/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}" in f.read()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its built-in kustomize) is not installed")
+def test_kustomize_builds_valid_manifests_that_mount_the_generated_hooks():
+    done = subprocess.run(["kubectl", "kustomize", K8S], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    built = [d for d in yaml.safe_load_all(done.stdout) if d]
+    for doc in built:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    (hooks,) = [d for d in built if d["kind"] == "ConfigMap"]
+    with open(os.path.join(K8S, "prestop.py")) as f:
+        assert hooks["data"]["prestop.py"] == f.read()
+    (sts,) = [d for d in built if d["kind"] == "StatefulSet"]
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["hooks"]["configMap"]["name"] == hooks["metadata"]["name"]  # the generated name, hash and all
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "raftkv" for d in built)
