@@ -5,7 +5,8 @@ n1 and n2 run each in a mount namespace of its own (unshare) whose /etc/hosts is
 test: it knows `localhost`, and learns LATE, the third peer's name, only once that node runs,
 as a pod's name appears in DNS when the pod starts. Without unshare only the first test runs.
 LATE sorts below `localhost`, so n1 and n2 dial n3 (only the greater address dials): they must
-resolve it.
+resolve it. Every node is given all three addresses as peers, itself included, as every pod of
+a StatefulSet is given one list.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def named(tmp_path_factory):
     rafts = [f"localhost:{ports[0][0]}", f"localhost:{ports[1][0]}", f"{LATE}:{ports[2][0]}"]
     for i, node in enumerate(cluster.nodes):
         node.raft, node.http = rafts[i], f"localhost:{ports[i][1]}"
-        node.peers = [r for r in rafts if r != rafts[i]]
+        node.peers = list(rafts)  # itself included, as one list for every pod of a StatefulSet
     n1, n2, n3 = cluster.nodes
     n3.extra_args += ["--raft-bind", f"127.0.0.1:{ports[2][0]}"]  # its own name need not resolve
     if namespaced:
