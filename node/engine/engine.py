@@ -92,8 +92,9 @@ class RaftEngine:
                      Keyring(secrets) if secrets else None)
         # Peers' names are looked up off the tick thread and kept briefly (node.engine.resolver);
         # the bind host now, as PySyncObj binds it in the constructor.
+        names = resolver.install()
         bind_host = self._bind.rpartition(":")[0]
-        if bind_host != "0.0.0.0" and not resolver.install().prime(bind_host):
+        if bind_host != "0.0.0.0" and not names.prime(bind_host):
             raise StartupError(f"cannot listen on raft address {self._bind}: host {bind_host!r} does not resolve")
         with journal_installed(self.journal):
             syncobj = SyncObj(

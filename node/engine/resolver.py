@@ -43,7 +43,7 @@ def lookup(host: str) -> list[str]:
 class BackgroundResolver:
     """PySyncObj's resolver interface (`resolve`, `setTimeouts`, `setPreferredAddrFamily`)."""
 
-    def __init__(self, refresh_s: float = 2.0, retry_s: float = 1.0, lookup=lookup) -> None:
+    def __init__(self, refresh_s: float = 5.0, retry_s: float = 1.0, lookup=lookup) -> None:
         self._refresh_s = refresh_s  # an answer is looked up again after this long
         self._retry_s = retry_s  # a name without an answer, after this long
         self._lookup = lookup

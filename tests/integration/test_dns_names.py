@@ -100,3 +100,5 @@ def test_a_peer_whose_name_resolves_later_is_reached_and_catches_up(named):
     for node in (n1, n2):
         assert requests.get(f"{node.url}/v1/kv/dns/late?raw", timeout=10).content == b"after"
     assert all(n.alive() for n in cluster.nodes)
+    with open(n1.log_path) as f:  # n1 looked the late name up through node.engine.resolver
+        assert f"node.engine.resolver: raft: host {LATE} resolves to 127.0.0.1" in f.read()
