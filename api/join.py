@@ -47,7 +47,8 @@ def parse_join_urls(text: str, scheme: str = "http") -> list[str]:
         if sep and given != scheme:
             raise AddressError(f"--join {item!r}: this node serves {scheme}, and so does every member of its "
                                f"cluster; use {scheme}://HOST:PORT or HOST:PORT")
-        urls.append(f"{scheme}://" + parse_hostport((rest if sep else item).rstrip("/"), "--join"))
+        # A member's name may resolve only later (a StatefulSet's pods): asked for JOIN_ASK_S.
+        urls.append(f"{scheme}://" + parse_hostport((rest if sep else item).rstrip("/"), "--join", resolve=False))
     if not urls:
         raise AddressError("--join needs at least one member's HTTP address")
     return urls

@@ -124,8 +124,9 @@ async def put_peer(request: web.Request) -> web.Response:
     node = request.app[CTX].node
     q = request.query
     try:
-        addr = parse_hostport(q.get("address", ""), "address")
-        http = parse_hostport(q["http"], "http") if q.get("http") else ""
+        # Names resolve when dialled (a connection below, the event loop's look-up): none blocks the loop here.
+        addr = parse_hostport(q.get("address", ""), "address", resolve=False)
+        http = parse_hostport(q["http"], "http", resolve=False) if q.get("http") else ""
     except AddressError as exc:
         raise bad_request(str(exc)) from None
     node_id = q.get("id") or addr

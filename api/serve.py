@@ -14,7 +14,7 @@ from aiohttp import web
 
 from api import cluster_secret
 from api.acl import initial as acl_initial
-from api.addresses import AddressError, parse_hostport, parse_peer_list
+from api.addresses import AddressError, parse_hostport, parse_peer_list, unresolved
 from api.app import make_app
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
 from api.errors import ClientMistakeLogFilter
@@ -91,17 +91,21 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(ClientMistakeLogFilter())
     try:
+        # Advertised addresses and peers may be names that resolve later (api/addresses.py);
+        # the addresses listened on must resolve now.
         addresses = NodeAddresses(
             node_id=args.id,
-            raft=parse_hostport(args.raft, "--raft"),
-            http=parse_hostport(args.http, "--http"),
+            raft=parse_hostport(args.raft, "--raft", resolve=not args.raft_bind),
+            http=parse_hostport(args.http, "--http", resolve=not args.http_bind),
             raft_bind=parse_hostport(args.raft_bind, "--raft-bind") if args.raft_bind else None,
             peers=parse_peer_list(args.peers),
         )
-        http_bind = parse_hostport(args.http_bind or args.http, "--http-bind")
+        http_bind = parse_hostport(args.http_bind or args.http, "--http-bind" if args.http_bind else "--http")
     except AddressError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
+    for peer in unresolved(addresses.other_peers()):
+        log.warning("peer %s does not resolve yet; Raft keeps trying to reach it", peer)
     try:
         tls = node_tls_from_args(args)
     except TLSError as exc:

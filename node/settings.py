@@ -20,6 +20,10 @@ class RaftSettings:
     election_max_s: float = 1.0
     connection_timeout_s: float = 2.0
     reconnect_s: float = 0.3
+    # Peers' host names are looked up again after this long (a pod restarted with a new IP),
+    # and a name that did not resolve yet (a pod not yet scheduled) after dns_retry_s.
+    dns_refresh_s: float = 5.0
+    dns_retry_s: float = 1.0
     # Snapshot when the log has this many entries since the last one, or this long has passed
     # with changes. etcd 3.4 keeps 100,000 entries (10,000 in older releases), Consul snapshots
     # every 30 s past 16,384 entries. A raftkv entry is a batch of up to 512 writes, so 10,000

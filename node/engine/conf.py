@@ -14,6 +14,9 @@ The choices (see README "Tuning"):
   steps down no later than the majority can elect a new one (PySyncObj's default is 30 s).
 * `commandsWaitLeader=False`: without a leader a command fails at once (MISSING_LEADER)
   instead of waiting in PySyncObj's queue with no timeout.
+* `dnsCacheTime`/`dnsFailCacheTime` of a few seconds (PySyncObj: 600 s and 30 s): a peer's
+  name is looked up again soon after it moves (a StatefulSet pod restarted with a new IP) or
+  first appears; the look-ups run off the tick thread (node.engine.resolver).
 * journal and dump always together (a journal without a dump loses state: NOTES.md,
   "Journal without a dump"); the dump is written by our compaction hooks
   (node.engine.compaction over node.checkpoint), in our format.
@@ -44,6 +47,8 @@ def syncobj_conf(settings: RaftSettings, data_dir: str, bind_addr: str, compacti
         leaderFallbackTimeout=settings.election_min_s,
         connectionTimeout=settings.connection_timeout_s,
         connectionRetryTime=settings.reconnect_s,
+        dnsCacheTime=settings.dns_refresh_s,
+        dnsFailCacheTime=settings.dns_retry_s,
         commandsWaitLeader=False,
         dynamicMembershipChange=True,
         logCompactionMinEntries=settings.snapshot_min_entries,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from pysyncobj import SyncObj
 
-from node.engine import internals, wire
+from node.engine import internals, resolver, wire
 from node.engine.compaction import CompactionHooks
 from node.engine.conf import syncobj_conf
 from node.engine.failures import SUCCESS, error_for
@@ -90,6 +90,12 @@ class RaftEngine:
         secrets = self._settings.cluster_secrets
         wire.install(wire.WireLimits.for_entries(self._settings.max_entry_bytes),
                      Keyring(secrets) if secrets else None)
+        # Peers' names are looked up off the tick thread and kept briefly (node.engine.resolver);
+        # the bind host now, as PySyncObj binds it in the constructor.
+        names = resolver.install()
+        bind_host = self._bind.rpartition(":")[0]
+        if bind_host != "0.0.0.0" and not names.prime(bind_host):
+            raise StartupError(f"cannot listen on raft address {self._bind}: host {bind_host!r} does not resolve")
         with journal_installed(self.journal):
             syncobj = SyncObj(
                 self.self_addr,

@@ -72,7 +72,13 @@ def test_serve_reports_a_port_in_use_in_one_line(tmp_path):
 def test_serve_reports_bad_peers_and_addresses_in_one_line(tmp_path):
     raft, http = free_ports(2)
     base = ["serve", "--id", "n1", "--raft", f"{HOST}:{raft}", "--http", f"{HOST}:{http}", "--data-dir", str(tmp_path)]
-    assert_one_line_failure(run_cli(*base, "--peers", "no-such-host.invalid:7002"), "cannot resolve host")
+    # a peer's name may resolve later (tests/integration/test_dns_names.py); a malformed one never does
+    assert_one_line_failure(run_cli(*base, "--peers", "http://n2:7002"), "neither an IP address nor a host name")
+    assert_one_line_failure(run_cli(*base, "--peers", "n2 :7002"), "neither an IP address nor a host name")
+    r = run_cli("serve", "--id", "n1", "--raft", f"no-such-host.invalid:{raft}", "--http", f"{HOST}:{http}",
+                "--data-dir", str(tmp_path))
+    assert_one_line_failure(r, "--raft", "cannot resolve host 'no-such-host.invalid'")  # listened on: must resolve
+    assert r.returncode == 2
     assert_one_line_failure(run_cli(*base, "--peers", "127.0.0.1"), "is not HOST:PORT")
     assert_one_line_failure(run_cli(*base, "--peers", "127.0.0.1:99999"), "invalid port")
 

@@ -432,3 +432,15 @@ def test_the_internals_the_secure_channel_and_the_server_guard_rely_on():
     assert "self._unknownConnections.add(conn)" in transport and "onNewConnection = self._onNewIncomingConnection" \
         in transport
     assert "from .tcp_server import TcpServer" in inspect.getsource(pysyncobj.transport)
+
+
+def test_peers_are_looked_up_through_the_process_wide_resolver_the_engine_replaces():
+    import pysyncobj.dns_resolver
+
+    # TCPNode.ip asks globalDnsResolver() at every connect attempt; it returns `_g_resolver`
+    # once set, which node.engine.resolver.install() sets; SyncObj passes it dnsCacheTime.
+    assert "globalDnsResolver().resolve(self.__host)" in inspect.getsource(TCPNode)
+    assert "node.ip, node.port" in inspect.getsource(TCPTransport._connectIfNecessarySingle)
+    assert "_g_resolver is None" in inspect.getsource(pysyncobj.dns_resolver.globalDnsResolver)
+    assert "globalDnsResolver().setTimeouts(self.__conf.dnsCacheTime, self.__conf.dnsFailCacheTime)" in SYNCOBJ_SOURCE
+    assert "host = globalDnsResolver().resolve(host)" in inspect.getsource(TCPTransport._createServer)
