@@ -260,6 +260,8 @@ def render(config: Config, environ: Mapping[str, str], header: str = "raftkv ser
     a comment, secrets masked."""
     lines = [f"# {header}: effective configuration (precedence: flag > env > file > default)",
              "# load it back with: raftkv serve --config FILE"]
+    if config.file:
+        lines.append(f"# read from: {config.file}")
     for name in vars(config.values):
         if name in FLAG_ONLY:
             continue
