@@ -78,6 +78,11 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     threading.excepthook = _log_thread_exception
 
 
+def json_on() -> bool:
+    """Whether `setup` made the log JSON lines (then every stderr line should be one)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit:
         return

@@ -117,15 +117,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = resolve(args._parser, args._argv, os.environ, REQUIRED)
         check_raft_timings(cfg)
     except ConfigError as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)
     if cfg.values.print_config:
         sys.stdout.write(render(cfg, os.environ))
         return 0
     args = cfg.values
     logs.setup(args.log_level, args.log_format)
     logging.getLogger("aiohttp.server").addFilter(ClientMistakeLogFilter())
-    try:
+    try:  # every mistake found here is the configuration's: exit 2, nothing started
         addresses = NodeAddresses(
             node_id=args.id,
             raft=parse_hostport(args.raft, cfg.label("raft")),
@@ -138,21 +137,15 @@ def run(args: argparse.Namespace) -> int:
         # Both ports before Raft starts: a port in use is a configuration mistake, named as such.
         check_port_free(addresses.bind, "raft", cfg.label("raft_bind" if args.raft_bind else "raft"))
         check_port_free(http_bind, "HTTP", cfg.label("http_bind" if args.http_bind else "http"))
-    except (AddressError, TLSError, StartupError) as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
-        return 2
-    peer_ssl = tls.peer if tls else None  # every node of a cluster serves the same scheme
-    try:
         secrets = cluster_secret.load(args.cluster_secret_file)
         acl_policy, acl_secret = acl_initial.settings(args)
-    except (SecretError, ValueError) as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
-        return 2
-    refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft) or cluster_secret.http_refusal(
-        http_bind, acl_policy, args.tls_verify_incoming, args.insecure_http)
-    if refusal:
-        print(f"raftkv serve: {refusal}", file=sys.stderr)
-        return 2
+        refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft) or \
+            cluster_secret.http_refusal(http_bind, acl_policy, args.tls_verify_incoming, args.insecure_http)
+        if refusal:
+            return _fail(refusal, 2)
+    except (ValueError, TLSError, StartupError, SecretError) as exc:  # AddressError is a ValueError
+        return _fail(exc, 2)
+    peer_ssl = tls.peer if tls else None  # every node of a cluster serves the same scheme
     # The largest entry: an online restore, a transaction, or a full write batch plus one value.
     max_entry = max(ApiConfig.max_restore_bytes, ApiConfig.max_txn_bytes, MAX_BATCH_BYTES + args.max_value_bytes)
     settings = RaftSettings(heartbeat_s=args.heartbeat_interval, election_min_s=args.election_timeout_min,
@@ -171,14 +164,12 @@ def run(args: argparse.Namespace) -> int:
         node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters,  # main thread: see RaftNode
                         force_new_cluster=args.force_new_cluster)
     except (StartupError, JoinError, AddressError) as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 1)
     try:
         node.admit()
     except StartupError as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
         node.close()
-        return 1
+        return _fail(exc, 1)
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
@@ -192,6 +183,15 @@ def run(args: argparse.Namespace) -> int:
                                 server_ssl=tls.server if tls else None, acl_secret=acl_secret))
     finally:
         node.close()
+
+
+def _fail(problem: object, status: int) -> int:
+    """Say why serve cannot start, in one line on stderr (a JSON line once JSON logs are on)."""
+    if logs.json_on():
+        log.error("raftkv serve: %s", problem)
+    else:
+        print(f"raftkv serve: {problem}", file=sys.stderr)
+    return status
 
 
 def _run_loop(main) -> int:
@@ -220,9 +220,8 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
             lambda: LeanProtocol(ctx, runner.server, lean), host, int(port), reuse_address=True, ssl=server_ssl,
             ssl_handshake_timeout=config.head_timeout_s if server_ssl else None)
     except OSError as exc:
-        print(f"raftkv serve: cannot listen on HTTP address {http_bind}: {exc.strerror}", file=sys.stderr)
         await runner.cleanup()
-        return 1
+        return _fail(f"cannot listen on HTTP address {http_bind}: {exc.strerror}", 1)
     a = node.addresses
     log.info("node %s serving %s on %s, Raft on %s (%s), peers %s", a.node_id, "HTTPS" if server_ssl else "HTTP",
              http_bind, a.raft,

@@ -107,6 +107,10 @@ def test_bad_configuration_is_one_line_and_exit_2(node, tmp_path):
     failing(ok.replace(f"{HOST}:{raft}", node["raft"]), f"cannot listen on raft address {node['raft']} "
             f"({tmp_path / 'bad.toml'}:raft)")
     failing(ok, f"cannot listen on HTTP address {node['http']} (RAFTKV_HTTP)", env=clean_env(RAFTKV_HTTP=node["http"]))
+    json_env = clean_env(RAFTKV_HTTP=node["http"], RAFTKV_LOG_FORMAT="json")
+    failing(ok, '"level": "ERROR"', env=json_env)  # with JSON logs on, the reason is a JSON line too
+    doc = json.loads(serve("--config", str(tmp_path / "bad.toml"), env=json_env).stderr)
+    assert doc["msg"].startswith(f"raftkv serve: cannot listen on HTTP address {node['http']} (RAFTKV_HTTP)")
     result = serve("--config", str(tmp_path / "absent.toml"))
     assert_one_line_failure(result, "cannot read config file", "absent.toml: No such file or directory")
     assert result.returncode == 2
