@@ -40,8 +40,6 @@ from node.startup import check_port_free
 
 log = logging.getLogger("raftkv")
 REMOVAL_CHECK_AFTER_S = 3.0
-
-
 REQUIRED = ("id", "raft", "http", "data_dir")  # as flags, env variables or file keys (api/config.py)
 
 
