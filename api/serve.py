@@ -166,8 +166,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         node.admit()
     except StartupError as exc:
+        status = _fail(exc, 1)
         node.close()
-        return _fail(exc, 1)
+        return status
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
