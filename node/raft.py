@@ -186,7 +186,7 @@ class RaftNode:
         replaying = state.applied_index <= self._config_floor
         if not replaying:
             self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
-            self._log_membership(voters, sorted(state.learners), state.applied_index)
+            self._log_membership(sorted(voters), sorted(state.learners), state.applied_index)
             if self.engine.started:  # not while SyncObj's constructor replays the journal
                 self.engine.set_other_voters([v for v in voters if v != me])
         standing = self.standing
