@@ -3,7 +3,8 @@
 Every logger goes through the root handler set up here: raftkv's own, aiohttp's and
 PySyncObj's, warnings, and exceptions that end a thread. A JSON line has `ts` (UTC, ISO 8601),
 `level`, `logger`, `msg`, the record's structured fields (passed as `extra=`), and `exc` with
-the whole traceback as one string. Text lines carry the structured fields as key=value.
+the whole traceback as one string. A text line is the message alone: it already says the
+figures that the JSON line also carries as fields.
 
 Requests are logged one line each at debug level (`raftkv.http`: method, path, status, ms,
 remote) by both HTTP fronts: the path never includes the query, which may hold `?token=`.
@@ -53,22 +54,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)  # ASCII only: no U+2028 and the like splits a line
 
 
-class TextFormatter(logging.Formatter):
-    """The readable line, with structured fields appended as key=value."""
-
-    def __init__(self) -> None:
-        super().__init__(TEXT_FORMAT)
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
-        extra = structured_fields(record)
-        return line + "".join(f" {k}={v}" for k, v in extra.items()) if extra else line
-
-
 def setup(level: str = "INFO", fmt: str = "text") -> None:
     """Send every logger's records at `level` or above to stderr in `fmt` (called once, at start)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from api.logs import JsonFormatter, TextFormatter
+from api.logs import JsonFormatter
 
 
 def record(msg: str, *args, exc: BaseException | None = None, **extra) -> logging.LogRecord:
@@ -34,8 +34,3 @@ def test_json_log_line_keeps_an_exception_and_odd_text_on_one_line():
     assert doc["msg"] == "failed\u2028twice\nx"
     assert doc["exc"].startswith("Traceback") and "ValueError: bad\nthing" in doc["exc"]
     assert doc["path"].startswith("<object object")  # anything not JSON becomes its str()
-
-
-def test_text_log_line_appends_structured_fields():
-    line = TextFormatter().format(record("snapshot written", index=12, bytes=640))
-    assert line.endswith("WARNING node.raft: snapshot written index=12 bytes=640")
