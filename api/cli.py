@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    args._argv = argv[1:]  # the command's own arguments: serve tells flags given from defaults (api/config.py)
     try:
         return args._run(args)
     except KeyboardInterrupt:

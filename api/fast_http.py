@@ -35,6 +35,7 @@ from api.context import ApiContext
 from api.errors import problem_for
 from api.head_watch import HeadWatch
 from api.limits import TOO_MANY_CONNS_REPLY, url_too_long
+from api.logs import log_request, request_logging_on
 from api.params import parse_key, read_params
 from api.reply import Reply
 from api.request_metrics import KV_ROUTE
@@ -250,6 +251,10 @@ class LeanProtocol(asyncio.Protocol):
         reply.headers.setdefault(DEFAULT_POLICY_HEADER, self.ctx.acl.header_value)  # as aiohttp's answers
         self.ctx.requests.observe(KV_ROUTE, request.method, reply.status, request.query, time.perf_counter() - started)
         keep_alive = request.headers.get("connection", "").lower() != "close"
+        if request_logging_on():
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            log_request(request.method, request.rel_url.partition("?")[0], reply.status,
+                        time.perf_counter() - started, peer[0] if peer else None)
         if self.transport is not None:
             self.transport.write(encode_reply(reply, keep_alive))
             if not keep_alive:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -12,10 +13,11 @@ import time
 
 from aiohttp import web
 
-from api import cluster_secret
+from api import cluster_secret, logs
 from api.acl import initial as acl_initial
 from api.addresses import AddressError, parse_hostport, parse_peer_list, unresolved
 from api.app import make_app
+from api.config import ConfigError, check_raft_timings, render, resolve
 from api.context import CTX, DEFAULT_MAX_VALUE_BYTES, ApiConfig
 from api.errors import ClientMistakeLogFilter
 from api.fast_http import LeanProtocol
@@ -34,19 +36,26 @@ from node.membership import is_fresh
 from node.proposer import MAX_BATCH_BYTES
 from node.raft import NodeAddresses, RaftNode
 from node.settings import JOURNAL_FILE, SNAPSHOT_DIR, RaftSettings
+from node.startup import check_port_free
 
 log = logging.getLogger("raftkv")
 REMOVAL_CHECK_AFTER_S = 3.0
+REQUIRED = ("id", "raft", "http", "data_dir")  # as flags, env variables or file keys (api/config.py)
 
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="run one node")
-    p.add_argument("--id", required=True, help="node name, shown in logs and status")
-    p.add_argument("--raft", required=True, metavar="HOST:PORT", help="Raft address peers use to reach this node")
-    p.add_argument("--http", required=True, metavar="HOST:PORT", help="HTTP address clients and peers use")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="read settings from this TOML file (or RAFTKV_CONFIG): every flag --some-flag is the key "
+                        "some_flag and the env variable RAFTKV_SOME_FLAG; flag > env > file > default")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the effective configuration as TOML (secrets masked) and exit")
+    p.add_argument("--id", help="node name, shown in logs and status (required)")
+    p.add_argument("--raft", metavar="HOST:PORT", help="Raft address peers use to reach this node (required)")
+    p.add_argument("--http", metavar="HOST:PORT", help="HTTP address clients and peers use (required)")
     p.add_argument("--peers", action="append", default=[], metavar="HOST:PORT[,...]",
                    help="the other nodes' Raft addresses (repeat or comma-separate)")
-    p.add_argument("--data-dir", required=True, help="folder for the journal and snapshots")
+    p.add_argument("--data-dir", help="folder for the journal and snapshots (required)")
     p.add_argument("--join", metavar="URL[,URL]",
                    help="join a running cluster through any of its members' HTTP addresses (empty data folder); "
                         "the node catches up as a learner and becomes a voter")
@@ -63,14 +72,29 @@ def register(sub) -> None:
                    help="or when this long has passed with changes (default %(default)s)")
     p.add_argument("--snapshot-retain", type=int, default=RaftSettings.snapshot_retain,
                    help="snapshots kept on disk (default %(default)s)")
+    _add_raft_timing_flags(p)
     p.add_argument("--http-front", choices=["lean", "aiohttp"], default="lean",
                    help="lean: hot /v1/kv requests skip aiohttp (api/fast_http.py); aiohttp: all through aiohttp")
     add_serve_options(p)  # --tls-cert-file, --tls-key-file, --tls-ca-file, --tls-verify-incoming
     acl_initial.add_options(p)
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=logs.LEVELS,
+                   help="DEBUG adds one line per HTTP request (default %(default)s)")
+    p.add_argument("--log-format", default="text", choices=logs.FORMATS,
+                   help="text: readable lines; json: one JSON object per line (default %(default)s)")
     cluster_secret.add_arguments(p)
     _add_limit_flags(p)
-    p.set_defaults(_run=run)
+    p.set_defaults(_run=run, _parser=p)
+
+
+def _add_raft_timing_flags(p) -> None:
+    raft = p.add_argument_group("Raft timing (README, \"Configuration\"; every node of a cluster alike)")
+    raft.add_argument("--heartbeat-interval", type=float, default=RaftSettings.heartbeat_s, metavar="SECONDS",
+                      help="the leader's heartbeat (default %(default)s)")
+    raft.add_argument("--election-timeout-min", type=float, default=RaftSettings.election_min_s, metavar="SECONDS",
+                      help="a follower that heard no leader for a random time between min and max stands for "
+                           "election; at least 5 heartbeats, as etcd requires (default %(default)s)")
+    raft.add_argument("--election-timeout-max", type=float, default=RaftSettings.election_max_s, metavar="SECONDS",
+                      help="above --election-timeout-min (default %(default)s)")
 
 
 def _add_limit_flags(p) -> None:
@@ -87,50 +111,48 @@ def _add_limit_flags(p) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.server").addFilter(ClientMistakeLogFilter())
     try:
-        # Advertised addresses and peers may be names that resolve later (api/addresses.py);
-        # the addresses listened on must resolve now.
+        cfg = resolve(args._parser, args._argv, os.environ, REQUIRED)
+        check_raft_timings(cfg)
+    except ConfigError as exc:
+        return _fail(exc, 2)
+    if cfg.values.print_config:
+        sys.stdout.write(render(cfg, os.environ))
+        return 0
+    args = cfg.values
+    logs.setup(args.log_level, args.log_format)
+    logging.getLogger("aiohttp.server").addFilter(ClientMistakeLogFilter())
+    try:  # every mistake found here is the configuration's: exit 2, nothing started
         addresses = NodeAddresses(
             node_id=args.id,
-            raft=parse_hostport(args.raft, "--raft", resolve=not args.raft_bind),
-            http=parse_hostport(args.http, "--http", resolve=not args.http_bind),
-            raft_bind=parse_hostport(args.raft_bind, "--raft-bind") if args.raft_bind else None,
+            # Advertised addresses and peers may be names that resolve later (api/addresses.py);
+            # the addresses listened on must resolve now.
+            raft=parse_hostport(args.raft, cfg.label("raft"), resolve=not args.raft_bind),
+            http=parse_hostport(args.http, cfg.label("http"), resolve=not args.http_bind),
+            raft_bind=parse_hostport(args.raft_bind, cfg.label("raft_bind")) if args.raft_bind else None,
             peers=parse_peer_list(args.peers),
         )
-        http_bind = parse_hostport(args.http_bind or args.http, "--http-bind" if args.http_bind else "--http")
-    except AddressError as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
-        return 2
-    for peer in unresolved(addresses.other_peers()):
-        log.warning("peer %s does not resolve yet; Raft keeps trying to reach it", peer)
-    try:
+        http_bind = parse_hostport(args.http_bind or args.http, cfg.label("http_bind" if args.http_bind else "http"))
         tls = node_tls_from_args(args)
-    except TLSError as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
-        return 2
-    peer_ssl = tls.peer if tls else None  # every node of a cluster serves the same scheme
-    for name in ("max_value_bytes", "snapshot_entries", "snapshot_interval", "snapshot_retain",
-                 "max_conns_per_client", "max_blocking_per_client", "http_head_timeout", "http_body_timeout"):
-        if getattr(args, name) <= 0:
-            print(f"raftkv serve: --{name.replace('_', '-')} must be positive", file=sys.stderr)
-            return 2
-    try:
+        # Both ports before Raft starts: a port in use is a configuration mistake, named as such.
+        check_port_free(addresses.bind, "raft", cfg.label("raft_bind" if args.raft_bind else "raft"))
+        check_port_free(http_bind, "HTTP", cfg.label("http_bind" if args.http_bind else "http"))
         secrets = cluster_secret.load(args.cluster_secret_file)
         acl_policy, acl_secret = acl_initial.settings(args)
-    except (SecretError, ValueError) as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
-        return 2
-    refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft) or cluster_secret.http_refusal(
-        http_bind, acl_policy, args.tls_verify_incoming, args.insecure_http)
-    if refusal:
-        print(f"raftkv serve: {refusal}", file=sys.stderr)
-        return 2
+        refusal = cluster_secret.refusal(addresses.bind, secrets, args.insecure_raft) or \
+            cluster_secret.http_refusal(http_bind, acl_policy, args.tls_verify_incoming, args.insecure_http)
+        if refusal:
+            return _fail(refusal, 2)
+    except (ValueError, TLSError, StartupError, SecretError) as exc:  # AddressError is a ValueError
+        return _fail(exc, 2)
+    for peer in unresolved(addresses.other_peers()):
+        log.warning("peer %s does not resolve yet; Raft keeps trying to reach it", peer)
+    peer_ssl = tls.peer if tls else None  # every node of a cluster serves the same scheme
     # The largest entry: an online restore, a transaction, or a full write batch plus one value.
     max_entry = max(ApiConfig.max_restore_bytes, ApiConfig.max_txn_bytes, MAX_BATCH_BYTES + args.max_value_bytes)
-    settings = RaftSettings(snapshot_min_entries=args.snapshot_entries, snapshot_min_time_s=args.snapshot_interval,
+    settings = RaftSettings(heartbeat_s=args.heartbeat_interval, election_min_s=args.election_timeout_min,
+                            election_max_s=args.election_timeout_max,
+                            snapshot_min_entries=args.snapshot_entries, snapshot_min_time_s=args.snapshot_interval,
                             snapshot_retain=args.snapshot_retain, max_entry_bytes=max_entry,
                             cluster_secrets=secrets)
     join_urls: list[str] = []
@@ -144,14 +166,13 @@ def run(args: argparse.Namespace) -> int:
         node = RaftNode(addresses, args.data_dir, settings, join_voters=join_voters,  # main thread: see RaftNode
                         force_new_cluster=args.force_new_cluster)
     except (StartupError, JoinError, AddressError) as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 1)
     try:
         node.admit()
     except StartupError as exc:
-        print(f"raftkv serve: {exc}", file=sys.stderr)
+        status = _fail(exc, 1)
         node.close()
-        return 1
+        return status
     if not node.wait_local_replay(timeout_s=600):
         log.warning("local replay did not finish within 600 s; serving anyway")
     config = ApiConfig(max_value_bytes=args.max_value_bytes, request_timeout_s=args.request_timeout,
@@ -167,6 +188,15 @@ def run(args: argparse.Namespace) -> int:
         node.close()
 
 
+def _fail(problem: object, status: int) -> int:
+    """Say why serve cannot start, in one line on stderr (a JSON line once JSON logs are on)."""
+    if logs.json_on():
+        log.error("raftkv serve: %s", problem)
+    else:
+        print(f"raftkv serve: {problem}", file=sys.stderr)
+    return status
+
+
 def _run_loop(main) -> int:
     """uvloop when installed (the `load` extra brings it): a faster loop for the same code."""
     try:
@@ -180,7 +210,7 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
                  join_urls: list[str] | None = None, server_ssl: ssl.SSLContext | None = None,
                  acl_secret: str | None = None) -> int:
     app = make_app(node, config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, access_log=logs.HTTP_LOG, access_log_class=logs.AiohttpRequestLog)
     await runner.setup()
     host, _, port = http_bind.rpartition(":")
     lean_server = None
@@ -193,9 +223,8 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
             lambda: LeanProtocol(ctx, runner.server, lean), host, int(port), reuse_address=True, ssl=server_ssl,
             ssl_handshake_timeout=config.head_timeout_s if server_ssl else None)
     except OSError as exc:
-        print(f"raftkv serve: cannot listen on HTTP address {http_bind}: {exc.strerror}", file=sys.stderr)
         await runner.cleanup()
-        return 1
+        return _fail(f"cannot listen on HTTP address {http_bind}: {exc.strerror}", 1)
     a = node.addresses
     log.info("node %s serving %s on %s, Raft on %s (%s), peers %s", a.node_id, "HTTPS" if server_ssl else "HTTP",
              http_bind, a.raft,

@@ -72,6 +72,7 @@ class Checkpointer:
         self._on_written = on_written or (lambda: None)  # any thread: a snapshot file came or failed
         self._writer: threading.Thread | None = None
         self._writer_ok = False
+        self._written = (0, 0, 0)  # the last snapshot written: index, keys, bytes
         self._thaw: Callable[[], None] = lambda: None
         self._started = 0.0
         self._verified: tuple[int, int] | None = None  # (inode, mtime_ns) of a dump verified at start
@@ -169,6 +170,7 @@ class Checkpointer:
         try:
             path = self.store.write(header, image)
             self.last_size_bytes = os.path.getsize(path)
+            self._written = (header.index, header.key_count, self.last_size_bytes)
             deadline = time.monotonic() + 10
             while os.path.lexists(tmp_file) and time.monotonic() < deadline:
                 time.sleep(0.001)  # the engine renames the placeholder right after capture() returns
@@ -192,6 +194,10 @@ class Checkpointer:
         if self._writer_ok:
             self.snapshots_taken += 1
             self.durations_s.observe(self.last_duration_s)
+            index, keys, size = self._written
+            log.info("snapshot at index %d written: %d keys, %d bytes in %.2f s (capture pause %.1f ms)", index, keys,
+                     size, self.last_duration_s, self.last_capture_pause_ms or 0.0,
+                     extra={"index": index, "keys": keys, "bytes": size, "seconds": round(self.last_duration_s, 3)})
             return Progress.DONE
         self.failures += 1
         log.warning("the log is kept until the next snapshot attempt")
@@ -201,6 +207,7 @@ class Checkpointer:
         """Install the snapshot in `file_name`; returns its last entry, the entry before it and
         the voters to adopt with it."""
         verified, self._verified = self._verified, None
+        started = time.monotonic()
         try:
             header, meta, entries = fmt.read(file_name, verified=verified)
             state = from_image(meta, entries)
@@ -213,6 +220,9 @@ class Checkpointer:
         prev, last = (tuple(e) for e in _raft_entries(meta, header))
         self._replica.install(state)
         self.last_index = header.index
+        log.info("snapshot at index %d loaded (term %d, %d keys) in %.2f s", header.index, header.term,
+                 header.key_count, time.monotonic() - started,
+                 extra={"index": header.index, "keys": header.key_count})
         return (bytes(last[0]), last[1], last[2]), (bytes(prev[0]), prev[1], prev[2]), self._members(header, state)
 
     def _members(self, header: fmt.SnapshotHeader, state) -> list[str]:

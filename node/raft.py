@@ -88,6 +88,7 @@ class RaftNode:
         self._replayed = threading.Event()
         self._seen_leader: tuple[str | None, str | None] = (None, None)
         self.events = RaftEvents()  # counted on the tick thread, exported by metrics()
+        self._logged_membership: tuple[list[str], list[str]] | None = None
         self.watch_hub = WatchHub(self.bridge)
         self.replica = Replica(self.watch_hub, self._on_config_applied)
         self.checkpointer = Checkpointer(
@@ -134,12 +135,25 @@ class RaftNode:
         announces; and tell a waiting start-up when the local replay is done."""
         seen = (self.leader, self.leader_http())
         if seen != self._seen_leader:
-            if seen[0] is not None and seen[0] != self._seen_leader[0]:
-                self.events.leader_changes += 1  # etcd's rule: a known leader other than the last one seen
+            if seen[0] != self._seen_leader[0]:
+                if seen[0] is not None:
+                    self.events.leader_changes += 1  # etcd's rule: a known leader other than the last one seen
+                self._log_leader_change(seen[0])
             self._seen_leader = seen
             self.bridge.post(self.cluster_changes.fire)
         if not self._replayed.is_set() and self.applied_index >= self.replay_target:
             self._replayed.set()
+
+    def _log_leader_change(self, leader: str | None) -> None:
+        """One line per change of the leader this node knows (rare: elections, failures)."""
+        term = self.term
+        if leader is None:
+            log.warning("no leader: none heard within the election timeout (term %d, last leader %s)",
+                        term, self._seen_leader[0], extra={"term": term, "leader": None})
+        elif leader == self.addresses.raft:
+            log.info("leader: this node (%s) in term %d", leader, term, extra={"term": term, "leader": leader})
+        else:
+            log.info("leader: %s in term %d", leader, term, extra={"term": term, "leader": leader})
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -176,6 +190,7 @@ class RaftNode:
         replaying = state.applied_index <= self._config_floor
         if not replaying:
             self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
+            self._log_membership(sorted(voters), sorted(state.learners), state.applied_index)
             if self.engine.started:  # not while SyncObj's constructor replays the journal
                 self.engine.set_other_voters([v for v in voters if v != me])
         standing = self.standing
@@ -194,6 +209,13 @@ class RaftNode:
             log.warning("this node was removed from cluster %s", state.cluster_id)
             standing.removed, standing.voting, standing.why = True, False, "removed from the cluster"
         self.bridge.post(self.cluster_changes.fire)
+
+    def _log_membership(self, voters: list[str], learners: list[str], index: int) -> None:
+        """Tick thread: one line when the voters or learners differ from the last ones logged."""
+        if (voters, learners) != self._logged_membership:
+            self._logged_membership = (voters, learners)
+            log.info("membership at index %d: voters %s; learners %s", index, ",".join(voters),
+                     ",".join(learners) or "none", extra={"index": index, "voters": voters, "learners": learners})
 
     def _on_told_removed(self) -> None:
         """Tick thread: our leader says a committed change removed us."""

@@ -166,16 +166,18 @@ def prepare_data_dir(data_dir: str, addresses: NodeAddresses) -> None:
         write_atomic(identity_path, identity.encode())
 
 
-def check_port_free(addr: str, what: str) -> None:
+def check_port_free(addr: str, what: str, source: str | None = None) -> None:
+    """StartupError unless this process could listen on `addr` now; `source`: where the user set it."""
+    named = f"{what} address {addr}" + (f" ({source})" if source else "")
     host, _, port = addr.rpartition(":")
     try:
         infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
     except (socket.gaierror, ValueError) as exc:
-        raise StartupError(f"cannot resolve {what} address {addr}: {exc}") from None
+        raise StartupError(f"cannot resolve {named}: {exc}") from None
     family, _, _, _, sockaddr = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(sockaddr)
         except OSError as exc:
-            raise StartupError(f"cannot listen on {what} address {addr}: {exc.strerror}") from None
+            raise StartupError(f"cannot listen on {named}: {exc.strerror}") from None

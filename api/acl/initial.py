@@ -26,7 +26,7 @@ RECHECK_S = 5.0
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--acl", metavar="allow|deny", default=os.environ.get("RAFTKV_ACL") or None,
+    p.add_argument("--acl", choices=["allow", "deny"],
                    help="enforce ACL tokens, Consul style, with this default policy (env RAFTKV_ACL; default: off)")
     p.add_argument("--acl-initial-management-token-file", metavar="FILE",
                    help="create a management token with the secret in FILE once, if absent "

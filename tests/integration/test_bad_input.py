@@ -60,13 +60,15 @@ def test_serve_reports_a_port_in_use_in_one_line(tmp_path):
         busy.listen()
         r = run_cli("serve", "--id", "n1", "--raft", f"{HOST}:{raft}", "--http", f"{HOST}:{http}",
                     "--data-dir", str(tmp_path / "d"))
-    assert_one_line_failure(r, "cannot listen on raft address")
+    assert_one_line_failure(r, f"cannot listen on raft address {HOST}:{raft} (--raft)")
+    assert r.returncode == 2
     with socket.socket() as busy:
         busy.bind((HOST, http))
         busy.listen()
         r = run_cli("serve", "--id", "n1", "--raft", f"{HOST}:{raft}", "--http", f"{HOST}:{http}",
                     "--data-dir", str(tmp_path / "d2"), "--log-level", "ERROR")
-    assert r.returncode == 1 and "cannot listen on HTTP address" in r.stderr and "Traceback" not in r.stderr
+    assert_one_line_failure(r, f"cannot listen on HTTP address {HOST}:{http} (--http)")
+    assert r.returncode == 2 and not os.path.exists(tmp_path / "d2")  # found before Raft starts
 
 
 def test_serve_reports_bad_peers_and_addresses_in_one_line(tmp_path):

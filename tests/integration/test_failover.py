@@ -28,4 +28,9 @@ def test_after_a_quiet_spell_a_dead_leader_is_replaced_in_one_election_round(clu
         leader.start()
         cluster.leader()
     print("new leader after", ", ".join(f"{s:.2f}s" for s in figures))
+    for n in survivors:  # each survivor logged the change to the leader it follows now, with its term
+        with open(n.log_path) as f:
+            assert f"leader: {new.raft} in term" in f.read() or n is new, n.node_id
+    with open(new.log_path) as f:
+        assert f"leader: this node ({new.raft}) in term" in f.read()
     assert clean >= 2, f"only {clean} of 3 elections finished in one round (a lost first vote request?)"

@@ -133,6 +133,10 @@ def test_grow_to_five_under_load_then_shrink_back(cluster):
         cluster.wait_for("writes on the new configuration", lambda: len(writer.acked) >= written + 50)
     assert len(writer.acked) > 100, "the writer should have been acknowledged throughout"
     assert_identical_with_every_ack(cluster, writer.acked)
+    final = ",".join(sorted(n.raft for n in cluster.nodes))
+    for n in cluster.nodes:  # every member logged the change that made the final configuration
+        with open(n.log_path) as f:
+            assert f"voters {final}; learners none" in f.read(), n.node_id
 
 
 def test_a_second_concurrent_change_is_refused_and_unknown_members_are_404(cluster):
