@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from api import health, kv, operator, snapshot, status, txn
+from api import health, kv, operator, sessions, snapshot, status, txn
 from api.acl import routes as acl_routes
 from api.acl.authz import DEFAULT_POLICY_HEADER, AclEnforcer
 from api.acl.guards import operator_only
@@ -59,4 +59,5 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     app.router.add_get("/v1/operator/autopilot/health", operator_only("read", health.autopilot_health))
     operator.register(app)
     acl_routes.register(app)
+    sessions.register(app)
     return app

@@ -28,7 +28,7 @@ from api.limits import read_body
 from api.params import ReadParams, read_params, request_key, uint_param
 from api.reads import reverify, route_read
 from api.reply import Reply
-from node.codec import DeleteOp, SetOp
+from node.codec import DeleteOp, LockOp, SetOp
 from node.reads import Consistency
 from node.state_machine import KVEntry
 
@@ -41,6 +41,7 @@ def entry_json(key: str, entry: KVEntry) -> dict:
         "Value": base64.b64encode(entry.value).decode("ascii") if entry.value else None,
         "CreateIndex": entry.create_index,
         "ModifyIndex": entry.modify_index,
+        **({"Session": entry.session} if entry.session else {}),  # Consul omits it when unlocked
     }
 
 
@@ -149,13 +150,27 @@ async def write_value(ctx: ApiContext, key: str, query: Mapping[str, str], body:
     ctx.acl.authorize(headers, query).require_key(key, "write")
     flags = uint_param(query, "flags") or 0
     cas = uint_param(query, "cas")
-    for unsupported in ("acquire", "release"):
-        if unsupported in query:
-            raise HTTPProblem(400, f"?{unsupported} needs sessions, which raftkv does not support yet")
     limit = ctx.config.max_value_bytes
     if len(body) > limit:
         raise HTTPProblem(413, f"value too large: {len(body)} bytes, the limit is {limit}")
+    if "release" in query or "acquire" in query:  # as Consul: release, then acquire, then cas wins
+        acquire = "release" not in query
+        return await _lock(ctx, LockOp(key, body, flags, query["acquire" if acquire else "release"], acquire))
     result = await ctx.node.propose(SetOp(key, body, flags, cas), ctx.config.request_timeout_s, len(body))
+    return Reply.json(result.ok)
+
+
+async def _lock(ctx: ApiContext, op: LockOp) -> Reply:
+    """?acquire / ?release (semantics: node/state_machine.py `_lock`). An acquire of a key under
+    lock-delay answers false without reaching the log, as Consul's leader does; the barrier first
+    makes this node apply every invalidation committed before the request."""
+    if op.acquire:
+        await ctx.node.prepare_read(Consistency.CONSISTENT, None, ctx.config.request_timeout_s)
+        if ctx.node.lock_delay_left_s(op.key) > 0:
+            return Reply.json(False)
+    result = await ctx.node.propose(op, ctx.config.request_timeout_s, len(op.value))
+    if result.error:  # an unknown session: Consul's 500 and its line
+        raise HTTPProblem(500, result.error)
     return Reply.json(result.ok)
 
 
