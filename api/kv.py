@@ -22,7 +22,7 @@ from aiohttp import web
 
 from api.acl.authz import Authorizer
 from api.context import CTX, ApiContext
-from api.errors import HTTPProblem
+from api.errors import HTTPProblem, bad_request
 from api.forward import FORWARDED_HEADER
 from api.limits import read_body
 from api.params import ReadParams, read_params, request_key, uint_param
@@ -169,8 +169,8 @@ async def _lock(ctx: ApiContext, op: LockOp) -> Reply:
         if ctx.node.lock_delay_left_s(op.key) > 0:
             return Reply.json(False)
     result = await ctx.node.propose(op, ctx.config.request_timeout_s, len(op.value))
-    if result.error:  # an unknown session: Consul's 500 and its line
-        raise HTTPProblem(500, result.error)
+    if result.error:  # an unknown session: Consul's line (with a 500, for what is the client's mistake)
+        raise bad_request(result.error)
     return Reply.json(result.ok)
 
 

@@ -62,7 +62,7 @@ async def create(request: web.Request) -> web.Response:
     args = parse_create(body, ctx.node.node_id)
     ctx.acl.authorize(request.headers, request.query).require_session(args["node"], "write")
     if args["node"] not in {node_id for node_id, _ in ctx.node.members().values()} | {ctx.node.node_id}:
-        raise HTTPProblem(500, "Missing node registration")  # Consul's answer for a node it does not know
+        raise bad_request("Missing node registration")  # Consul's line (with a 500) for a node it does not know
     result = await ctx.node.propose(SessionOp("create", args), ctx.config.request_timeout_s)
     if not result.ok:
         raise HTTPProblem(500, result.error or "session not created")
@@ -167,7 +167,7 @@ async def destroy(request: web.Request) -> web.Response:
         with ctx.node.read_view() as view:
             session = view.sessions().get(session_id)
         if session is None:
-            raise HTTPProblem(500, f'Unknown session "{session_id}"')
+            raise bad_request(f'Unknown session "{session_id}"')  # Consul's line, with a 500
         authz.require_session(session.node, "write")
     result = await ctx.node.propose(SessionOp("destroy", {"id": session_id}), ctx.config.request_timeout_s)
     if not result.ok:

@@ -68,10 +68,10 @@ async def test_session_create_refuses_bad_input_with_consuls_400(node_client, bo
     assert not node.state.sessions.sessions
 
 
-async def test_session_create_for_an_unknown_node_is_consuls_500(node_client):
+async def test_session_create_for_an_unknown_node_is_refused_with_consuls_line(node_client):
     _, client = node_client
     resp = await client.put("/v1/session/create", data=json.dumps({"Node": "elsewhere"}))
-    assert resp.status == 500 and "Missing node registration" in await resp.text()
+    assert resp.status == 400 and await resp.text() == "Missing node registration\n"
 
 
 async def test_session_destroy_is_idempotent_and_renew_of_a_gone_session_is_404(node_client):
@@ -122,7 +122,7 @@ async def test_kv_acquire_release_show_session_and_lock_index(node_client):
     [doc] = await (await client.get("/v1/kv/lock")).json()
     assert "Session" not in doc and doc["LockIndex"] == 1
     resp = await client.put("/v1/kv/lock?acquire=not-a-session")
-    assert resp.status == 500 and 'invalid session "not-a-session"' in await resp.text()
+    assert resp.status == 400 and 'invalid session "not-a-session"' in await resp.text()
 
 
 async def test_kv_acquire_is_refused_during_lock_delay_after_the_session_ends(node_client):
