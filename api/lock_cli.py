@@ -133,21 +133,26 @@ class Lock:
         """The LockIndex once this session holds the key; None after `timeout_s` (0: no limit).
         While another session holds it, waits for the key to change (blocking queries), renewing."""
         deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
-        index = 0
+        entry, index = self._read(index=0)
         while deadline is None or time.monotonic() < deadline:
             if time.monotonic() - self.renewed_at >= self.ttl_s / 2:
                 self._renew()
-            status, _, reply = request(self.addr, "PUT", f"/v1/kv/{self.key}", {"acquire": self.session},
-                                       token=self.token)
-            if status != 200:
-                raise failure(status, reply)
-            entry, index = self._read(index=0)
-            if json.loads(reply) is True and entry is not None and entry.get("Session") == self.session:
-                return int(entry["LockIndex"])
-            # Held by another session (or under lock-delay): wait for the key to change, a while.
-            self._read(index=index, wait_s=min(WATCH_WAIT_S, self.ttl_s / 2))
-            if entry is None or "Session" not in entry:
-                time.sleep(0.5)  # free but refused: lock-delay; try again shortly
+                if self.lost.is_set():
+                    raise ClientError(f"the session expired while waiting for {self.key}")
+            holder = entry.get("Session") if entry is not None else None
+            if holder == self.session:
+                return int(entry["LockIndex"])  # type: ignore[index]
+            if holder is None:  # free: try to take it
+                status, _, reply = request(self.addr, "PUT", f"/v1/kv/{self.key}", {"acquire": self.session},
+                                           token=self.token)
+                if status != 200:
+                    raise failure(status, reply)
+                if json.loads(reply) is not True:
+                    time.sleep(0.5)  # free but refused: under lock-delay (or taken meanwhile)
+                entry, index = self._read(index=0)
+                continue
+            # Held by another session: wait for the key to change (returning in time to renew).
+            entry, index = self._read(index=index, wait_s=WATCH_WAIT_S)
         return None
 
     def keep(self, stop: threading.Event) -> None:

@@ -138,15 +138,15 @@ def _node_checks(fields: dict) -> list[str]:
     service_checks = fields.get("servicechecks")
     if service_checks not in (None, []):
         raise bad_request("ServiceChecks are not supported: raftkv sessions are TTL sessions (no health checks)")
-    checks = fields.get("nodechecks", fields.get("checks"))
-    if checks is None:
-        return [SERF_CHECK]
-    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
-        raise bad_request("Request decode failed: NodeChecks must be a list of check IDs")
-    unsupported = [c for c in checks if c != SERF_CHECK]
-    if unsupported:
-        raise bad_request(f"Check '{unsupported[0]}' is not supported: raftkv sessions are TTL sessions "
-                          f"(only {SERF_CHECK} may be named)")
+    given = {name: fields[name.lower()] for name in ("NodeChecks", "Checks") if fields.get(name.lower()) is not None}
+    for name, checks in given.items():  # Checks is NodeChecks' old name: both are checked
+        if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+            raise bad_request(f"Request decode failed: {name} must be a list of check IDs")
+        unsupported = [c for c in checks if c != SERF_CHECK]
+        if unsupported:
+            raise bad_request(f"Check '{unsupported[0]}' is not supported: raftkv sessions are TTL sessions "
+                              f"(only {SERF_CHECK} may be named)")
+    checks = given.get("NodeChecks", given.get("Checks", [SERF_CHECK]))
     return list(dict.fromkeys(checks))
 
 

@@ -58,6 +58,7 @@ async def test_session_lock_delay_numbers_below_1000_are_seconds_and_60s_is_the_
     ({"Behavior": "explode"}, "Invalid Behavior setting 'explode'"),
     ({"NodeChecks": ["service:web"]}, "Check 'service:web' is not supported"),
     ({"ServiceChecks": [{"ID": "web"}]}, "ServiceChecks are not supported"),
+    ({"NodeChecks": [], "Checks": [None]}, "Request decode failed: Checks must be a list of check IDs"),
     ({"Name": 5}, "Request decode failed: Name must be a string"),
     ([1], "Request decode failed"),
 ])

@@ -272,3 +272,32 @@ def test_sessions_lock_cli_stops_the_command_when_the_lock_is_lost(cluster, tmp_
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_sessions_lock_cli_second_holder_waits_for_the_first(cluster, tmp_path):
+    addr = ",".join(n.http for n in cluster.nodes)
+    started, go = tmp_path / "a-started", tmp_path / "go"
+    first_child = (f"import os, pathlib, time\n"
+                   f"pathlib.Path({str(started)!r}).write_text(os.environ['RAFTKV_LOCK_INDEX'])\n"
+                   f"for _ in range(300):\n    if pathlib.Path({str(go)!r}).exists(): break\n    time.sleep(0.1)")
+    second_child = "import os; print(os.environ['RAFTKV_LOCK_INDEX'])"
+    lock = [sys.executable, "-m", "api.cli", "lock", "--addr", addr, "jobs/queue", "--"]
+    first = subprocess.Popen([*lock, sys.executable, "-c", first_child], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    second = None
+    try:
+        first_token = int(wait_until("the first holder to run", lambda: started.exists() and started.read_text(), 30))
+        second = subprocess.Popen([*lock, sys.executable, "-c", second_child], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)  # not synchronisation: the second must still be waiting for the lock
+        assert second.poll() is None
+        go.touch()
+        assert first.wait(30) == 0
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 0, err
+        assert int(out) == first_token + 1
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
