@@ -9,10 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import consul
 import pytest
 
+from node.state_machine import from_image
+from snapshots import format as fmt
 from tests.support.cluster import Cluster
 from tests.support.wait import wait_until
 
@@ -197,7 +200,13 @@ def test_sessions_survive_a_leader_kill_and_a_whole_cluster_restart(cluster):
         assert holder(c, "ha/lock") == sid
         leader.start()
         cluster.leader()
-    cluster.stop()  # every node down at once: the session lives in the log and snapshots
+        cluster.wait_applied(max(n.status()["applied_index"] for n in cluster.nodes if n.status()))
+    for node in cluster.nodes:  # each node writes a snapshot now: the restart starts from it
+        with urllib.request.urlopen(f"{node.url}/v1/snapshot?stale", timeout=60) as resp:
+            _, meta, entries = fmt.read_bytes(resp.read())
+        state = from_image(meta, entries)
+        assert state.sessions.get(sid) is not None and state.get("ha/lock").session == sid
+    cluster.stop()  # every node down at once: the session lives in the snapshots and the log
     cluster.start()
     cluster.leader(timeout=30)
     c = live_client(cluster)
