@@ -67,9 +67,11 @@ class SessionKeeper:
         if leading and not self._leading:
             self._leading = True
             self._arm_all()
+            log.info("leading: %d session timers started at their full TTL", len(self._timers))
         elif not leading and self._leading:
             self._leading = False
             self._cancel_all()
+            log.info("no longer leading: session timers dropped")
 
     def _on_event(self, kind: str, session: Session | None, keys: tuple[str, ...]) -> None:
         if kind == "reset":  # a snapshot replaced every session
