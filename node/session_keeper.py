@@ -5,10 +5,11 @@ TTL timers (leader only): each session with a TTL has a timer on the leader's ev
 at the full TTL when the session is created, when it is renewed, and, for every session, when
 this node becomes the leader or installs a snapshot. When one runs out the leader proposes an
 "invalidate" entry, which every node applies alike (node/state_machine.py). So a session is
-invalidated no earlier than its TTL after the last renewal the current leader answered, or
-after the current leader took office, whichever is later; and about one commit later than that
-at most, while a majority is reachable (Consul allows up to twice the TTL). A leader change
-never expires a live session early: the new leader starts every timer afresh.
+invalidated at its TTL after the later of the last renewal the current leader answered and the
+moment the current leader took office, plus one commit while a majority is reachable (Consul
+allows up to twice the TTL). A leader change never expires a live session early: the new
+leader starts every timer afresh (which can extend an abandoned session to about twice the TTL
+plus the election).
 
 Lock-delay (every node): when a session ends, the node that applies the entry notes that each
 key it held may not be acquired for the session's LockDelay, counted from that moment on this
