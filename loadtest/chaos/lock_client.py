@@ -131,8 +131,20 @@ def fenced_write(client: Client, fence_key: str, token: int, seq: int) -> None:
     if status == 200:
         index = json.loads(body)["Results"][1]["KV"]["ModifyIndex"]
         client.record("write", token=token, ok=True, index=index, seq=seq)
+        return
+    now_highest = _highest(client, fence_key) if status == 409 else None
+    if now_highest is not None and now_highest > token:  # the cas caught a newer token written meanwhile
+        client.record("write", token=token, ok=False, why="stale token", highest=now_highest, by="cas")
     else:
         client.record("write", token=token, ok=False, why=f"txn: {status}")
+
+
+def _highest(client: Client, fence_key: str) -> int | None:
+    status, body = client.call("GET", f"/v1/kv/{fence_key}?consistent")
+    if status != 200:
+        return None
+    entry = json.loads(body)[0]
+    return int(base64.b64decode(entry["Value"])) if entry["Value"] else 0
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,8 @@ The verdict (`judge`), from the clients' records and the store:
 * per fault: how long the lock was unavailable (from the fault to the next accepted fenced
   write by a client that was not paused).
 
-Not yet part of `raftkv chaos` (its schedules, partitions and reports): see README.
+`raftkv chaos --workload lock` runs it on a cluster of its own (`lock_schedule`: holder pauses
+and leader kills in turn); the KV workload's schedules, partitions and reports are not used.
 """
 
 from __future__ import annotations
@@ -38,6 +39,28 @@ LOCK_KEY = "chaos/lock"
 FENCE_KEY = "chaos/fence"
 MAX_PAUSE_TTLS = 3.0
 RESTART_AFTER_S = 3.0
+
+
+def lock_schedule(duration_s: float, ttl_s: float = 10.0) -> list[tuple[float, str]]:
+    """Holder pauses and leader kills in turn, from 3 s in, each given time to end before the next."""
+    faults, at, kinds = [], 3.0, ("pause-holder", "kill-leader")
+    while at + 8 <= duration_s:
+        kind = kinds[len(faults) % 2]
+        faults.append((at, kind))
+        at += (ttl_s + 8) if kind == "pause-holder" else 8
+    return faults
+
+
+def summary(verdict: dict) -> str:
+    worst = {}
+    for u in verdict["unavailability"]:
+        if u["unavailable_s"] is not None:
+            worst[u["kind"]] = max(worst.get(u["kind"], 0.0), u["unavailable_s"])
+    return (f"lock chaos: {'PASS' if verdict['ok'] else 'FAIL'}: {verdict['tenures']} tenures, "
+            f"{verdict['accepted_writes']} fenced writes accepted in token order, "
+            f"{verdict['stale_token_refusals']} stale-token writes refused; unavailable at most "
+            + (", ".join(f"{s:.1f}s after {k}" for k, s in sorted(worst.items())) or "-")
+            + ("; " + "; ".join(verdict["violations"]) if verdict["violations"] else ""))
 
 
 def run_lock_workload(cluster: Cluster, out_dir: str, duration_s: float, faults: list[tuple[float, str]],
