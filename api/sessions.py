@@ -133,8 +133,8 @@ def _lock_delay_ns(value) -> int:
 
 
 def _node_checks(fields: dict) -> list[str]:
-    """raftkv has no health checks: sessions are TTL sessions, tied to no check but serfHealth
-    (which holds while the node is a member). Anything else is refused, not silently ignored."""
+    """raftkv has no health checks: sessions are TTL sessions. serfHealth (Consul's default) is
+    accepted and shown but not enforced; any other check is refused, not silently ignored."""
     service_checks = fields.get("servicechecks")
     if service_checks not in (None, []):
         raise bad_request("ServiceChecks are not supported: raftkv sessions are TTL sessions (no health checks)")
