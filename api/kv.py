@@ -34,15 +34,17 @@ from node.state_machine import KVEntry
 
 
 def entry_json(key: str, entry: KVEntry) -> dict:
-    return {
+    doc = {
         "LockIndex": entry.lock_index,
         "Key": key,
         "Flags": entry.flags,
         "Value": base64.b64encode(entry.value).decode("ascii") if entry.value else None,
         "CreateIndex": entry.create_index,
         "ModifyIndex": entry.modify_index,
-        **({"Session": entry.session} if entry.session else {}),  # Consul omits it when unlocked
     }
+    if entry.session is not None:  # Consul omits it when unlocked
+        doc["Session"] = entry.session
+    return doc
 
 
 def meta_headers(ctx: ApiContext, index: int, consistency: Consistency) -> dict[str, str]:
