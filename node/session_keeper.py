@@ -110,11 +110,6 @@ class SessionKeeper:
     def timer_count(self) -> int:
         return len(self._timers)
 
-    def close(self) -> None:
-        self._cancel_all()
-        for task in self._tasks:
-            task.cancel()
-
     def _arm_all(self) -> None:
         self._cancel_all()
         for session_id, ttl_ns in self._ttls().items():
