@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leader": ("api.members_cli", "hand leadership over"),
     "snapshot": ("api.snapshot_cli", "save, inspect and restore snapshots"),
     "acl": ("api.acl.cli", "manage ACL tokens and policies"),
+    "session": ("api.session_cli", "create, list, inspect and destroy sessions"),
+    "lock": ("api.lock_cli", "run a command while holding a lock (as consul lock)"),
     "loadtest": ("loadtest.locustfiles.locust_run", "run a locust scenario against a local (or given) cluster"),
     "bench": ("loadtest.bench.sweep", "closed-loop HTTP benchmark with a concurrency sweep"),
     "chaos": ("loadtest.chaos.experiment", "kill and pause nodes under load, then check what the cluster did"),

@@ -22,19 +22,19 @@ from aiohttp import web
 
 from api.acl.authz import Authorizer
 from api.context import CTX, ApiContext
-from api.errors import HTTPProblem
+from api.errors import HTTPProblem, bad_request
 from api.forward import FORWARDED_HEADER
 from api.limits import read_body
 from api.params import ReadParams, read_params, request_key, uint_param
 from api.reads import reverify, route_read
 from api.reply import Reply
-from node.codec import DeleteOp, SetOp
+from node.codec import DeleteOp, LockOp, SetOp
 from node.reads import Consistency
 from node.state_machine import KVEntry
 
 
 def entry_json(key: str, entry: KVEntry) -> dict:
-    return {
+    doc = {
         "LockIndex": entry.lock_index,
         "Key": key,
         "Flags": entry.flags,
@@ -42,6 +42,9 @@ def entry_json(key: str, entry: KVEntry) -> dict:
         "CreateIndex": entry.create_index,
         "ModifyIndex": entry.modify_index,
     }
+    if entry.session is not None:  # Consul omits it when unlocked
+        doc["Session"] = entry.session
+    return doc
 
 
 def meta_headers(ctx: ApiContext, index: int, consistency: Consistency) -> dict[str, str]:
@@ -149,13 +152,27 @@ async def write_value(ctx: ApiContext, key: str, query: Mapping[str, str], body:
     ctx.acl.authorize(headers, query).require_key(key, "write")
     flags = uint_param(query, "flags") or 0
     cas = uint_param(query, "cas")
-    for unsupported in ("acquire", "release"):
-        if unsupported in query:
-            raise HTTPProblem(400, f"?{unsupported} needs sessions, which raftkv does not support yet")
     limit = ctx.config.max_value_bytes
     if len(body) > limit:
         raise HTTPProblem(413, f"value too large: {len(body)} bytes, the limit is {limit}")
+    if "release" in query or "acquire" in query:  # as Consul: release, then acquire, then cas wins
+        acquire = "release" not in query
+        return await _lock(ctx, LockOp(key, body, flags, query["acquire" if acquire else "release"], acquire))
     result = await ctx.node.propose(SetOp(key, body, flags, cas), ctx.config.request_timeout_s, len(body))
+    return Reply.json(result.ok)
+
+
+async def _lock(ctx: ApiContext, op: LockOp) -> Reply:
+    """?acquire / ?release (semantics: node/state_machine.py `_lock`). An acquire of a key under
+    lock-delay answers false without reaching the log, as Consul's leader does; the barrier first
+    makes this node apply every invalidation committed before the request."""
+    if op.acquire:
+        await ctx.node.prepare_read(Consistency.CONSISTENT, None, ctx.config.request_timeout_s)
+        if ctx.node.lock_delay_left_s(op.key) > 0:
+            return Reply.json(False)
+    result = await ctx.node.propose(op, ctx.config.request_timeout_s, len(op.value))
+    if result.error:  # an unknown session: Consul's line (with a 500, for what is the client's mistake)
+        raise bad_request(result.error)
     return Reply.json(result.ok)
 
 

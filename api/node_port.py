@@ -71,6 +71,13 @@ class Node(Protocol):
     async def wait_for_change(self, key: str, prefix: bool, timeout_s: float) -> None:
         """Return when `key` (or a key under the prefix) changes, or after `timeout_s`."""
 
+    # -- sessions -----------------------------------------------------------------------------
+    def session_renewed(self, session_id: str, ttl_ns: int) -> None:
+        """On the leader, after a renewal was checked: the session's TTL timer starts again."""
+
+    def lock_delay_left_s(self, key: str) -> float:
+        """Seconds until `key` may be acquired after its session ended (lock-delay); 0: now."""
+
     # -- cluster ------------------------------------------------------------------------------
     def status(self) -> dict: ...
 

@@ -15,6 +15,7 @@ from api.kv import entry_json
 from api.limits import read_body
 from api.params import UINT64_MAX, parse_key
 from node.codec import TXN_VERBS, TxnItem, TxnOp
+from node.reads import Consistency
 
 MAX_TXN_OPS = 128  # Consul's current limit
 _TREE_VERBS = {"get-tree", "delete-tree"}
@@ -28,6 +29,9 @@ async def put_txn(request: web.Request) -> web.Response:
     denied = txn_acl_errors(authz, items)
     if denied:  # Consul's pre-check: every refused op listed, nothing applied
         return web.json_response({"Results": None, "Errors": denied}, status=409)
+    delayed = await lock_delay_errors(ctx, items)
+    if delayed:
+        return web.json_response({"Results": None, "Errors": delayed}, status=409)
     result = await ctx.node.propose(TxnOp(tuple(items)), ctx.config.request_timeout_s, value_bytes)
     if not result.ok:
         errors = [{"OpIndex": i, "What": what} for i, what in result.errors] or [
@@ -47,20 +51,30 @@ async def put_txn(request: web.Request) -> web.Response:
 
 def txn_acl_errors(authz: Authorizer, items: list[TxnItem]) -> list[dict]:
     """Consul's per-op ACL pre-check (kvsPreApply): delete-tree needs write on the whole
-    prefix, get and get-tree nothing (their results are filtered), check-index read, every
+    prefix, get and get-tree nothing (their results are filtered), check-index and check-session read, every
     other verb write on its key."""
     errors = []
     for i, item in enumerate(items):
         try:
             if item.verb == "delete-tree":
                 authz.require_key_prefix_write(item.key)
-            elif item.verb == "check-index":
+            elif item.verb in ("check-index", "check-session"):
                 authz.require_key(item.key, "read")
             elif item.verb not in ("get", "get-tree"):
                 authz.require_key(item.key, "write")
         except HTTPProblem as exc:
             errors.append({"OpIndex": i, "What": exc.reason})
     return errors
+
+
+async def lock_delay_errors(ctx, items: list[TxnItem]) -> list[dict]:
+    """Consul's pre-check of lock verbs against lock-delay (see api.kv._lock)."""
+    locks = [(i, item.key) for i, item in enumerate(items) if item.verb == "lock"]
+    if not locks:
+        return []
+    await ctx.node.prepare_read(Consistency.CONSISTENT, None, ctx.config.request_timeout_s)
+    return [{"OpIndex": i, "What": f'failed to lock key "{key}" due to lock delay'}
+            for i, key in locks if ctx.node.lock_delay_left_s(key) > 0]
 
 
 def parse_txn(body: bytes, max_value_bytes: int) -> tuple[list[TxnItem], int]:
@@ -110,6 +124,7 @@ def _parse_item(i: int, kv: dict, max_value_bytes: int) -> TxnItem:
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= UINT64_MAX:
             raise bad_request(f"operation {i}: {name} must be an unsigned integer")
         numbers.append(n)
-    if kv.get("Session"):
-        raise bad_request(f"operation {i}: sessions are not supported yet")
-    return TxnItem(verb, key, value, numbers[0], numbers[1])
+    session = kv.get("Session")
+    if session is not None and not isinstance(session, str):
+        raise bad_request(f"operation {i}: Session must be a string")
+    return TxnItem(verb, key, value, numbers[0], numbers[1], session or "")

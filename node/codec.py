@@ -27,6 +27,8 @@ OP_RESTORE = 5
 OP_CLUSTER_INIT = 6
 OP_CONFIG = 7
 OP_ACL = 8
+OP_SESSION = 9
+OP_LOCK = 10
 
 # Membership changes carried by ConfigOp (strings on disk; append only).
 CONFIG_ACTIONS = frozenset({"add-learner", "promote", "remove", "reset"})  # reset: force a new one-voter cluster
@@ -34,9 +36,13 @@ CONFIG_ACTIONS = frozenset({"add-learner", "promote", "remove", "reset"})  # res
 # ACL changes carried by AclOp (strings on disk; append only). What each means: node/acl.py.
 ACL_ACTIONS = frozenset({"bootstrap", "policy-set", "policy-delete", "token-set", "token-delete"})
 
+# Session changes carried by SessionOp (strings on disk; append only). What each means: node/sessions.py.
+SESSION_ACTIONS = frozenset({"create", "destroy", "invalidate"})  # invalidate: the leader's TTL expiry
+
 # Consul's KV transaction verbs this codec carries (strings on disk; append only).
 TXN_VERBS = frozenset({
     "set", "cas", "get", "get-tree", "check-index", "check-not-exists", "delete", "delete-tree", "delete-cas",
+    "lock", "unlock", "check-session",
 })
 
 
@@ -75,6 +81,7 @@ class TxnItem:
     value: bytes = b""
     flags: int = 0
     index: int = 0
+    session: str = ""  # lock, unlock, check-session
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +125,38 @@ class AclOp:
     args: dict
 
 
-Op = SetOp | DeleteOp | SetMemberOp | TxnOp | RestoreOp | ClusterInitOp | ConfigOp | AclOp
+@dataclass(frozen=True, slots=True)
+class SessionOp:
+    """Create, destroy or invalidate a session: `args` is a map of plain values, the session's
+    ID among them (a uuid4 chosen by the proposer: apply must be deterministic)."""
+
+    action: str
+    args: dict
+
+
+@dataclass(frozen=True, slots=True)
+class LockOp:
+    """`PUT /v1/kv/<key>?acquire=<session>` (acquire) or `?release=<session>` (not acquire)."""
+
+    key: str
+    value: bytes
+    flags: int
+    session: str
+    acquire: bool
+
+
+Op = SetOp | DeleteOp | SetMemberOp | TxnOp | RestoreOp | ClusterInitOp | ConfigOp | AclOp | SessionOp | LockOp
+
+
+def _txn_item_to_list(i: TxnItem) -> list:
+    row = [i.verb, i.key, i.value, i.flags, i.index]
+    return row + [i.session] if i.session else row  # without a session: as entries were before sessions
+
+
+def _txn_item_from_list(row: list) -> TxnItem:
+    if len(row) not in (5, 6) or (len(row) == 6 and type(row[5]) is not str):
+        raise CodecError("malformed transaction operation")
+    return TxnItem(row[0], row[1], bytes(row[2]), row[3], row[4], *row[5:6])
 
 
 def _op_to_list(op: Op) -> list:
@@ -131,13 +169,17 @@ def _op_to_list(op: Op) -> list:
     if isinstance(op, RestoreOp):
         return [OP_RESTORE, op.snapshot]
     if isinstance(op, TxnOp):
-        return [OP_TXN, [[i.verb, i.key, i.value, i.flags, i.index] for i in op.items]]
+        return [OP_TXN, [_txn_item_to_list(i) for i in op.items]]
     if isinstance(op, ClusterInitOp):
         return [OP_CLUSTER_INIT, op.cluster_id, list(op.voters)]
     if isinstance(op, ConfigOp):
         return [OP_CONFIG, op.action, op.raft_addr, op.node_id, op.http_addr]
     if isinstance(op, AclOp):
         return [OP_ACL, op.action, op.args]
+    if isinstance(op, SessionOp):
+        return [OP_SESSION, op.action, op.args]
+    if isinstance(op, LockOp):
+        return [OP_LOCK, op.key, op.value, op.flags, op.session, op.acquire]
     raise TypeError(f"not an op: {op!r}")
 
 
@@ -152,7 +194,7 @@ def _op_from_list(item: list) -> Op:
     if code == OP_RESTORE:
         return RestoreOp(bytes(item[1]))
     if code == OP_TXN:
-        return TxnOp(tuple(TxnItem(v, k, bytes(val), f, i) for v, k, val, f, i in item[1]))
+        return TxnOp(tuple(_txn_item_from_list(row) for row in item[1]))
     if code == OP_CLUSTER_INIT:
         return ClusterInitOp(str(item[1]), tuple(str(v) for v in item[2]))
     if code == OP_CONFIG:
@@ -163,6 +205,14 @@ def _op_from_list(item: list) -> Op:
         if item[1] not in ACL_ACTIONS or not isinstance(item[2], dict):
             raise CodecError(f"unknown ACL change {item[1]!r}")
         return AclOp(item[1], item[2])
+    if code == OP_SESSION:
+        if item[1] not in SESSION_ACTIONS or not isinstance(item[2], dict):
+            raise CodecError(f"unknown session change {item[1]!r}")
+        return SessionOp(item[1], item[2])
+    if code == OP_LOCK:
+        if type(item[1]) is not str or type(item[4]) is not str:
+            raise CodecError("malformed lock operation")
+        return LockOp(item[1], bytes(item[2]), int(item[3]), item[4], bool(item[5]))
     raise CodecError(f"unknown op code {code}")
 
 

@@ -41,6 +41,7 @@ from node.metrics import NodeMetrics, RaftEvents
 from node.proposer import Proposer, ReadBarrier
 from node.reads import Consistency, ReadRoute, ReadView
 from node.replica import Replica
+from node.session_keeper import SessionKeeper
 from node.settings import DUMP_FILE, SNAPSHOT_DIR, RaftSettings
 from node.startup import plan_startup, recover_log
 from node.state_machine import KVStateMachine, OpResult
@@ -90,7 +91,10 @@ class RaftNode:
         self.events = RaftEvents()  # counted on the tick thread, exported by metrics()
         self._logged_membership: tuple[list[str], list[str]] | None = None
         self.watch_hub = WatchHub(self.bridge)
-        self.replica = Replica(self.watch_hub, self._on_config_applied)
+        # Sessions' TTL timers (on the leader) and lock-delays: in memory, not in the log.
+        self.session_keeper = SessionKeeper(self.bridge, lambda: self.engine.is_leader, self._session_ttls,
+                                            self.propose)
+        self.replica = Replica(self.watch_hub, self._on_config_applied, self.session_keeper.on_session_event)
         self.checkpointer = Checkpointer(
             os.path.join(data_dir, DUMP_FILE),
             SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
@@ -128,6 +132,7 @@ class RaftNode:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """From the event loop, before serving: where tick-thread events are delivered."""
         self.bridge.attach(loop)
+        loop.call_soon(self.session_keeper.sync_role)  # a role taken before the loop ran posted nothing
 
     def _watch_on_tick(self) -> None:
         """Tick thread, every tick: tell the loop when the leader (or its HTTP address) changed,
@@ -256,6 +261,7 @@ class RaftNode:
             self.events.elections += 1
         if new is not old and new is Role.LEADER:
             self.events.became_leader += 1
+        self.session_keeper.on_role_changed()
         self.bridge.post(self.cluster_changes.fire)
 
     # -- writes -------------------------------------------------------------------------------
@@ -328,6 +334,19 @@ class RaftNode:
 
     async def wait_for_change(self, key: str, prefix: bool, timeout_s: float) -> None:
         await self.watch_hub.wait(key, prefix, timeout_s)
+
+    # -- sessions (node/session_keeper.py) -----------------------------------------------------
+
+    def session_renewed(self, session_id: str, ttl_ns: int) -> None:
+        """The leader answered a renewal: the session's TTL timer starts again."""
+        self.session_keeper.renew(session_id, ttl_ns)
+
+    def lock_delay_left_s(self, key: str) -> float:
+        return self.session_keeper.lock_delay_left_s(key)
+
+    def _session_ttls(self) -> dict[str, int]:
+        with self.replica.read_view() as view:
+            return {sid: s.ttl_ns for sid, s in view.sessions().sessions.items() if s.ttl_ns}
 
     async def maintain_membership(self, stop: asyncio.Event) -> None:
         """Keep our HTTP address in the replicated member table (so peers can forward to us);
@@ -501,6 +520,8 @@ class RaftNode:
                 "reads_served_by_barriers": self.read_barrier.reads,
             },
             "watchers": self.watch_hub.waiting,
+            "sessions": {"timers": self.session_keeper.timer_count(),
+                         "invalidated": self.session_keeper.invalidations},
             "recovering": self.recovering and not self.ready,
             "voting": self.standing.voting,
             "learner": self.standing.learner,

@@ -27,6 +27,7 @@ import threading
 from typing import Protocol
 
 from node.acl import AclState
+from node.sessions import SessionState
 from node.state_machine import KVEntry, KVStateMachine
 
 
@@ -76,3 +77,7 @@ class ReadView:
     def acl(self) -> AclState:
         """The ACL records (node/acl.py): read them inside the `with`, copy out what is needed."""
         return self.state.acl
+
+    def sessions(self) -> SessionState:
+        """The session records (node/sessions.py): read them inside the `with`, copy out what is needed."""
+        return self.state.sessions

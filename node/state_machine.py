@@ -28,8 +28,10 @@ from node.codec import (
     CodecError,
     ConfigOp,
     DeleteOp,
+    LockOp,
     Op,
     RestoreOp,
+    SessionOp,
     SetMemberOp,
     SetOp,
     TxnItem,
@@ -37,11 +39,15 @@ from node.codec import (
     decode,
 )
 from node.layered import LayeredSortedMap
+from node.sessions import Session, SessionRefused, SessionState
 from snapshots.format import Payload, SnapshotCorrupt, read_bytes
 
 log = logging.getLogger(__name__)
 
 MAX_TOMBSTONES = 10_000
+# What session reads wait on (node.watch): reported among an entry's changed keys whenever a
+# session is created or ends. No key can take this name (keys never hold a NUL).
+SESSIONS_WATCH_KEY = "\x00sessions"
 
 
 class KVEntry(NamedTuple):
@@ -49,7 +55,8 @@ class KVEntry(NamedTuple):
     flags: int
     create_index: int
     modify_index: int
-    lock_index: int = 0
+    lock_index: int = 0  # how many times a session acquired the key: the fencing token
+    session: str | None = None  # the session holding the key's lock
 
 
 class OpResult(NamedTuple):
@@ -62,6 +69,9 @@ class OpResult(NamedTuple):
 # Called on the tick thread after each applied entry: (changed keys, index). None = everything
 # may have changed (a snapshot was loaded).
 ChangeListener = Callable[[list[str] | None, int], None]
+# Called on the tick thread when a session is created ("created", it, ()), ends ("ended", it, the
+# keys it held), or when a snapshot or restore replaced them all ("reset", None, ()).
+SessionListener = Callable[[str, Session | None, tuple[str, ...]], None]
 
 
 class KVStateMachine:
@@ -83,12 +93,15 @@ class KVStateMachine:
         # indexes after it continue above the restored snapshot's.
         self.index_offset = 0
         self.acl = AclState()  # policies and tokens (node/acl.py), replicated like the keys
+        self.sessions = SessionState()  # sessions and who holds which lock (node/sessions.py)
         self.listener: ChangeListener | None = None
+        self.session_listener: SessionListener | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["listener"] = None  # a callback into the event loop is not state
         state["config_listener"] = None
+        state["session_listener"] = None
         return state
 
     # -- writes (PySyncObj's thread only) -------------------------------------------------
@@ -130,6 +143,9 @@ class KVStateMachine:
         self._tombstone_order = restored._tombstone_order
         if not restored.acl.pristine():  # a snapshot without ACLs (older, or never used) keeps ours
             self.acl = restored.acl
+        self.sessions = restored.sessions  # the keys they held are the snapshot's
+        self.sessions.index = max(self.sessions.index, index)
+        self._session_event("reset", None, ())
         self.kv_index = index
         return OpResult(True)
 
@@ -160,6 +176,10 @@ class KVStateMachine:
             return self._change_config(op)
         if isinstance(op, AclOp):
             return OpResult(*self.acl.apply(index, op))
+        if isinstance(op, LockOp):
+            return self._lock(index, op, changed)
+        if isinstance(op, SessionOp):
+            return self._session_op(index, op, changed)
         return OpResult(False, f"unsupported op {type(op).__name__}")
 
     def _change_config(self, op: ConfigOp) -> OpResult:
@@ -198,12 +218,20 @@ class KVStateMachine:
             self.config_listener()
 
     def _put(self, index: int, key: str, value: bytes, flags: int, changed: list[str],
-             create_index: int | None = None) -> KVEntry:
+             create_index: int | None = None, lock: tuple[int, str | None] | None = None) -> KVEntry:
+        """`lock`: (LockIndex, Session) to set; None keeps the key's (a plain write on a locked key
+        writes and the lock stays, as Consul)."""
         current = self.entries.get(key)
         if create_index is None:
             create_index = current.create_index if current is not None else index
-        lock_index = current.lock_index if current is not None else 0
-        entry = KVEntry(value, flags, create_index, index, lock_index)
+        if lock is None:
+            lock = (current.lock_index, current.session) if current is not None else (0, None)
+        held_by = current.session if current is not None else None
+        if held_by != lock[1]:
+            self.sessions.drop(held_by, key)
+            if lock[1] is not None:
+                self.sessions.hold(lock[1], key)
+        entry = KVEntry(value, flags, create_index, index, *lock)
         self.entries[key] = entry
         self.tombstones.pop(key, None)
         self.kv_index = index
@@ -211,7 +239,7 @@ class KVStateMachine:
         return entry
 
     def _remove(self, index: int, key: str, changed: list[str]) -> None:
-        del self.entries[key]
+        self.sessions.drop(self.entries.pop(key).session, key)
         self.tombstones[key] = index
         self._tombstone_order.append((index, key))
         while len(self._tombstone_order) > MAX_TOMBSTONES:
@@ -239,6 +267,67 @@ class KVStateMachine:
             self._remove(index, op.key, changed)
         return OpResult(True)
 
+    # -- sessions and locks (Consul's semantics; README "Sessions and locks") --------------------
+
+    def _lock(self, index: int, op: LockOp, changed: list[str]) -> OpResult:
+        """?acquire: take the lock (LockIndex + 1), or update the value if this session holds it
+        already; false if another session holds it. ?release: drop it, false unless held by
+        this session. Both write the value. An unknown session is an error, not a false."""
+        error = self._session_error(op.session)
+        if error:
+            return OpResult(False, error)
+        current = self.entries.get(op.key)
+        held_by = current.session if current is not None else None
+        lock_index = current.lock_index if current is not None else 0
+        if op.acquire:
+            if held_by is not None and held_by != op.session:
+                return OpResult(False)
+            lock: tuple[int, str | None] = (lock_index if held_by == op.session else lock_index + 1, op.session)
+        else:
+            if held_by is None or held_by != op.session:
+                return OpResult(False)
+            lock = (lock_index, None)
+        self._put(index, op.key, op.value, op.flags, changed, lock=lock)
+        return OpResult(True)
+
+    def _session_error(self, session_id: str) -> str | None:
+        if not session_id:
+            return "missing session"
+        if self.sessions.get(session_id) is None:
+            return f'invalid session "{session_id}"'
+        return None
+
+    def _session_op(self, index: int, op: SessionOp, changed: list[str]) -> OpResult:
+        if op.action == "create":
+            try:
+                session = self.sessions.create(index, op)
+            except SessionRefused as exc:
+                return OpResult(False, str(exc))
+            changed.append(SESSIONS_WATCH_KEY)
+            self._session_event("created", session, ())
+            return OpResult(True)
+        # destroy (a client's) or invalidate (the leader's TTL expiry): the same end, as Consul's.
+        # Ending a session that is gone already is a success (destroy is idempotent).
+        ended = self.sessions.remove(index, str(op.args.get("id", "")))
+        if ended is None:
+            return OpResult(True)
+        session, keys = ended
+        for key in sorted(keys):  # sorted: every node changes them in the same order
+            entry = self.entries.get(key)
+            if entry is None:
+                continue
+            if session.behavior == "delete":
+                self._remove(index, key, changed)
+            else:
+                self._put(index, key, entry.value, entry.flags, changed, lock=(entry.lock_index, None))
+        changed.append(SESSIONS_WATCH_KEY)
+        self._session_event("ended", session, tuple(sorted(keys)))
+        return OpResult(True)
+
+    def _session_event(self, kind: str, session: Session | None, keys: tuple[str, ...]) -> None:
+        if self.session_listener is not None:
+            self.session_listener(kind, session, keys)
+
     def _txn(self, index: int, op: TxnOp, changed: list[str]) -> OpResult:
         """Check every operation against the state as the earlier ones leave it; apply all
         of them, or none if any check fails (Consul's rollback)."""
@@ -265,22 +354,45 @@ class KVStateMachine:
                     self._remove(index, key, changed)
             else:
                 # As staged: a key deleted earlier in the transaction and set again is a new key.
-                self._put(index, key, entry.value, entry.flags, changed, entry.create_index)
+                self._put(index, key, entry.value, entry.flags, changed, entry.create_index,
+                          (entry.lock_index, entry.session))
         # Results carry the entries' final indexes (a set inside the txn gets this entry's index).
         final = tuple((k, self.entries.get(k) or e, inc) for k, e, inc in results)
         return OpResult(True, results=final)
 
-    @staticmethod
-    def _txn_step(index, i, item: TxnItem, current, tree, view, results) -> str | None:
+    def _txn_step(self, index, i, item: TxnItem, current, tree, view, results) -> str | None:
         verb, key = item.verb, item.key
         entry = current(key)
 
-        def stage_set() -> None:
+        def stage_set(lock: tuple[int, str | None] | None = None) -> None:
             create = entry.create_index if entry is not None else index
-            view[key] = KVEntry(item.value, item.flags, create, index, entry.lock_index if entry else 0)
+            if lock is None:
+                lock = (entry.lock_index, entry.session) if entry is not None else (0, None)
+            view[key] = KVEntry(item.value, item.flags, create, index, *lock)
             results.append((key, view[key], False))
 
-        if verb == "set":
+        if verb in ("lock", "unlock"):
+            error = self._session_error(item.session)
+            if error:
+                return error
+            held_by = entry.session if entry is not None else None
+            lock_index = entry.lock_index if entry is not None else 0
+            if verb == "lock":
+                if held_by is not None and held_by != item.session:
+                    return f'failed to lock key "{key}", lock is already held'
+                stage_set((lock_index if held_by == item.session else lock_index + 1, item.session))
+            else:
+                if held_by is None or held_by != item.session:
+                    return f'failed to unlock key "{key}", lock isn\'t held, or is held by another session'
+                stage_set((lock_index, None))
+        elif verb == "check-session":
+            if entry is None:
+                return f'failed to check session, key "{key}" doesn\'t exist'
+            if entry.session != (item.session or None):
+                held_by = entry.session or ""
+                return f'failed session check for key "{key}", current session "{held_by}" != "{item.session}"'
+            results.append((key, entry, False))
+        elif verb == "set":
             stage_set()
         elif verb == "cas":
             if not _cas_matches(entry, item.index):
@@ -358,7 +470,13 @@ def _cas_matches(entry: KVEntry | None, cas: int) -> bool:
 
 
 # A snapshot's payload (snapshots/format.py frames it): the metadata of `_image_meta`, then one
-# record per key in key order: (key, value, flags, create_index, modify_index, lock_index).
+# record per key in key order: (key, value, flags, create_index, modify_index, lock_index), and
+# the holding session's ID as a 7th field when the key is locked (older files stay as they were).
+
+
+def _row(key: str, e: KVEntry) -> tuple:
+    row = (key, e.value, e.flags, e.create_index, e.modify_index, e.lock_index)
+    return row if e.session is None else (*row, e.session)
 
 
 def freeze_image(sm: KVStateMachine) -> tuple[Payload, Callable[[], None]]:
@@ -372,7 +490,7 @@ def freeze_image(sm: KVStateMachine) -> tuple[Payload, Callable[[], None]]:
     entries = entries_map.freeze()
     tombstones = tombstones_map.freeze()
     meta = _image_meta(sm, tombstones)
-    rows = ((k, e.value, e.flags, e.create_index, e.modify_index, e.lock_index) for k, e in entries.items())
+    rows = (_row(k, e) for k, e in entries.items())
 
     def thaw() -> None:
         entries_map.thaw()
@@ -385,7 +503,7 @@ def to_image(sm: KVStateMachine) -> Payload:
     """What a snapshot stores of `sm`. Iterates live structures: call it where nothing mutates
     them (on the tick thread, or in tests)."""
     meta = _image_meta(sm, sm.tombstones)
-    entries = ((k, e.value, e.flags, e.create_index, e.modify_index, e.lock_index) for k, e in sm.entries.items())
+    entries = (_row(k, e) for k, e in sm.entries.items())
     return Payload(meta, entries)
 
 
@@ -402,6 +520,8 @@ def _image_meta(sm: KVStateMachine, tombstones) -> dict:
         meta.update(cluster_id=sm.cluster_id, voters=list(sm.voters), learners=dict(sm.learners))
     if not sm.acl.pristine():  # absent until ACLs are first used: older files stay as they were
         meta["acl"] = sm.acl.to_meta()
+    if not sm.sessions.pristine():  # absent until sessions are first used: older files stay as they were
+        meta["sessions"] = sm.sessions.to_meta()
     return meta
 
 
@@ -432,6 +552,16 @@ def from_image(meta: dict, entries) -> KVStateMachine:
     sm.learners = dict(meta.get("learners", {}))
     if "acl" in meta:
         sm.acl = AclState.from_meta(meta["acl"])
+    if "sessions" in meta:
+        try:
+            sm.sessions = SessionState.from_meta(meta["sessions"])
+        except ValueError as exc:
+            raise SnapshotCorrupt(f"malformed snapshot metadata: {exc}") from None
+    for key, entry in sm.entries.items():
+        if entry.session is not None:
+            if sm.sessions.get(entry.session) is None:
+                raise SnapshotCorrupt(f"malformed snapshot: key {key!r:.100} is held by an unknown session")
+            sm.sessions.hold(entry.session, key)
     for key, index in meta["tombstones"]:
         sm.tombstones[key] = index
         sm._tombstone_order.append((index, key))
@@ -447,8 +577,8 @@ def _is_str_list(value) -> bool:
 
 
 def _record(i: int, item: tuple) -> tuple[str, KVEntry]:
-    if (len(item) not in (5, 6) or type(item[0]) is not str or type(item[1]) is not bytes
-            or not all(_is_index(n) for n in item[2:])):
+    if (len(item) not in (5, 6, 7) or type(item[0]) is not str or type(item[1]) is not bytes
+            or not all(_is_index(n) for n in item[2:6]) or (len(item) == 7 and type(item[6]) is not str)):
         raise SnapshotCorrupt(f"malformed snapshot record {i}: {item!r:.100}")
     return item[0], KVEntry(*item[1:])
 

@@ -57,6 +57,17 @@ def _enforce(level: str | None, need: str) -> bool | None:
     return False  # deny
 
 
+def _rule_for(name: str, exact: dict[str, str], prefixes: dict[str, str]) -> str | None:
+    """The level the most specific rule grants on `name`: an exact rule, else the longest prefix."""
+    if name in exact:  # an exact rule beats a prefix rule of the same length
+        return exact[name]
+    best, level = -1, None
+    for prefix, rule in prefixes.items():
+        if len(prefix) > best and name.startswith(prefix):
+            best, level = len(prefix), rule
+    return level
+
+
 @dataclass
 class Authorizer:
     accessor_id: str
@@ -66,13 +77,7 @@ class Authorizer:
 
     # -- keys --------------------------------------------------------------------------------
     def _key_rule(self, key: str) -> str | None:
-        if key in self.rules.keys:  # an exact rule beats a prefix rule of the same length
-            return self.rules.keys[key]
-        best, level = -1, None
-        for prefix, rule in self.rules.key_prefixes.items():
-            if len(prefix) > best and key.startswith(prefix):
-                best, level = len(prefix), rule
-        return level
+        return _rule_for(key, self.rules.keys, self.rules.key_prefixes)
 
     def _allows(self, decision: bool | None) -> bool:
         return self.default_allow if decision is None else decision
@@ -103,6 +108,15 @@ class Authorizer:
     def require_key_prefix_write(self, prefix: str) -> None:
         if not self.key_write_prefix(prefix):
             raise denied(self.accessor_id, "key", "write", prefix)
+
+    # -- sessions (Consul's session and session_prefix rules, by node name) -------------------
+    def session_allowed(self, node: str, level: str) -> bool:
+        rule = _rule_for(node, self.rules.sessions, self.rules.session_prefixes)
+        return self.management or self._allows(_enforce(rule, level))
+
+    def require_session(self, node: str, level: str) -> None:
+        if not self.session_allowed(node, level):
+            raise denied(self.accessor_id, "session", level, node)
 
     # -- acl, snapshots, operator ------------------------------------------------------------
     def acl_allowed(self, level: str) -> bool:

@@ -4,10 +4,11 @@
     key "app/secret"  { policy = "deny" }     # exactly this key
     acl = "read"                              # the /v1/acl routes (write: change them)
     operator = "write"                        # /v1/operator/raft, members
+    session_prefix "" { policy = "write" }    # sessions of any node (session "n1": node n1)
 
 Levels: read, list (read, as raftkv has no separate list check), write, deny. The same in
 JSON (`{"key_prefix": {"app/": {"policy": "read"}}}`), which py-consul sends when given a
-dict. Any other rule kind (service, node, session, ...) is refused with a reason rather than
+dict. Any other rule kind (service, node, ...) is refused with a reason rather than
 ignored, so a policy never seems to grant what raftkv does not enforce.
 
 The HCL reader is a small strict parser for exactly these shapes (blocks with one label,
@@ -39,10 +40,13 @@ class Rules:
     key_prefixes: dict[str, str] = field(default_factory=dict)  # prefix -> level
     acl: str | None = None
     operator: str | None = None
+    sessions: dict[str, str] = field(default_factory=dict)  # exact node name -> level
+    session_prefixes: dict[str, str] = field(default_factory=dict)  # node name prefix -> level
 
     def merge(self, other: Rules) -> None:
         """Fold `other` in; where both name the same thing, deny > write > list > read (Consul)."""
-        for mine, theirs in ((self.keys, other.keys), (self.key_prefixes, other.key_prefixes)):
+        for mine, theirs in ((self.keys, other.keys), (self.key_prefixes, other.key_prefixes),
+                             (self.sessions, other.sessions), (self.session_prefixes, other.session_prefixes)):
             for name, level in theirs.items():
                 mine[name] = _stronger(mine.get(name), level) or level
         self.acl = _stronger(self.acl, other.acl)
@@ -75,8 +79,11 @@ def parse_rules(text: str) -> Rules:
     return rules
 
 
+_NAMED_KINDS = ("key", "key_prefix", "session", "session_prefix")
+
+
 def _one_rule(kind: str, label: str | None, value) -> Rules:
-    if kind in ("key", "key_prefix"):
+    if kind in _NAMED_KINDS:
         if label is None or not isinstance(value, dict):
             raise RulesError(f"Failed to parse ACL rules: {kind} needs a name and a block: "
                              f'{kind} "NAME" {{ policy = "read" }}')
@@ -86,13 +93,17 @@ def _one_rule(kind: str, label: str | None, value) -> Rules:
         level = value.get("policy")
         if level not in LEVELS:
             raise RulesError(f"Invalid {kind} policy {level!r} for {label!r}: use read, list, write or deny")
-        return Rules(keys={label: level}) if kind == "key" else Rules(key_prefixes={label: level})
+        rules = Rules()
+        table = {"key": rules.keys, "key_prefix": rules.key_prefixes, "session": rules.sessions,
+                 "session_prefix": rules.session_prefixes}[kind]
+        table[label] = level
+        return rules
     if kind in ("acl", "operator"):
         if label is not None or value not in ("read", "write", "deny"):
             raise RulesError(f'Invalid {kind} policy {value!r}: use {kind} = "read", "write" or "deny"')
         return Rules(acl=value) if kind == "acl" else Rules(operator=value)
     raise RulesError(f"Failed to parse ACL rules: unsupported rule {kind!r} "
-                     "(raftkv enforces key, key_prefix, acl and operator)")
+                     "(raftkv enforces key, key_prefix, session, session_prefix, acl and operator)")
 
 
 def _items_from_json(doc: dict) -> list[tuple[str, str | None, object]]:
@@ -100,7 +111,7 @@ def _items_from_json(doc: dict) -> list[tuple[str, str | None, object]]:
     or hold a list of such maps (HCL's JSON form)."""
     items: list[tuple[str, str | None, object]] = []
     for kind, value in doc.items():
-        if kind in ("key", "key_prefix"):
+        if kind in _NAMED_KINDS:
             maps = value if isinstance(value, list) else [value]
             for one in maps:
                 if not isinstance(one, dict):

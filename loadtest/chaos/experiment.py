@@ -51,6 +51,8 @@ from loadtest.chaos.faults import (
     mixed_schedule,
     unsupported,
 )
+from loadtest.chaos.lock_workload import lock_schedule, run_lock_workload
+from loadtest.chaos.lock_workload import summary as lock_summary
 from loadtest.chaos.network import netlab
 from loadtest.chaos.network.relay import Relay
 from loadtest.chaos.report import per_kind, summary_line, write_reports
@@ -74,6 +76,9 @@ def register(sub) -> None:
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="chaos-report")
+    p.add_argument("--workload", choices=("kv", "lock"), default="kv",
+                   help="lock: contenders for one lock, holder pauses and leader kills, the fencing verdict "
+                        "(loadtest/chaos/lock_workload.py; --duration and --out apply)")
     p.set_defaults(_run=run)
 
 
@@ -97,6 +102,8 @@ class LeaderMonitor(threading.Thread):
 
 def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
+    if args.workload == "lock":
+        return run_lock(args)
     rng = random.Random(args.seed)
     schedule = mixed_schedule(args.duration, rng) if args.schedule == "mixed" else SCHEDULES[args.schedule]
     root = tempfile.mkdtemp(prefix="raftkv-chaos-")
@@ -112,6 +119,25 @@ def run(args) -> int:
         shutil.rmtree(root, ignore_errors=True)
     write_reports(report, args.out)
     print(summary_line(report))
+    return 0 if report["verdict"]["ok"] else 1
+
+
+def run_lock(args) -> int:
+    """The lock workload on a local cluster of its own; lock-report.json and one summary line."""
+    root = tempfile.mkdtemp(prefix="raftkv-chaos-lock-")
+    try:
+        cluster = Cluster(root, args.nodes)
+        try:
+            cluster.start()
+            cluster.leader(timeout=60)
+            report = run_lock_workload(cluster, args.out, args.duration, lock_schedule(args.duration))
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    with open(os.path.join(args.out, "lock-report.json"), "w", encoding="utf-8") as f:
+        json.dump({"faults": report["faults"], "verdict": report["verdict"]}, f, indent=1)
+    print(lock_summary(report["verdict"]))
     return 0 if report["verdict"]["ok"] else 1
 
 

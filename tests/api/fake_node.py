@@ -8,6 +8,8 @@ pure state machine, applying every proposal at once.
   like node.raft.RaftNode (calls recorded in `reads`). Set `fail_read` to make it raise.
 * Blocking queries: the real node.watch.WatchHub, woken by the state machine's listener
   through a node.bridge.LoopBridge attached in `attach`.
+* Sessions: the real node.session_keeper.SessionKeeper (lock-delays; TTL timers while leading);
+  renewals are recorded in `renewed`.
 * Role: a leader serves itself; a follower (`follow(leader, http)`) says ReadRoute.LEADER
   for default reads, and its `leader_http()` is where the API forwards them.
 """
@@ -32,6 +34,7 @@ from node.metrics import (
     RaftEvents,
 )
 from node.reads import Consistency, ReadRoute, ReadView
+from node.session_keeper import SessionKeeper
 from node.state_machine import KVStateMachine, OpResult, to_image
 from node.watch import WatchHub
 from snapshots import format as fmt
@@ -46,6 +49,9 @@ class FakeNode:
         self.bridge = LoopBridge()
         self.hub = WatchHub(self.bridge)
         self.state.listener = self.hub.on_apply
+        self.keeper = SessionKeeper(self.bridge, lambda: self.is_leader, self._session_ttls, self.propose)
+        self.state.session_listener = self.keeper.on_session_event
+        self.renewed: list[str] = []
         self.cluster_changes = Pulse()
         self.index = 0
         self.proposed: list[Op] = []
@@ -91,6 +97,7 @@ class FakeNode:
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.bridge.attach(loop)
+        loop.call_soon(self.keeper.sync_role)
 
     # -- who leads ----------------------------------------------------------------------------
     @property
@@ -148,6 +155,18 @@ class FakeNode:
     async def wait_for_change(self, key: str, prefix: bool, timeout_s: float) -> None:
         self.waits.append((key, prefix))
         await self.hub.wait(key, prefix, timeout_s)
+
+    # -- sessions -----------------------------------------------------------------------------
+    def session_renewed(self, session_id: str, ttl_ns: int) -> None:
+        self.renewed.append(session_id)
+        self.keeper.renew(session_id, ttl_ns)
+
+    def lock_delay_left_s(self, key: str) -> float:
+        return self.keeper.lock_delay_left_s(key)
+
+    def _session_ttls(self) -> dict[str, int]:
+        with self.lock:
+            return {sid: s.ttl_ns for sid, s in self.state.sessions.sessions.items() if s.ttl_ns}
 
     # -- cluster ------------------------------------------------------------------------------
     def status(self) -> dict:

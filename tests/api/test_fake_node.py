@@ -16,7 +16,8 @@ def test_protocol_lists_what_the_brief_names():
         "node_id", "raft_address", "attach", "leader", "is_leader", "leader_http", "wait_for_leader",
         "wait_for_cluster_change", "last_contact_ms", "uptime_ms", "propose", "prepare_read", "read_view",
         "wait_for_change", "status", "peers", "members", "configuration", "unreachable_peers",
-        "change_config", "transfer_leadership", "snapshot_file", "hellos", "metrics",
+        "change_config", "transfer_leadership", "snapshot_file", "hellos", "metrics", "session_renewed",
+        "lock_delay_left_s",
     }
 
 

@@ -173,7 +173,6 @@ async def test_value_over_the_limit_is_413_and_nothing_is_proposed(node_client):
     ("PUT", f"cas={2**64}", f"invalid cas: '{2**64}' is out of range (0 to 2^64-1)"),
     ("DELETE", "cas=x", "invalid cas: 'x' is not an unsigned integer"),
     ("DELETE", "cas=3&recurse", "Conflicting flags: cas cannot be used with recurse"),
-    ("PUT", "acquire=abc", "?acquire needs sessions, which raftkv does not support yet"),
     ("GET", "index=x", "Invalid index"),
     ("GET", "index=-2", "Invalid index"),
     ("GET", "index=1&wait=5x", "Invalid wait time"),

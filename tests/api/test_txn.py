@@ -90,7 +90,7 @@ async def test_value_over_the_limit_is_413(node_client):
     (b"\xff\xfe", "Failed to parse body: "),
     (b'{"KV": {}}', "Failed to parse body: expected a JSON array of operations"),
     (b'[{"Node": {}}]', "operation 0: only KV operations are supported"),
-    (b'[{"KV": {"Verb": "lock", "Key": "a"}}]', "operation 0: unsupported KV verb 'lock'"),
+    (b'[{"KV": {"Verb": "acquire", "Key": "a"}}]', "operation 0: unsupported KV verb 'acquire'"),
     (b'[{"KV": {"Verb": {}, "Key": "a"}}]', "operation 0: unsupported KV verb {}"),  # was a 500 (schemathesis)
     (b'[{"KV": {"Verb": ["set"], "Key": "a"}}]', "operation 0: unsupported KV verb ['set']"),
     (b'[{"KV": {"Verb": "set", "Key": ""}}]', "operation 0: missing key name"),

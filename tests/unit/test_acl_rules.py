@@ -113,3 +113,15 @@ def test_request_token_is_taken_from_query_header_or_bearer_in_consuls_order():
     assert request_token({"Authorization": "bearer  b c"}, {}) == "b"
     assert request_token({"Authorization": "Basic xyz"}, {}) == ""
     assert request_token({}, {}) == ""
+
+
+def test_rules_session_and_session_prefix_decide_by_node_name():
+    a = authz('session_prefix "" { policy = "read" }\nsession "web-1" { policy = "write" }\n'
+              'session_prefix "db-" { policy = "deny" }')
+    assert a.session_allowed("web-1", "write") and a.session_allowed("web-2", "read")
+    assert not a.session_allowed("web-2", "write") and not a.session_allowed("db-1", "read")
+    with pytest.raises(HTTPProblem) as exc:
+        a.require_session("web-2", "write")
+    assert exc.value.status == 403 and "'session:write' on \"web-2\"" in exc.value.reason
+    json_rules = parse_rules('{"session_prefix": {"": {"policy": "write"}}}')
+    assert json_rules.session_prefixes == {"": "write"}
