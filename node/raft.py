@@ -35,8 +35,16 @@ from node.admission import QuarantineCure, admit_fresh_node
 from node.bridge import LoopBridge, Pulse, wait_until
 from node.checkpoint import Checkpointer
 from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
+from node.disk import DiskMonitor
 from node.engine import CompactionHooks, DurabilityObserver, RaftEngine, Role, check_version
-from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError, NotReadyError
+from node.errors import (
+    ClusterDiskFullError,
+    DiskFullError,
+    MembershipBusyError,
+    NoLeaderError,
+    NotAppliedError,
+    NotReadyError,
+)
 from node.proposer import Proposer, ReadBarrier
 from node.reads import Consistency, ReadRoute, ReadView
 from node.replica import Replica
@@ -88,14 +96,16 @@ class RaftNode:
         self._seen_leader: tuple[str | None, str | None] = (None, None)
         self.watch_hub = WatchHub(self.bridge)
         self.replica = Replica(self.watch_hub, self._on_config_applied)
+        self.disk = DiskMonitor(data_dir, f"node {addresses.node_id}")
         self.checkpointer = Checkpointer(
             os.path.join(data_dir, DUMP_FILE),
             SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
             addresses.raft, sorted({addresses.raft, *plan.other_voters}), self.replica,
             alone=force_new_cluster, on_written=lambda: self.bridge.post(self.snapshots_written.fire),
+            disk=self.disk,
         )
         recovered = recover_log(data_dir, self.checkpointer, self.standing,
-                                on_sync=observer.synced if observer is not None else None)
+                                on_sync=observer.synced if observer is not None else None, disk=self.disk)
         self.journal = recovered.journal
         self.recovering = recovered.recovering
         self.engine = RaftEngine(
@@ -233,7 +243,9 @@ class RaftNode:
     async def propose(self, op: Op, timeout_s: float, size_bytes: int = 0) -> OpResult:
         """Replicate `op` and return its result once committed and applied on this node."""
         self._refuse_if_stopping()
+        self._refuse_if_disk_full()
         await self.wait_for_leader(timeout_s)
+        self._refuse_if_cluster_disks_full()
         return await self.proposer.propose(op, timeout_s, size_bytes)
 
     def wait_local_replay(self, timeout_s: float) -> bool:
@@ -245,7 +257,9 @@ class RaftNode:
     async def barrier(self, timeout_s: float) -> None:
         """Return once every write committed before the call is applied on this node."""
         self._refuse_if_stopping()
+        self._refuse_if_disk_full()
         await self.wait_for_leader(timeout_s)
+        self._refuse_if_cluster_disks_full()
         await self.read_barrier.wait(timeout_s)
 
     async def drain_writes(self, timeout_s: float) -> bool:
@@ -261,6 +275,31 @@ class RaftNode:
     def _refuse_if_stopping(self) -> None:
         if self.stopping:
             raise NotAppliedError("this node is stopping; send the request to another node")
+
+    def _refuse_if_disk_full(self) -> None:
+        """Answer at once what a full disk would only time out: this node's (507), then (once a
+        leader is known, `_refuse_if_cluster_disks_full`) the leader's or a majority's as the
+        leader hears them (503). Writes in flight when a disk fills are refused by the engine,
+        or time out as "outcome unknown"."""
+        if self.journal.full:
+            raise DiskFullError(self.disk.reason())
+
+    def _refuse_if_cluster_disks_full(self) -> None:
+        full = self.engine.peers_with_full_disks()
+        if not full:
+            return
+        leader = self.leader
+        if leader in full:
+            raise ClusterDiskFullError(f"cannot commit: the leader {self._name(leader)}: disk full")
+        if self.is_leader:
+            voters = self.peers()
+            able = [v for v in voters if v not in full]
+            if len(able) < len(voters) // 2 + 1:
+                names = ", ".join(self._name(a) for a in full if a in voters)
+                raise ClusterDiskFullError(f"cannot commit: disk full on a majority ({names})")
+
+    def _name(self, raft_addr: str) -> str:
+        return f"node {self.members().get(raft_addr, (raft_addr, ''))[0]}"
 
     async def wait_for_leader(self, timeout_s: float) -> str:
         leader = await wait_until(lambda: self.leader, self.cluster_changes, timeout_s)
@@ -472,6 +511,9 @@ class RaftNode:
             },
             "watchers": self.watch_hub.waiting,
             "recovering": self.recovering and not self.ready,
+            "disk": {"full": self.disk.full, "failing": self.disk.failing(),
+                     "reason": self.disk.reason() if self.disk.full else None,
+                     "peers_full": self.engine.peers_with_full_disks()},
             "voting": self.standing.voting,
             "learner": self.standing.learner,
             "standing": self.standing.why,
