@@ -35,7 +35,7 @@ from node.admission import QuarantineCure, admit_fresh_node
 from node.bridge import LoopBridge, Pulse, wait_until
 from node.checkpoint import Checkpointer
 from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
-from node.disk import DiskMonitor
+from node.disk import DiskMonitor, is_no_space
 from node.engine import CompactionHooks, DurabilityObserver, RaftEngine, Role, check_version
 from node.errors import (
     ClusterDiskFullError,
@@ -86,6 +86,7 @@ class RaftNode:
         self.forced = force_new_cluster
         self._seen_as_learner = False
         self._changing = False
+        self._membership_unsaved = False  # the membership file missed a change (a full disk)
         self.stopping = False
         self.bridge = LoopBridge()
         # Fired on the loop when the leader, its HTTP address, this node's role or the
@@ -146,6 +147,8 @@ class RaftNode:
             self.bridge.post(self.cluster_changes.fire)
         if not self._replayed.is_set() and self.applied_index >= self.replay_target:
             self._replayed.set()
+        if self._membership_unsaved and not self.disk.refuses_entries:
+            self._store_membership()
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -164,6 +167,21 @@ class RaftNode:
             "learners": sorted(state.learners),
         }
 
+    def _store_membership(self) -> None:
+        """Tick thread (an apply must not raise: PySyncObj would apply the entry again). On a full
+        disk the file keeps the previous configuration (as after a crash before the store) and
+        is stored again once the disk takes writes (`_watch_on_tick`)."""
+        state = self.state
+        try:
+            self.membership_file.store(state.cluster_id, list(state.voters), dict(state.learners), state.applied_index)
+        except OSError as exc:
+            if not is_no_space(exc):
+                raise
+            self._membership_unsaved = True
+            self.disk.failed("term", self.membership_file.path)
+            return
+        self._membership_unsaved = False
+
     @property
     def replay_target(self) -> int:
         """The commit index recorded before the restart (see wait_local_replay)."""
@@ -181,7 +199,7 @@ class RaftNode:
         # restart replays them): the saved, newest configuration stays in force meanwhile.
         replaying = state.applied_index <= self._config_floor
         if not replaying:
-            self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
+            self._store_membership()
             if self.engine.started:  # not while SyncObj's constructor replays the journal
                 self.engine.set_other_voters([v for v in voters if v != me])
         standing = self.standing
@@ -325,6 +343,8 @@ class RaftNode:
             if (last_contact is not None and last_contact <= max_stale_s * 1000) or self.is_leader:
                 return ReadRoute.LOCAL
             return ReadRoute.LEADER
+        if self.leader is None:
+            self._refuse_if_disk_full()  # a node that can store nothing takes no part in elections
         if consistency is Consistency.DEFAULT:
             await self.wait_for_leader(timeout_s)
             if not self.is_leader:

@@ -45,6 +45,9 @@ OnDone = Callable[[object, Exception | None], None]
 log = logging.getLogger(__name__)
 
 HANDOVER_RETRY_S = 1.0  # a leader whose disk is full tries to hand over this often
+# ... once it has been full this long: disks of the same size filling together (a common case)
+# must first say so in their hellos, or the leader would hand over to one that cannot stand.
+HANDOVER_AFTER_S = 2.0
 HELLO_FRESH_S = 3.0  # a peer's word on its disk counts for this long
 
 
@@ -101,6 +104,7 @@ class RaftEngine:
         self._syncobj: SyncObj | None = None  # set once SyncObj's constructor has returned
         self._transport: DurableTransport | None = None  # set during that constructor
         self._next_handover = 0.0
+        self._full_since: float | None = None
 
     def start(self) -> None:
         """Main thread: build and start the PySyncObj peer (its tick thread starts replaying the
@@ -324,17 +328,21 @@ class RaftEngine:
         """Tick callback. A leader that can store no entry commits nothing, yet keeps the others
         from electing one that can: it hands leadership to a caught-up peer whose disk takes
         entries (then, deposed, it ignores the new term until it can store it: transport)."""
-        if not self.journal.full or not self.is_leader:
+        if not self.journal.full:
+            self._full_since = None
             return
         now = time.monotonic()
-        if now < self._next_handover:
+        if self._full_since is None:
+            self._full_since = now
+        if not self.is_leader or now < self._next_handover or now - self._full_since < HANDOVER_AFTER_S:
             return
         self._next_handover = now + HANDOVER_RETRY_S
         full = set(self.peers_with_full_disks())
         last = self.journal.last_index
         voters = {node.address for node in internals.other_voters(self._so)}
-        for addr in sorted(self.hellos()):
-            if addr not in full and addr in voters and self.replicated_index(addr) >= last:
+        for addr, hello in sorted(self.hellos().items()):
+            fresh = now - hello.at <= HANDOVER_RETRY_S
+            if fresh and addr not in full and addr in voters and self.replicated_index(addr) >= last:
                 log.warning("disk full: handing leadership over to %s", addr)
                 self._so.transferLeadership(addr, lambda _result, _reason: None)
                 return

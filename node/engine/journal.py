@@ -414,10 +414,16 @@ class DurableJournal:
         return self._meta.get("voted_for")
 
     def onOneSecondTimer(self) -> None:  # noqa: N802
-        # While the disk refuses entries, or is nearly full, this is the probe: storing the small
-        # term file again. A leader then knows its disk is full before a write meets it.
+        # The probe is storing the small term file again. While the disk is nearly full it tells a
+        # leader that its disk is full before a write meets it. Once full, the journal is tried
+        # again only with LOW_SPACE_BYTES free (a probe that fits is not yet room for entries:
+        # freeing a failed snapshot's pages made the state flap) and a probe that succeeds.
         free = free_bytes(self.disk.folder)
-        probing = self.disk.refuses_entries or (free is not None and free < LOW_SPACE_BYTES)
+        low = free is not None and free < LOW_SPACE_BYTES
+        full = self.disk.refuses_entries
+        if full and low:
+            return
+        probing = full or low
         if self._meta_dirty or probing:
             try:
                 self._store_meta()
