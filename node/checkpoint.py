@@ -256,6 +256,7 @@ class Checkpointer:
             self.store.quarantine(file_name, str(exc))
             raise
         self.store.adopt(file_name)
+        self.disk.succeeded("snapshot")  # a snapshot received and kept: the disk took it
         self._on_written()
         prev, last = (tuple(e) for e in _raft_entries(meta, header))
         self._replica.install(state)

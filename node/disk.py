@@ -1,8 +1,10 @@
 """Whether this node's disk takes durable writes, as its writers found it (etcd's NOSPACE alarm).
 
-The journal (appends, syncs, compaction), the term file and the snapshot writer report each
-durable write that failed for lack of space (ENOSPC, EDQUOT, or a short write) with `failed`,
-and each one that succeeded with `succeeded`. From those this module keeps:
+The journal (appends, syncs, compaction), the term file (and the membership file, counted as
+`term`: both are the node's small metadata) and the snapshot writer (and a snapshot received
+from the leader) report each durable write that failed for lack of space (ENOSPC, EDQUOT, or a
+short write) with `failed`, and each one that succeeded with `succeeded`. From those this
+module keeps:
 
 * `full`: some kind's last durable write failed for lack of space (the `raftkv_disk_full`
   gauge, the autopilot alarm, `/readyz`);

@@ -105,6 +105,7 @@ class RaftEngine:
         self._transport: DurableTransport | None = None  # set during that constructor
         self._next_handover = 0.0
         self._full_since: float | None = None
+        self._handover_logged = False
 
     def start(self) -> None:
         """Main thread: build and start the PySyncObj peer (its tick thread starts replaying the
@@ -329,7 +330,7 @@ class RaftEngine:
         from electing one that can: it hands leadership to a caught-up peer whose disk takes
         entries (then, deposed, it ignores the new term until it can store it: transport)."""
         if not self.journal.full:
-            self._full_since = None
+            self._full_since, self._handover_logged = None, False
             return
         now = time.monotonic()
         if self._full_since is None:
@@ -343,7 +344,9 @@ class RaftEngine:
         for addr, hello in sorted(self.hellos().items()):
             fresh = now - hello.at <= HANDOVER_RETRY_S
             if fresh and addr not in full and addr in voters and self.replicated_index(addr) >= last:
-                log.warning("disk full: handing leadership over to %s", addr)
+                if not self._handover_logged:  # one line per full episode, not per try
+                    self._handover_logged = True
+                    log.warning("disk full: handing leadership over to %s", addr)
                 self._so.transferLeadership(addr, lambda _result, _reason: None)
                 return
 

@@ -58,7 +58,7 @@ import time
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
-from node.disk import NoSpaceError
+from node.disk import NoSpaceError, is_no_space
 from node.engine import internals, wire
 from node.engine.failures import NOT_LEADER
 from node.engine.journal import DurableJournal
@@ -237,8 +237,11 @@ class DurableTransport(TCPTransport):
                     message["entries"] = []  # after the trim: answers with what we hold, truncates nothing held
         try:
             super()._onMessageReceived(node, message)
-        except NoSpaceError:
-            pass  # nothing was acknowledged or granted; node.disk has reported it
+        except OSError as exc:  # nothing was acknowledged or granted
+            if not is_no_space(exc):
+                raise
+            if not isinstance(exc, NoSpaceError):  # a snapshot piece PySyncObj writes itself
+                self.journal.disk.failed("snapshot", exc.filename or self.journal.path)
 
 
 _SCALARS = (str, bytes, int, float, bool, type(None))
