@@ -74,14 +74,23 @@ class DiskMonitor:
         self._last_warned: dict[str, float] = {}
         self._left_out: dict[str, int] = {}  # failures not logged since the kind's last line
         self._on_writable: list[Callable[[], None]] = []
+        self._on_refusing: list[Callable[[], None]] = []
 
     def on_writable(self, callback: Callable[[], None]) -> None:
         """`callback()` (on the reporting thread) whenever a kind that was failing succeeds."""
         self._on_writable.append(callback)
 
+    def on_refusing(self, callback: Callable[[], None]) -> None:
+        """`callback()` (on the reporting thread) when the node starts refusing entries."""
+        self._on_refusing.append(callback)
+
     def failed(self, kind: str, path: str) -> None:
         WRITE_FAILURES.labels(kind=kind).inc()
         now = self._clock()
+        refusing_before = self.refuses_entries
+        if kind in ENTRY_KINDS and not refusing_before:
+            for callback in self._on_refusing:
+                callback()
         with self._lock:
             self._failing[kind] = path
             DISK_FULL.set(1)

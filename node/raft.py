@@ -117,6 +117,10 @@ class RaftNode:
         )
         self.quarantine = QuarantineCure(recovered.quarantine, self.engine, self.journal, self.standing)
         self.proposer = Proposer(self.engine.submit, self.bridge)
+        # A write that met the disk as it filled is never answered by PySyncObj (its command is
+        # dropped with the tick it broke): answer what is in flight now rather than at the deadline.
+        self.disk.on_refusing(lambda: self.proposer.abandon_in_flight(
+            f"{self.disk.reason()} while the request was in flight"))
         self.read_barrier = ReadBarrier(self.proposer)
         # Everything the engine's callbacks reach exists: start it (it replays the journal at once).
         self.engine.start()

@@ -34,10 +34,14 @@ def test_monitor_gauge_counter_and_one_line_a_minute_per_kind(tmp_path, caplog):
     disk = DiskMonitor(str(tmp_path), "node n1", clock=lambda: now[0])
     before = {k: sample("raftkv_disk_write_failures_total", kind=k) for k in ("journal", "snapshot", "term")}
     caplog.set_level(logging.INFO, logger="node.disk")
+    refusing, writable = [], []
+    disk.on_refusing(lambda: refusing.append(disk.reason()))
+    disk.on_writable(lambda: writable.append(disk.full))
     for _ in range(50):
         disk.failed("journal", str(tmp_path / "raft.journal"))
     disk.failed("snapshot", str(tmp_path / "snapshots"))
     assert sample("raftkv_disk_full") == 1.0 and disk.full and disk.refuses_entries
+    assert len(refusing) == 1 and refusing[0].startswith("node n1: disk full")  # once, as it began
     assert sample("raftkv_disk_write_failures_total", kind="journal") == before["journal"] + 50
     assert sample("raftkv_disk_write_failures_total", kind="snapshot") == before["snapshot"] + 1
     assert sample("raftkv_disk_write_failures_total", kind="term") == before["term"]
@@ -51,7 +55,7 @@ def test_monitor_gauge_counter_and_one_line_a_minute_per_kind(tmp_path, caplog):
     disk.succeeded("journal")
     assert not disk.refuses_entries and disk.full and sample("raftkv_disk_full") == 1.0  # the snapshot still
     disk.succeeded("snapshot")
-    assert not disk.full and sample("raftkv_disk_full") == 0.0
+    assert not disk.full and sample("raftkv_disk_full") == 0.0 and writable == [True, False]
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO][0].startswith("disk writable again")
     text = generate_latest(REGISTRY).decode()
     assert "raftkv_disk_full 0.0" in text and 'raftkv_disk_write_failures_total{kind="term"}' in text
