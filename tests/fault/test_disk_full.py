@@ -15,6 +15,7 @@ import errno
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 import requests
@@ -86,10 +87,14 @@ def put(node: NodeProcess, key: str, value: str) -> requests.Response:
 
 
 def write_keys(node: NodeProcess, prefix: str, count: int) -> dict[str, bytes]:
+    """Write `count` keys through `node`; a 503 (an election: a node back from a full disk may
+    campaign once, as after a partition) is retried with the same value, for at most 10 s."""
     acked = {}
     for i in range(count):
         key, value = f"{prefix}{i:03d}", f"v{i}"
-        r = put(node, key, value)
+        deadline = time.monotonic() + 10
+        while (r := put(node, key, value)).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert r.status_code == 200 and r.json() is True, r.text
         acked[key] = value.encode()
     return acked
