@@ -134,12 +134,13 @@ class RaftEngine:
         #    next commit computation counts it;
         # 2. the hello on every link, and no election while we may not vote;
         # 3. what other threads asked to run here;
-        # 4. a leader whose disk is full hands over to a peer whose disk is not.
+        # 4. a term that could not be stored is forgotten; a leader whose disk is full hands over
+        #    to a peer whose disk is not.
         for callback in self._tick_callbacks():
             syncobj.addOnTickCallback(callback)
 
     def _tick_callbacks(self) -> list[Callable[[], object]]:
-        return [self.journal.sync, self._tr.keep_alive, self._run_tick_calls, self._hand_over_if_disk_full]
+        return [self.journal.sync, self._tr.keep_alive, self._run_tick_calls, self._disk_upkeep]
 
     def _make_transport(self, syncobj, self_node, other_nodes) -> DurableTransport:
         # Called by SyncObj's constructor, before its tick thread starts.
@@ -325,8 +326,16 @@ class RaftEngine:
         while self._tick_calls:
             self._tick_calls.popleft()()
 
+    def _disk_upkeep(self) -> None:
+        """Tick callback (NOTES.md, "A full disk")."""
+        stored_term = self.journal.current_term
+        if self._so.raftCurrentTerm > stored_term:
+            log.info("disk full: term %d could not be stored; back to term %d", self._so.raftCurrentTerm, stored_term)
+            internals.forget_unstored_term(self._so, stored_term, self.journal.getVotedForNodeId())
+        self._hand_over_if_disk_full()
+
     def _hand_over_if_disk_full(self) -> None:
-        """Tick callback. A leader that can store no entry commits nothing, yet keeps the others
+        """A leader that can store no entry commits nothing, yet keeps the others
         from electing one that can: it hands leadership to a caught-up peer whose disk takes
         entries (then, deposed, it ignores the new term until it can store it: transport)."""
         if not self.journal.full:
