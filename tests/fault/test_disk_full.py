@@ -66,8 +66,8 @@ def cluster(tmp_path_factory):
 
 
 def fill(node: NodeProcess) -> None:
-    """Take every free byte of the node's tmpfs."""
-    with open(os.path.join(node.data_dir, FILLER), "wb", buffering=0) as f:
+    """Take every free byte of the node's tmpfs (again: a failed snapshot frees its pages)."""
+    with open(os.path.join(node.data_dir, FILLER), "ab", buffering=0) as f:
         for chunk in (b"\0" * (1 << 20), b"\0" * 4096):
             try:
                 while f.write(chunk):
@@ -112,9 +112,22 @@ def disk(node: NodeProcess) -> dict:
     return status["disk"] if status else {}
 
 
-def wait_disk(cluster: Cluster, nodes: list[NodeProcess], full: bool) -> None:
-    cluster.wait_for(f"disk full={full} on {[n.node_id for n in nodes]}",
-                     lambda: all(disk(n).get("full") is full for n in nodes), timeout=15)
+def refuses_entries(node: NodeProcess) -> bool:
+    return bool({"journal", "term"} & set(disk(node).get("failing", [])))
+
+
+def wait_full(cluster: Cluster, nodes: list[NodeProcess]) -> None:
+    """Until each node refuses entries (its journal or term file found no space)."""
+    def full() -> bool:
+        for n in nodes:
+            fill(n)
+        return all(refuses_entries(n) for n in nodes)
+    cluster.wait_for(f"disks full on {[n.node_id for n in nodes]}", full, timeout=15, interval=0.2)
+
+
+def wait_writable(cluster: Cluster, nodes: list[NodeProcess]) -> None:
+    cluster.wait_for(f"disks writable on {[n.node_id for n in nodes]}",
+                     lambda: all(disk(n).get("full") is False for n in nodes), timeout=15)
 
 
 def log_mark(node: NodeProcess) -> int:
@@ -152,7 +165,7 @@ def test_full_disks_everywhere_are_507_with_stale_reads_then_recover_by_themselv
         for n in cluster.nodes:
             n.signal(signal.SIGCONT)
     try:
-        wait_disk(cluster, cluster.nodes, True)
+        wait_full(cluster, cluster.nodes)
         for n in cluster.nodes:
             r = put(n, "all/refused", "x")
             assert r.status_code == 507, (n.node_id, r.status_code, r.text)
@@ -176,7 +189,7 @@ def test_full_disks_everywhere_are_507_with_stale_reads_then_recover_by_themselv
     finally:
         for n in cluster.nodes:
             unfill(n)
-    wait_disk(cluster, cluster.nodes, False)
+    wait_writable(cluster, cluster.nodes)
     for n in cluster.nodes:
         text = log_since(n, marks[n.node_id])
         warnings = [line for line in text.splitlines() if " WARNING " in line]
@@ -203,7 +216,7 @@ def test_a_full_leader_hands_over_and_the_others_commit(cluster):
     acked = write_keys(old, "lead/", 10)
     try:
         fill(old)
-        wait_disk(cluster, [old], True)
+        wait_full(cluster, [old])
         new = cluster.leader(among=others, timeout=20)
         acked.update(write_keys(new, "lead/new", 10))
         acked.update(write_keys(others[0] if others[0] is not new else others[1], "lead/via", 5))
@@ -215,7 +228,7 @@ def test_a_full_leader_hands_over_and_the_others_commit(cluster):
             n.raft: (["NOSPACE"] if n is old else []) for n in cluster.nodes}
     finally:
         unfill(old)
-    wait_disk(cluster, [old], False)
+    wait_writable(cluster, [old])
     leader = cluster.leader(timeout=20)
     cluster.wait_applied(leader.status()["commit_index"])
     for n in cluster.nodes:
@@ -228,7 +241,7 @@ def test_one_full_follower_is_named_while_the_others_commit(cluster):
     acked = write_keys(leader, "one/", 5)
     try:
         fill(follower)
-        wait_disk(cluster, [follower], True)
+        wait_full(cluster, [follower])
         acked.update(write_keys(leader, "one/more", 10))
         r = put(follower, "one/refused", "x")
         assert r.status_code == 507 and r.text.startswith(f"node {follower.node_id}: disk full"), r.text
@@ -238,7 +251,7 @@ def test_one_full_follower_is_named_while_the_others_commit(cluster):
         assert autopilot(leader)[0] == 429
     finally:
         unfill(follower)
-    wait_disk(cluster, [follower], False)
+    wait_writable(cluster, [follower])
     write_until_accepted(cluster, follower, "one/after")
     acked["one/after"] = b"back"
     cluster.wait_applied(cluster.leader().status()["commit_index"])
