@@ -14,7 +14,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from api.reply import Reply
-from node.errors import NoLeaderError, NotAppliedError, NotReadyError, OutcomeUnknownError
+from node.errors import (
+    ClusterDiskFullError,
+    DiskFullError,
+    NoLeaderError,
+    NotAppliedError,
+    NotReadyError,
+    OutcomeUnknownError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,9 @@ def problem_for(exc: Exception) -> Reply | None:
                          (OutcomeUnknownError, "outcome unknown")):
         if isinstance(exc, kind):
             return Reply.text(503, f"{prefix}: {exc}", {"Retry-After": RETRY_AFTER_S})
-    if isinstance(exc, NotReadyError):
+    if isinstance(exc, DiskFullError):  # etcd's NOSPACE; 507 Insufficient Storage (RFC 4918)
+        return Reply.text(507, str(exc), {"Retry-After": RETRY_AFTER_S})
+    if isinstance(exc, NotReadyError | ClusterDiskFullError):
         return Reply.text(503, str(exc), {"Retry-After": RETRY_AFTER_S})
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return Reply.text(413, f"request body too large: {exc.text}")

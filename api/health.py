@@ -11,6 +11,9 @@
   when it is this node or was heard within LAST_CONTACT_THRESHOLD_S, is in the leader's term,
   and trails this node's commit index by at most MAX_TRAILING_LOGS. 200 when the cluster is
   healthy (a leader, every voter healthy), 429 otherwise, as Consul answers.
+  Beside Consul's fields each server has `Alarms` (etcd's word): `["NOSPACE"]` while its disk
+  takes no durable write (node.disk; a peer's from its hello), which makes it unhealthy.
+  `/readyz` fails its `disk` check on such a node (writes there are refused with 507).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ async def readyz(request: web.Request) -> web.Response:
     elif applied < commit:
         store = f"applied {applied} of {commit} committed"
     checks.append(("store", store))
+    disk = status.get("disk") or {}
+    checks.append(("disk", (disk.get("reason") or "disk full") if disk.get("full") else None))
     ready = all(why is None for _, why in checks)
     text = "".join(f"[+]{name} ok\n" if why is None else f"[-]{name}: {why}\n" for name, why in checks)
     return web.Response(status=200 if ready else 503, text=text)
@@ -79,6 +84,7 @@ def autopilot_report(node: Node) -> dict:
     config = node.configuration()
     hellos = node.hellos()
     now = time.monotonic()
+    own_disk_full = bool((status.get("disk") or {}).get("full"))
     servers = []
     for addr in [*config["voters"], *config["learners"]]:
         voter = addr in config["voters"]
@@ -86,19 +92,21 @@ def autopilot_report(node: Node) -> dict:
         contact_s: float | None
         if addr == me:
             last_index, last_term, contact_s, heard = status.get("applied_index", 0), term, 0.0, True
+            alarms = ["NOSPACE"] if own_disk_full else []
         else:
             hello = hellos.get(addr)
             heard = hello is not None
             last_index = hello.applied if hello else 0
             last_term = hello.term if hello else 0
             contact_s = now - hello.at if hello else None
-        healthy = (heard and contact_s is not None and contact_s <= LAST_CONTACT_THRESHOLD_S and last_term == term
-                   and status.get("commit_index", 0) - last_index <= MAX_TRAILING_LOGS)
+            alarms = ["NOSPACE"] if hello is not None and hello.disk_full else []
+        healthy = (not alarms and heard and contact_s is not None and contact_s <= LAST_CONTACT_THRESHOLD_S
+                   and last_term == term and status.get("commit_index", 0) - last_index <= MAX_TRAILING_LOGS)
         servers.append({"ID": node_id, "Name": node_id, "Address": addr, "SerfStatus": "alive" if heard else "failed",
                         "Version": "", "Leader": addr == leader,
                         "LastContact": "0s" if contact_s is None else f"{contact_s * 1000:.0f}ms",
                         "LastTerm": last_term, "LastIndex": last_index, "Healthy": healthy, "Voter": voter,
-                        "StableSince": ""})
+                        "StableSince": "", "Alarms": alarms})
     voters = [s for s in servers if s["Voter"]]
     healthy_voters = sum(s["Healthy"] for s in voters)
     quorum = len(voters) // 2 + 1

@@ -22,6 +22,13 @@ this class, all on PySyncObj's tick thread:
 `raft.dump` is also what the engine streams to a follower that is too far behind, so the
 follower receives our format and installs it through the same `load`.
 
+A failed snapshot (a full disk, node.disk) is retried with exponential back-off, from
+RETRY_FIRST_S up to RETRY_MAX_S, not at every tick: while backing off, `capture` only records
+the request and `progress` reports WRITING until the retry time, then FAILED once, and the
+engine asks again (nothing is frozen meanwhile; the log is kept until a snapshot succeeds).
+Lack of space is reported to the DiskMonitor (one line a minute) and a partial file is
+removed (snapshots.store); space coming back (the monitor's `on_writable`) ends the back-off.
+
 Start-up (`prepare_startup`, before the engine reads anything) makes sure `raft.dump` is the
 newest snapshot that verifies: damaged files are quarantined (renamed `*.broken`) with one
 line in the log, and an older snapshot takes over. With no usable snapshot and a journal
@@ -41,6 +48,7 @@ import time
 from collections.abc import Callable
 
 from node.bridge import Pulse, wait_until
+from node.disk import DiskMonitor, is_no_space
 from node.metrics import PAUSE_BUCKETS_S, SNAPSHOT_BUCKETS_S, Histogram
 from node.replica import Replica
 from node.state_machine import freeze_image, from_image
@@ -51,6 +59,8 @@ from snapshots.store import SnapshotStore
 log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, int, int]  # a log entry: (command, index, term)
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
 
 
 class Progress(enum.Enum):
@@ -62,7 +72,8 @@ class Progress(enum.Enum):
 
 class Checkpointer:
     def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str],
-                 replica: Replica, alone: bool = False, on_written: Callable[[], None] | None = None) -> None:
+                 replica: Replica, alone: bool = False, on_written: Callable[[], None] | None = None,
+                 disk: DiskMonitor | None = None) -> None:
         self.dump_path = dump_path
         self.store = store
         self.self_addr = self_addr
@@ -84,6 +95,12 @@ class Checkpointer:
         self.durations_s = Histogram(SNAPSHOT_BUCKETS_S)  # each snapshot written, capture to file
         self.capture_pauses_s = Histogram(PAUSE_BUCKETS_S)  # how long applies waited for each capture
         self.last_size_bytes: int | None = None
+        self.disk = disk or DiskMonitor(os.path.dirname(os.path.abspath(dump_path)))
+        self.disk.on_writable(self._end_backoff)
+        self._retry_at = 0.0  # monotonic time before which no snapshot is attempted
+        self._retry_s = RETRY_FIRST_S  # the next back-off
+        self._deferred = False  # capture() came during a back-off: report WRITING, then FAILED
+        self._refused = False  # capture() could not even start (no space for the placeholder)
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -131,14 +148,19 @@ class Checkpointer:
 
     def capture(self, tmp_file: str, last: Entry, prev: Entry, members: list[str]) -> None:
         """Start a snapshot of the state right after entry `last` (whose predecessor is `prev`);
-        `members`: every voter the engine replicates to, this node included (sorted)."""
-        if os.path.lexists(tmp_file):
-            os.unlink(tmp_file)
-        current = self.store.list()[:1]
-        if current:  # the engine's rename of the placeholder then leaves the dump as it was
-            os.symlink(os.path.relpath(current[0], os.path.dirname(tmp_file)), tmp_file)
-        else:
-            open(tmp_file, "wb").close()  # an empty dump means "no snapshot yet" to prepare_startup
+        `members`: every voter the engine replicates to, this node included (sorted).
+
+        During a back-off nothing is captured and no placeholder made: the engine's rename then
+        fails, which it takes silently, and `progress` answers until the retry time."""
+        if time.monotonic() < self._retry_at:
+            self._deferred = True
+            return
+        try:
+            self._make_placeholder(tmp_file)
+        except OSError as exc:
+            self._refused = True
+            self._report_failure(exc, tmp_file)
+            return
         state = self._replica.state
         header = fmt.SnapshotHeader(
             index=last[1], term=last[2], key_count=len(state.entries), created_unix=time.time(),
@@ -161,6 +183,29 @@ class Checkpointer:
         self._writer_ok = False
         self._writer.start()
 
+    def _make_placeholder(self, tmp_file: str) -> None:
+        if os.path.lexists(tmp_file):
+            os.unlink(tmp_file)
+        current = self.store.list()[:1]
+        if current:  # the engine's rename of the placeholder then leaves the dump as it was
+            os.symlink(os.path.relpath(current[0], os.path.dirname(tmp_file)), tmp_file)
+        else:
+            open(tmp_file, "wb").close()  # an empty dump means "no snapshot yet" to prepare_startup
+
+    def _report_failure(self, exc: Exception, path: str) -> None:
+        """Any thread: back off before the next attempt; one line a minute for lack of space."""
+        self._retry_at = time.monotonic() + self._retry_s
+        self._retry_s = min(RETRY_MAX_S, self._retry_s * 2)
+        if is_no_space(exc):
+            self.disk.failed("snapshot", path)
+        else:
+            log.error("writing a snapshot failed (next attempt in %.0f s)", self._retry_at - time.monotonic(),
+                      exc_info=exc)
+
+    def _end_backoff(self) -> None:
+        self._retry_at = 0.0
+        self._retry_s = RETRY_FIRST_S
+
     def _write(self, header: fmt.SnapshotHeader, image, tmp_file: str) -> None:
         """Writer thread: encode the frozen tables, write, fsync, rename, then repoint raft.dump."""
         # While we hold the GIL encoding, the Raft and HTTP threads wait for it; a short switch
@@ -176,13 +221,24 @@ class Checkpointer:
                 time.sleep(0.001)  # the engine renames the placeholder right after capture() returns
             self._point_dump_at(path)
             self._writer_ok = True
-        except Exception:
-            log.exception("writing a snapshot failed")
+            self._end_backoff()
+            self.disk.succeeded("snapshot")
+        except Exception as exc:
+            self._report_failure(exc, self.store.folder)
         finally:
             sys.setswitchinterval(switch_interval)
             self._on_written()
 
     def progress(self) -> Progress:
+        if self._deferred:
+            if time.monotonic() < self._retry_at:
+                return Progress.WRITING
+            self._deferred = False
+            return Progress.FAILED  # the engine asks again at its next tick
+        if self._refused:
+            self._refused = False
+            self.failures += 1
+            return Progress.FAILED
         if self._writer is None:
             return Progress.IDLE
         if self._writer.is_alive():
@@ -200,7 +256,6 @@ class Checkpointer:
                      extra={"index": index, "keys": keys, "bytes": size, "seconds": round(self.last_duration_s, 3)})
             return Progress.DONE
         self.failures += 1
-        log.warning("the log is kept until the next snapshot attempt")
         return Progress.FAILED
 
     def load(self, file_name: str) -> tuple[Entry, Entry, list[str]]:
@@ -216,6 +271,7 @@ class Checkpointer:
             self.store.quarantine(file_name, str(exc))
             raise
         self.store.adopt(file_name)
+        self.disk.succeeded("snapshot")  # a snapshot received and kept: the disk took it
         self._on_written()
         prev, last = (tuple(e) for e in _raft_entries(meta, header))
         self._replica.install(state)

@@ -17,6 +17,16 @@ class OutcomeUnknownError(RaftkvError):
     """The write may or may not have been committed (timeout, leader change mid-flight)."""
 
 
+class DiskFullError(RaftkvError):
+    """This node's disk is full: it can store no log entry, so it takes no write and no read
+    that needs a barrier (stale reads still work). Nothing was applied. HTTP 507."""
+
+
+class ClusterDiskFullError(RaftkvError):
+    """The cluster cannot commit: the leader's disk, or the disks of a majority, are full.
+    Nothing was applied. HTTP 503."""
+
+
 class StartupError(RaftkvError):
     """The node cannot start; the message is one line for the user."""
 

@@ -64,6 +64,7 @@ class PeerHello:
     replayed: bool  # the peer has applied its own log: the lists above are complete
     applied: int
     term: int
+    disk_full: bool = False  # the peer can store no entry now (node.disk)
     at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -71,7 +72,8 @@ class PeerHello:
         try:
             return cls(str(message["from"]), message.get("cluster"), list(message.get("members", [])),
                        list(message.get("voters", [])), list(message.get("learners", [])),
-                       bool(message.get("replayed")), int(message.get("applied", 0)), int(message.get("term", 0)))
+                       bool(message.get("replayed")), int(message.get("applied", 0)), int(message.get("term", 0)),
+                       disk_full=bool(message.get("disk_full")))
         except (KeyError, TypeError, ValueError):
             return None
 

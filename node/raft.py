@@ -35,8 +35,16 @@ from node.admission import QuarantineCure, admit_fresh_node
 from node.bridge import LoopBridge, Pulse, wait_until
 from node.checkpoint import Checkpointer
 from node.codec import ClusterInitOp, ConfigOp, Op, SetMemberOp
+from node.disk import DiskMonitor, is_no_space
 from node.engine import CompactionHooks, DurabilityObserver, RaftEngine, Role, check_version
-from node.errors import MembershipBusyError, NoLeaderError, NotAppliedError, NotReadyError
+from node.errors import (
+    ClusterDiskFullError,
+    DiskFullError,
+    MembershipBusyError,
+    NoLeaderError,
+    NotAppliedError,
+    NotReadyError,
+)
 from node.metrics import NodeMetrics, RaftEvents
 from node.proposer import Proposer, ReadBarrier
 from node.reads import Consistency, ReadRoute, ReadView
@@ -80,6 +88,7 @@ class RaftNode:
         self.forced = force_new_cluster
         self._seen_as_learner = False
         self._changing = False
+        self._membership_unsaved = False  # the membership file missed a change (a full disk)
         self.stopping = False
         self.bridge = LoopBridge()
         # Fired on the loop when the leader, its HTTP address, this node's role or the
@@ -95,14 +104,16 @@ class RaftNode:
         self.session_keeper = SessionKeeper(self.bridge, lambda: self.engine.is_leader, self._session_ttls,
                                             self.propose)
         self.replica = Replica(self.watch_hub, self._on_config_applied, self.session_keeper.on_session_event)
+        self.disk = DiskMonitor(data_dir, f"node {addresses.node_id}")
         self.checkpointer = Checkpointer(
             os.path.join(data_dir, DUMP_FILE),
             SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
             addresses.raft, sorted({addresses.raft, *plan.other_voters}), self.replica,
             alone=force_new_cluster, on_written=lambda: self.bridge.post(self.snapshots_written.fire),
+            disk=self.disk,
         )
         recovered = recover_log(data_dir, self.checkpointer, self.standing,
-                                on_sync=observer.synced if observer is not None else None)
+                                on_sync=observer.synced if observer is not None else None, disk=self.disk)
         self.journal = recovered.journal
         self.recovering = recovered.recovering
         self.engine = RaftEngine(
@@ -113,6 +124,10 @@ class RaftNode:
         )
         self.quarantine = QuarantineCure(recovered.quarantine, self.engine, self.journal, self.standing)
         self.proposer = Proposer(self.engine.submit, self.bridge)
+        # A write that met the disk as it filled is never answered by PySyncObj (its command is
+        # dropped with the tick it broke): answer what is in flight now rather than at the deadline.
+        self.disk.on_refusing(lambda: self.proposer.abandon_in_flight(
+            f"{self.disk.reason()} while the request was in flight"))
         self.read_barrier = ReadBarrier(self.proposer)
         # Everything the engine's callbacks reach exists: start it (it replays the journal at once).
         self.engine.start()
@@ -148,6 +163,8 @@ class RaftNode:
             self.bridge.post(self.cluster_changes.fire)
         if not self._replayed.is_set() and self.applied_index >= self.replay_target:
             self._replayed.set()
+        if self._membership_unsaved and not self.disk.refuses_entries:
+            self._store_membership()
 
     def _log_leader_change(self, leader: str | None) -> None:
         """One line per change of the leader this node knows (rare: elections, failures)."""
@@ -177,6 +194,21 @@ class RaftNode:
             "learners": sorted(state.learners),
         }
 
+    def _store_membership(self) -> None:
+        """Tick thread (an apply must not raise: PySyncObj would apply the entry again). On a full
+        disk the file keeps the previous configuration (as after a crash before the store) and
+        is stored again once the disk takes writes (`_watch_on_tick`)."""
+        state = self.state
+        try:
+            self.membership_file.store(state.cluster_id, list(state.voters), dict(state.learners), state.applied_index)
+        except OSError as exc:
+            if not is_no_space(exc):
+                raise
+            self._membership_unsaved = True
+            self.disk.failed("term", self.membership_file.path)
+            return
+        self._membership_unsaved = False
+
     @property
     def replay_target(self) -> int:
         """The commit index recorded before the restart (see wait_local_replay)."""
@@ -194,7 +226,7 @@ class RaftNode:
         # restart replays them): the saved, newest configuration stays in force meanwhile.
         replaying = state.applied_index <= self._config_floor
         if not replaying:
-            self.membership_file.store(state.cluster_id, voters, dict(state.learners), state.applied_index)
+            self._store_membership()
             self._log_membership(sorted(voters), sorted(state.learners), state.applied_index)
             if self.engine.started:  # not while SyncObj's constructor replays the journal
                 self.engine.set_other_voters([v for v in voters if v != me])
@@ -269,7 +301,9 @@ class RaftNode:
     async def propose(self, op: Op, timeout_s: float, size_bytes: int = 0) -> OpResult:
         """Replicate `op` and return its result once committed and applied on this node."""
         self._refuse_if_stopping()
+        self._refuse_if_disk_full()
         await self.wait_for_leader(timeout_s)
+        self._refuse_if_cluster_disks_full()
         return await self.proposer.propose(op, timeout_s, size_bytes)
 
     def wait_local_replay(self, timeout_s: float) -> bool:
@@ -281,7 +315,9 @@ class RaftNode:
     async def barrier(self, timeout_s: float) -> None:
         """Return once every write committed before the call is applied on this node."""
         self._refuse_if_stopping()
+        self._refuse_if_disk_full()
         await self.wait_for_leader(timeout_s)
+        self._refuse_if_cluster_disks_full()
         await self.read_barrier.wait(timeout_s)
 
     async def drain_writes(self, timeout_s: float) -> bool:
@@ -297,6 +333,31 @@ class RaftNode:
     def _refuse_if_stopping(self) -> None:
         if self.stopping:
             raise NotAppliedError("this node is stopping; send the request to another node")
+
+    def _refuse_if_disk_full(self) -> None:
+        """Answer at once what a full disk would only time out: this node's (507), then (once a
+        leader is known, `_refuse_if_cluster_disks_full`) the leader's or a majority's as the
+        leader hears them (503). Writes in flight when a disk fills are refused by the engine,
+        or time out as "outcome unknown"."""
+        if self.journal.full:
+            raise DiskFullError(self.disk.reason())
+
+    def _refuse_if_cluster_disks_full(self) -> None:
+        full = self.engine.peers_with_full_disks()
+        if not full:
+            return
+        leader = self.leader
+        if leader in full:
+            raise ClusterDiskFullError(f"cannot commit: the leader {self._name(leader)}: disk full")
+        if self.is_leader:
+            voters = self.peers()
+            able = [v for v in voters if v not in full]
+            if len(able) < len(voters) // 2 + 1:
+                names = ", ".join(self._name(a) for a in full if a in voters)
+                raise ClusterDiskFullError(f"cannot commit: disk full on a majority ({names})")
+
+    def _name(self, raft_addr: str) -> str:
+        return f"node {self.members().get(raft_addr, (raft_addr, ''))[0]}"
 
     async def wait_for_leader(self, timeout_s: float) -> str:
         leader = await wait_until(lambda: self.leader, self.cluster_changes, timeout_s)
@@ -322,6 +383,8 @@ class RaftNode:
             if (last_contact is not None and last_contact <= max_stale_s * 1000) or self.is_leader:
                 return ReadRoute.LOCAL
             return ReadRoute.LEADER
+        if self.leader is None:
+            self._refuse_if_disk_full()  # a node that can store nothing takes no part in elections
         if consistency is Consistency.DEFAULT:
             await self.wait_for_leader(timeout_s)
             if not self.is_leader:
@@ -523,6 +586,9 @@ class RaftNode:
             "sessions": {"timers": self.session_keeper.timer_count(),
                          "invalidated": self.session_keeper.invalidations},
             "recovering": self.recovering and not self.ready,
+            "disk": {"full": self.disk.full, "failing": self.disk.failing(),
+                     "reason": self.disk.reason() if self.disk.full else None,
+                     "peers_full": self.engine.peers_with_full_disks()},
             "voting": self.standing.voting,
             "learner": self.standing.learner,
             "standing": self.standing.why,

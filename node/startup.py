@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from node.addresses import NodeAddresses
 from node.checkpoint import Checkpointer
+from node.disk import DiskMonitor
 from node.engine import DurableJournal, JournalError
 from node.errors import StartupError
 from node.membership import MembershipFile, Quarantine, Standing, is_fresh
@@ -98,14 +99,14 @@ class RecoveredLog:
 
 
 def recover_log(data_dir: str, checkpointer: Checkpointer, standing: Standing,
-                on_sync: Callable[[int, float], None] | None = None) -> RecoveredLog:
+                on_sync: Callable[[int, float], None] | None = None, disk: DiskMonitor | None = None) -> RecoveredLog:
     """Open the journal and pick the snapshot to start from; a quarantine takes away the vote."""
     journal_path, dump_path = os.path.join(data_dir, JOURNAL_FILE), os.path.join(data_dir, DUMP_FILE)
     quarantine = None
     recovering = False
     try:
         meta_existed = os.path.exists(journal_path + ".meta")
-        journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
+        journal = DurableJournal(journal_path, dump_path, on_sync=on_sync, disk=disk)
         term_before = journal.current_term
         first = journal.first_index if journal.first_index is not None else 1
         rebuildable, snapshot = checkpointer.prepare_startup(first)
@@ -128,7 +129,7 @@ def recover_log(data_dir: str, checkpointer: Checkpointer, standing: Standing,
             os.replace(journal_path, broken)
             log.error("no usable snapshot and the journal starts at index %d: moved it aside to %s; "
                       "recovering the state from the peers", first, os.path.basename(broken))
-            journal = DurableJournal(journal_path, dump_path, on_sync=on_sync)
+            journal = DurableJournal(journal_path, dump_path, on_sync=on_sync, disk=disk)
             recovering = True
             quarantine = Quarantine("no usable snapshot (journal set aside)", max(term_before, last[2]),
                                     last[1], last[2])

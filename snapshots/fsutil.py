@@ -25,7 +25,8 @@ def fsync_file(path: str) -> None:
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` so that a crash leaves either the old or the new content.
 
-    Temporary file, fsync, rename, fsync of the directory.
+    Temporary file, fsync, rename, fsync of the directory. On a failed write (a full disk)
+    the temporary file is removed and the error raised; `path` is untouched.
     """
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -35,7 +36,10 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
             written = os.write(fd, view)
             view = view[written:]
         os.fsync(fd)
-    finally:
+    except OSError:
         os.close(fd)
+        os.unlink(tmp)  # a full disk leaves no partial file behind
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     fsync_dir(os.path.dirname(os.path.abspath(path)))

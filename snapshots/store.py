@@ -8,6 +8,7 @@ never deleted). The store owns the disk protocol; what goes into a file is the b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -54,11 +55,17 @@ class SnapshotStore:
     def write(
         self, header: fmt.SnapshotHeader, image: fmt.Payload, progress: Callable[[int], None] | None = None
     ) -> str:
-        """Write, fsync, rename, fsync the folder; then drop all but the newest `retain`."""
+        """Write, fsync, rename, fsync the folder; then drop all but the newest `retain`. A write
+        that fails (a full disk) removes its temporary file and raises."""
         final = os.path.join(self.folder, self.name_for(header.index, header.term))
         tmp = final + f".{os.getpid()}.tmp"
-        fmt.write(tmp, header, image, progress)
-        fsync_file(tmp)
+        try:
+            fmt.write(tmp, header, image, progress)
+            fsync_file(tmp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # a full disk leaves no partial snapshot behind
+            raise
         os.replace(tmp, final)
         fsync_dir(self.folder)
         self.prune()

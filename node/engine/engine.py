@@ -17,11 +17,13 @@ constructor (`apply_entry`, `on_role_changed`, `on_removed`, the observer's) run
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from collections.abc import Callable
 
 from pysyncobj import SyncObj
 
+from node.disk import NoSpaceError
 from node.engine import internals, resolver, wire
 from node.engine.compaction import CompactionHooks
 from node.engine.conf import syncobj_conf
@@ -33,12 +35,32 @@ from node.engine.peer_auth import Keyring
 from node.engine.replicated import ApplyEntry, ReplicatedLog
 from node.engine.status import EngineStatus, Role, role_of
 from node.engine.transport import DurableTransport
-from node.errors import StartupError
+from node.errors import DiskFullError, StartupError
 from node.membership import PeerHello, Standing
 from node.settings import RaftSettings
 
 # (results, error): error is None on success, else a node.errors exception
 OnDone = Callable[[object, Exception | None], None]
+
+log = logging.getLogger(__name__)
+
+HANDOVER_RETRY_S = 1.0  # a leader whose disk is full tries to hand over this often
+# ... once it has been full this long: disks of the same size filling together (a common case)
+# must first say so in their hellos, or the leader would hand over to one that cannot stand.
+HANDOVER_AFTER_S = 2.0
+HELLO_FRESH_S = 3.0  # a peer's word on its disk counts for this long
+
+
+class _DiskFullLogFilter(logging.Filter):
+    """PySyncObj logs a traceback for an append that met a full disk (it escapes its tick) and a
+    warning for each failed snapshot attempt; node.disk already reports both, once a minute."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, NoSpaceError) and record.getMessage() != "Failed to store full dump"
+
+
+_DISK_FULL_LOG_FILTER = _DiskFullLogFilter()
 
 
 class RaftEngine:
@@ -81,12 +103,16 @@ class RaftEngine:
         self._tick_calls: collections.deque = collections.deque()
         self._syncobj: SyncObj | None = None  # set once SyncObj's constructor has returned
         self._transport: DurableTransport | None = None  # set during that constructor
+        self._next_handover = 0.0
+        self._full_since: float | None = None
+        self._handover_logged = False
 
     def start(self) -> None:
         """Main thread: build and start the PySyncObj peer (its tick thread starts replaying the
         journal at once). StartupError if it cannot listen on its Raft address."""
         # Before the first connection: nothing from a peer is ever unpickled, no frame is too big,
         # and with a secret nothing unproven is even decoded (NOTES.md, "The wire").
+        logging.getLogger("pysyncobj.syncobj").addFilter(_DISK_FULL_LOG_FILTER)  # idempotent
         secrets = self._settings.cluster_secrets
         wire.install(wire.WireLimits.for_entries(self._settings.max_entry_bytes),
                      Keyring(secrets) if secrets else None)
@@ -113,12 +139,14 @@ class RaftEngine:
         # 1. the leader's own copy of what it appended and shipped this tick is durable before the
         #    next commit computation counts it;
         # 2. the hello on every link, and no election while we may not vote;
-        # 3. what other threads asked to run here.
+        # 3. what other threads asked to run here;
+        # 4. a term that could not be stored is forgotten; a leader whose disk is full hands over
+        #    to a peer whose disk is not.
         for callback in self._tick_callbacks():
             syncobj.addOnTickCallback(callback)
 
-    def _tick_callbacks(self) -> list[Callable[[], None]]:
-        return [self.journal.sync, self._tr.keep_alive, self._run_tick_calls]
+    def _tick_callbacks(self) -> list[Callable[[], object]]:
+        return [self.journal.sync, self._tr.keep_alive, self._run_tick_calls, self._disk_upkeep]
 
     def _make_transport(self, syncobj, self_node, other_nodes) -> DurableTransport:
         # Called by SyncObj's constructor, before its tick thread starts.
@@ -154,6 +182,10 @@ class RaftEngine:
     def submit(self, payload: bytes, on_done: OnDone) -> None:
         """Propose one log entry. `on_done(results, error)` runs once on the tick thread (or
         inline, when PySyncObj's queue is full); `results` are what `apply_entry` returned."""
+        if self.journal.full:  # it could not be appended here (node.disk)
+            on_done(None, DiskFullError(self.journal.disk.reason()))
+            return
+
         def callback(results, fail_reason: int) -> None:
             on_done(results, None if fail_reason == SUCCESS else error_for(fail_reason))
         self._log.apply(payload, callback=callback)
@@ -233,6 +265,7 @@ class RaftEngine:
             "replayed": started and applied >= self.replay_target,
             "applied": applied,
             "term": self.term if started else 0,
+            "disk_full": self.journal.full,
         }
 
     def follower_match_indexes(self) -> dict[str, int]:
@@ -252,6 +285,11 @@ class RaftEngine:
             except RuntimeError:  # "dictionary changed size during iteration"
                 continue
         return {}
+
+    def peers_with_full_disks(self) -> list[str]:
+        """Peers whose last hello, heard within HELLO_FRESH_S, says their disk takes no entry."""
+        now = time.monotonic()
+        return sorted(a for a, h in self.hellos().items() if h.disk_full and now - h.at <= HELLO_FRESH_S)
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -311,6 +349,39 @@ class RaftEngine:
     def _run_tick_calls(self) -> None:
         while self._tick_calls:
             self._tick_calls.popleft()()
+
+    def _disk_upkeep(self) -> None:
+        """Tick callback (NOTES.md, "A full disk")."""
+        stored_term = self.journal.current_term
+        if self._so.raftCurrentTerm > stored_term:
+            log.info("disk full: term %d could not be stored; back to term %d", self._so.raftCurrentTerm, stored_term)
+            internals.forget_unstored_term(self._so, stored_term, self.journal.getVotedForNodeId())
+        self._hand_over_if_disk_full()
+
+    def _hand_over_if_disk_full(self) -> None:
+        """A leader that can store no entry commits nothing, yet keeps the others
+        from electing one that can: it hands leadership to a caught-up peer whose disk takes
+        entries (then, deposed, it ignores the new term until it can store it: transport)."""
+        if not self.journal.full:
+            self._full_since, self._handover_logged = None, False
+            return
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        if not self.is_leader or now < self._next_handover or now - self._full_since < HANDOVER_AFTER_S:
+            return
+        self._next_handover = now + HANDOVER_RETRY_S
+        full = set(self.peers_with_full_disks())
+        last = self.journal.last_index
+        voters = {node.address for node in internals.other_voters(self._so)}
+        for addr, hello in sorted(self.hellos().items()):
+            fresh = now - hello.at <= HANDOVER_RETRY_S
+            if fresh and addr not in full and addr in voters and self.replicated_index(addr) >= last:
+                if not self._handover_logged:  # one line per full episode, not per try
+                    self._handover_logged = True
+                    log.warning("disk full: handing leadership over to %s", addr)
+                self._so.transferLeadership(addr, lambda _result, _reason: None)
+                return
 
     def _state_changed(self, old: int, new: int) -> None:
         self._on_role_changed(role_of(old), role_of(new))

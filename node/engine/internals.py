@@ -17,6 +17,7 @@ from pysyncobj import SyncObj
 # Recorded as a term's vote: no candidate has this address, so every vote request in that
 # term is refused (PySyncObj grants a vote only while its vote of the term is None).
 NO_VOTE = "-"
+FOLLOWER, CANDIDATE = 0, 1  # PySyncObj's _RAFT_STATE
 
 
 def is_leader(syncobj: SyncObj) -> bool:
@@ -40,6 +41,16 @@ def set_election_deadline(syncobj: SyncObj, deadline: float) -> None:
 def record_no_vote(syncobj: SyncObj, term: int) -> None:
     """Tick thread: make `term` current with a vote for no one (stored in the journal at once)."""
     syncobj._SyncObj__setCurrentTerm(term, NO_VOTE)
+
+
+def forget_unstored_term(syncobj: SyncObj, term: int, voted_for: str | None) -> None:
+    """Tick thread: PySyncObj took a term into memory whose store failed (an election started as
+    the disk filled: `__setCurrentTerm` sets memory first). Nothing was sent in it: go back to
+    the stored `term` and vote, and a candidate back to follower."""
+    syncobj._SyncObj__raftCurrentTerm = term
+    syncobj._SyncObj__votedForNodeId = voted_for
+    if syncobj._SyncObj__raftState == CANDIDATE:
+        syncobj._SyncObj__setState(FOLLOWER)
 
 
 def match_indexes(syncobj: SyncObj) -> dict:

@@ -17,6 +17,15 @@ installs it through PySyncObj's module-level `createJournal` (node.engine.journa
 * `deleteEntriesTo` (log compaction) first makes the snapshot PySyncObj just wrote durable,
   then rewrites the kept tail to a new file atomically.
 
+A full disk (node.disk): an append that finds no space is cut back off the file, reported to
+the `DiskMonitor` and raised as `NoSpaceError`, so PySyncObj's log in memory never holds an
+entry the file lacks (the leader counts its own copy toward a commit without asking us). The
+same for the term file (`setCurrentTerm` raises: no vote is sent that is not stored). A
+compaction that finds no space keeps the whole log. While the monitor says the journal or the
+term file cannot be written, the transport and the engine keep PySyncObj from appending,
+acknowledging or voting (node.engine.transport), and `onOneSecondTimer` probes by storing the
+term file: once that works the journal is tried again.
+
 Record format (little endian): ``u32 length | u32 crc32 | u64 index | u64 term | command``,
 where length covers index, term and command, and the crc covers the same bytes. The file
 starts with an 16-byte header ``RAFTKVJ1 | u32 format version | u32 reserved``. A torn last
@@ -33,6 +42,8 @@ before PySyncObj runs.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -43,6 +54,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from node.disk import DiskMonitor, NoSpaceError, free_bytes, is_no_space
 from node.metrics import FSYNC_BUCKETS_S, Histogram
 from snapshots.fsutil import fsync_dir, fsync_file, write_atomic
 
@@ -53,6 +65,7 @@ FORMAT_VERSION = 1
 HEADER = struct.Struct("<8sII")
 RECORD_HEAD = struct.Struct("<IIQQ")  # length, crc, index, term
 INDEX_TERM = struct.Struct("<QQ")
+LOW_SPACE_BYTES = 64 * 1024  # below this the journal probes the disk once a second
 
 Entry = tuple[bytes, int, int]  # (command, index, term), PySyncObj's shape
 
@@ -110,6 +123,12 @@ def _valid_records_after(data: bytes, pos: int, after: tuple[int, int],
     return found, False
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _is_count(value) -> bool:
     return type(value) is int and value >= 0
 
@@ -120,8 +139,10 @@ class DurableJournal:
         path: str,
         dump_path: str | None = None,
         on_sync: Callable[[int, float], None] | None = None,
+        disk: DiskMonitor | None = None,
     ) -> None:
         self.path = path
+        self.disk = disk or DiskMonitor(os.path.dirname(os.path.abspath(path)))
         self.meta_path = path + ".meta"
         self.dump_path = dump_path
         self._on_sync = on_sync  # (synced_index, monotonic time) after each sync: the durability observer
@@ -233,8 +254,16 @@ class DurableJournal:
         return meta
 
     def _store_meta(self) -> None:
-        write_atomic(self.meta_path, json.dumps(self._meta, sort_keys=True).encode())
+        try:
+            write_atomic(self.meta_path, json.dumps(self._meta, sort_keys=True).encode())
+        except OSError as exc:
+            self._meta_dirty = True  # stored by the next probe (onOneSecondTimer)
+            if is_no_space(exc):
+                self.disk.failed("term", self.meta_path)
+                raise NoSpaceError(exc.errno, f"cannot store the term: {exc.strerror}", self.meta_path) from None
+            raise
         self._meta_dirty = False
+        self.disk.succeeded("term")
 
     # -- PySyncObj's Journal interface (tick thread) --------------------------------------------
 
@@ -263,7 +292,7 @@ class DurableJournal:
         command = bytes(command)
         body = INDEX_TERM.pack(idx, term) + command
         record = struct.pack("<II", len(body), zlib.crc32(body)) + body
-        os.pwrite(self._fd, record, self._end)
+        self._write_record(record)
         with self._lock:
             self._offsets.append(self._end)
             self._entries.append((command, idx, term))
@@ -271,6 +300,22 @@ class DurableJournal:
             self._dirty = True
             self.entries_appended += 1
             self.bytes_written += len(record)
+
+    def _write_record(self, record: bytes) -> None:
+        """Write one record at the end, all of it, or nothing: NoSpaceError when it does not fit."""
+        try:
+            written = os.pwrite(self._fd, record, self._end)
+            if written != len(record):  # a short write: the file system ran out of space midway
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._end)  # no torn record left behind (shrinking needs no space)
+            if not is_no_space(exc):
+                raise
+            self.disk.failed("journal", self.path)
+            self.sync()  # what was written before it is durable, whatever PySyncObj does next
+            raise NoSpaceError(exc.errno, f"cannot append to the journal: {exc.strerror}", self.path) from None
+        self.disk.succeeded("journal")
 
     def clear(self) -> None:
         # Called when PySyncObj replaces the log by a snapshot it just loaded: make that
@@ -321,8 +366,19 @@ class DurableJournal:
             offsets.append(end)
             chunks.append(record)
             end += len(record)
-        os.write(fd, b"".join(chunks))
-        os.fsync(fd)
+        try:
+            _write_all(fd, b"".join(chunks))
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if not is_no_space(exc):
+                raise
+            # The log stays whole: longer than needed, never shorter. PySyncObj reads positions
+            # from the first entry it finds, so the entries it meant to drop simply remain.
+            self.disk.failed("journal", tmp)
+            return
         os.replace(tmp, self.path)
         fsync_dir(os.path.dirname(os.path.abspath(self.path)))
         with self._lock:
@@ -349,9 +405,14 @@ class DurableJournal:
         return max(1, min(self._meta.get("commit_index", 1), self.last_index or 1))
 
     def setCurrentTerm(self, term: int, voted_for: str | None) -> None:  # noqa: N802
+        before = dict(self._meta)
         self._meta["term"] = term
         self._meta["voted_for"] = voted_for
-        self._store_meta()  # durable before the vote or request that depends on it is sent
+        try:
+            self._store_meta()  # durable before the vote or request that depends on it is sent
+        except NoSpaceError:
+            self._meta = before  # what the file still says
+            raise
 
     def getCurrentTerm(self) -> int:  # noqa: N802
         return self._meta.get("term", 0)
@@ -360,8 +421,23 @@ class DurableJournal:
         return self._meta.get("voted_for")
 
     def onOneSecondTimer(self) -> None:  # noqa: N802
-        if self._meta_dirty:
-            self._store_meta()
+        # The probe is storing the small term file again. While the disk is nearly full it tells a
+        # leader that its disk is full before a write meets it. Once full, the journal is tried
+        # again only with LOW_SPACE_BYTES free (a probe that fits is not yet room for entries:
+        # freeing a failed snapshot's pages made the state flap) and a probe that succeeds.
+        free = free_bytes(self.disk.folder)
+        low = free is not None and free < LOW_SPACE_BYTES
+        full = self.disk.refuses_entries
+        if full and low:
+            return
+        probing = full or low
+        if self._meta_dirty or probing:
+            try:
+                self._store_meta()
+            except NoSpaceError:
+                return  # reported by the monitor, tried again in a second
+            if probing:
+                self.disk.succeeded("journal")  # space came back: the next append tries the journal
 
     # -- start-up (before PySyncObj runs) ----------------------------------------------------------
 
@@ -392,19 +468,27 @@ class DurableJournal:
         """Sync, store the term and vote file if it changed, close the file."""
         self.sync()
         if self._meta_dirty:
-            self._store_meta()
+            with contextlib.suppress(NoSpaceError):  # reported; the term of the last good store stays
+                self._store_meta()
         os.close(self._fd)
         self._fd = -1
 
     # -- durability ---------------------------------------------------------------------------
 
-    def sync(self) -> None:
-        """Make every entry added so far durable (one fdatasync for all of them)."""
+    def sync(self) -> bool:
+        """Make every entry added so far durable (one fdatasync for all of them); False when the
+        file system had no space to keep them (reported to the monitor; still dirty)."""
         with self._lock:
             if not self._dirty or self._fd < 0:
-                return
+                return True
             started = time.perf_counter()
-            os.fdatasync(self._fd)
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                if not is_no_space(exc):
+                    raise
+                self.disk.failed("journal", self.path)
+                return False
             self.fsync_seconds.observe(time.perf_counter() - started)
             self._dirty = False
             self._synced_index = self.last_index
@@ -412,11 +496,17 @@ class DurableJournal:
             synced = self._synced_index
         if self._on_sync is not None:
             self._on_sync(synced, time.monotonic())
+        return True
 
     def _sync_dump(self) -> None:
         if self.dump_path and os.path.exists(self.dump_path):
             fsync_file(self.dump_path)
             fsync_dir(os.path.dirname(os.path.abspath(self.dump_path)))
+
+    @property
+    def full(self) -> bool:
+        """The journal or the term file cannot be written now: append, acknowledge, vote nothing."""
+        return self.disk.refuses_entries
 
     @property
     def dirty(self) -> bool:

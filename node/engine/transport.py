@@ -37,6 +37,15 @@ Incoming (`_onMessageReceived`, tick thread):
   only deletes from the first conflicting entry; we present PySyncObj with a message that
   starts after the entries we already hold with the same term, so it never truncates those.
 
+A full disk (node.disk; `journal.full`): the node appends, acknowledges and votes for nothing
+it cannot store. Incoming entries are trimmed as above and the rest left out, so PySyncObj
+answers with what it holds (the leader keeps hearing from us and its view stays exact);
+snapshot pieces, vote requests and hand-overs are dropped, and the node never stands for
+election. A message with a newer term is taken only once that term is stored (else dropped).
+An append or term write that meets a full disk raises `NoSpaceError` out of
+PySyncObj's handler, which therefore sends nothing; it is swallowed here (the monitor reports
+it). An acknowledgement is sent only if the journal's sync succeeded.
+
 Valid for pysyncobj==0.3.17 exactly (overridden methods, fields and message names, listed in
 node/engine/NOTES.md); tests/unit/engine/test_pysyncobj_pins.py pins them, and
 tests/unit/engine/test_transport_trim.py the trimming.
@@ -49,6 +58,7 @@ import time
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
+from node.disk import NoSpaceError, is_no_space
 from node.engine import internals, wire
 from node.engine.failures import NOT_LEADER
 from node.engine.journal import DurableJournal
@@ -64,6 +74,7 @@ _HELLO = "raftkv_keepalive"
 _REMOVED = "raftkv_removed"
 _VOTING_MESSAGES = ("request_vote", "timeout_now")
 _LEADER_MESSAGES = ("append_entries", "request_vote", "timeout_now")
+_TERM_MESSAGES = ("append_entries", "request_vote")  # the messages whose newer term PySyncObj adopts
 
 
 class DurableTransport(TCPTransport):
@@ -84,7 +95,8 @@ class DurableTransport(TCPTransport):
     def send(self, node, message):
         kind = message.get("type")
         if kind == "next_node_idx" and message.get("success"):
-            self.journal.sync()
+            if not self.journal.sync():
+                return False  # not durable here: no acknowledgement (the leader asks again)
             if self._on_ack is not None:
                 self._on_ack(message["next_node_idx"] - 1, time.monotonic())
         elif kind == "request_vote" and not self.standing.voting:
@@ -95,7 +107,7 @@ class DurableTransport(TCPTransport):
         """Tick callback: the hello on every link, and no election while we may not vote."""
         standing = self.standing
         now = time.monotonic()
-        if not standing.voting:
+        if not standing.voting or self.journal.full:  # a vote we could not store is no vote
             internals.set_election_deadline(self._syncObj, now + 3600)
         elif internals.election_deadline(self._syncObj) > now + 60:  # just allowed to vote again
             internals.set_election_deadline(self._syncObj, now + self._syncObj.conf.raftMaxTimeout)
@@ -205,11 +217,31 @@ class DurableTransport(TCPTransport):
         if (not standing.accepting and kind in _LEADER_MESSAGES) or (
                 not standing.voting and kind in _VOTING_MESSAGES):
             return
+        term = message.get("term")
+        if kind in _TERM_MESSAGES and type(term) is int and term > self._syncObj.raftCurrentTerm:
+            # PySyncObj takes a newer term into memory before it stores it: had the store failed,
+            # a leader would lead on in that term beside the one elected in it. Stored here first.
+            try:
+                self.journal.setCurrentTerm(term, None)
+            except NoSpaceError:
+                return
+        full = self.journal.full
+        if full and (kind in _VOTING_MESSAGES or (kind == "append_entries" and (
+                "transmission" in message or message.get("serialized") is not None))):
+            return  # nothing of it could be stored
         if kind == "append_entries":
             self.last_leader_contact = time.monotonic()
             if message.get("entries") and "prevLogIdx" in message and "transmission" not in message:
                 trim_known_entries(message, self.journal)
-        super()._onMessageReceived(node, message)
+                if full:
+                    message["entries"] = []  # after the trim: answers with what we hold, truncates nothing held
+        try:
+            super()._onMessageReceived(node, message)
+        except OSError as exc:  # nothing was acknowledged or granted
+            if not is_no_space(exc):
+                raise
+            if not isinstance(exc, NoSpaceError):  # a snapshot piece PySyncObj writes itself
+                self.journal.disk.failed("snapshot", exc.filename or self.journal.path)
 
 
 _SCALARS = (str, bytes, int, float, bool, type(None))

@@ -54,6 +54,7 @@ class FakeNode:
         self.renewed: list[str] = []
         self.cluster_changes = Pulse()
         self.index = 0
+        self.disk_full = False  # status() says this node's disk takes no durable write (node.disk)
         self.proposed: list[Op] = []
         self.config_changes: list[ConfigOp] = []
         self.reads: list[tuple[Consistency, float | None]] = []
@@ -171,7 +172,9 @@ class FakeNode:
     # -- cluster ------------------------------------------------------------------------------
     def status(self) -> dict:
         return {"id": self._node_id, "raft": self._raft_address, "leader": self._leader,
-                "applied_index": self.index, "keys": len(self.state.entries)}
+                "applied_index": self.index, "keys": len(self.state.entries),
+                "disk": {"full": self.disk_full,
+                         "reason": f"node {self._node_id}: disk full" if self.disk_full else None}}
 
     def peers(self) -> list[str]:
         return list(self.voters)

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from node.errors import (
+    ClusterDiskFullError,
+    DiskFullError,
     MembershipBusyError,
     NoLeaderError,
     NotAppliedError,
@@ -37,6 +39,23 @@ async def test_write_failures_are_503_with_retry_after(serve, method, path, body
     client = await serve(node)
     resp = await client.request(method, path, data=body)
     await check_one_line(resp, 503, line)
+    assert resp.headers["Retry-After"] == "1"
+    assert node.state.get("k").value == b"before"
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES)
+@pytest.mark.parametrize(("exc", "status", "line"), [
+    (DiskFullError("node n1: disk full (/data, 0 bytes free)"), 507, "node n1: disk full (/data, 0 bytes free)"),
+    (ClusterDiskFullError("cannot commit: disk full on a majority (node n2, node n3)"), 503,
+     "cannot commit: disk full on a majority (node n2, node n3)"),
+])
+async def test_a_full_disk_is_507_here_and_503_for_the_cluster(serve, method, path, body, exc, status, line):
+    node = FakeNode()
+    node.put("k", b"before")
+    node.fail_propose = exc
+    client = await serve(node)
+    resp = await client.request(method, path, data=body)
+    await check_one_line(resp, status, line)
     assert resp.headers["Retry-After"] == "1"
     assert node.state.get("k").value == b"before"
 

@@ -21,12 +21,12 @@ async def test_livez_answers_and_readyz_needs_a_leader_unless_noleader(serve):
     r = await client.get("/livez")
     assert (r.status, await r.text()) == (200, "ok\n")
     r = await client.get("/readyz")
-    assert (r.status, await r.text()) == (503, "[+]node ok\n[-]leader: no leader known\n[+]store ok\n")
+    assert (r.status, await r.text()) == (503, "[+]node ok\n[-]leader: no leader known\n[+]store ok\n[+]disk ok\n")
     r = await client.get("/readyz", params={"noleader": ""})
-    assert (r.status, await r.text()) == (200, "[+]node ok\n[+]store ok\n")
+    assert (r.status, await r.text()) == (200, "[+]node ok\n[+]store ok\n[+]disk ok\n")
     node.follow("127.0.0.1:7009", "127.0.0.1:8509")
     r = await client.get("/readyz")
-    assert r.status == 200 and await r.text() == "[+]node ok\n[+]leader ok\n[+]store ok\n"
+    assert r.status == 200 and await r.text() == "[+]node ok\n[+]leader ok\n[+]store ok\n[+]disk ok\n"
 
 
 async def test_readyz_is_503_while_behind_or_replaying_and_sync_waits_with_a_timeout(serve):
@@ -67,3 +67,23 @@ async def test_autopilot_health_is_200_when_every_voter_is_healthy_and_429_other
     del node.peer_hellos[PEER]  # never heard
     body = await (await client.get("/v1/operator/autopilot/health")).json()
     assert [s["SerfStatus"] for s in body["Servers"]] == ["alive", "failed", "alive"]
+
+
+async def test_a_full_disk_is_an_alarm_in_autopilot_health_and_a_failed_readyz_check(serve):
+    node = FakeNode()
+    node.voters = [node.raft_address, PEER]
+    client = await serve(node, ApiConfig(request_timeout_s=1.0))
+    node.peer_hellos = {PEER: hello(PEER, 0, 0)}
+    body = await (await client.get("/v1/operator/autopilot/health")).json()
+    assert [s["Alarms"] for s in body["Servers"]] == [[], []]
+    node.peer_hellos = {PEER: PeerHello(PEER, "fake", [], [], [], True, 0, 0, disk_full=True)}
+    r = await client.get("/v1/operator/autopilot/health")
+    body = await r.json()
+    assert r.status == 429 and body["Healthy"] is False
+    assert {s["Address"]: (s["Healthy"], s["Alarms"]) for s in body["Servers"]} == {
+        node.raft_address: (True, []), PEER: (False, ["NOSPACE"])}
+    node.disk_full = True
+    body = await (await client.get("/v1/operator/autopilot/health")).json()
+    assert body["Servers"][0]["Alarms"] == ["NOSPACE"] and body["Servers"][0]["Healthy"] is False
+    r = await client.get("/readyz")
+    assert r.status == 503 and "[-]disk: node n1: disk full\n" in await r.text()

@@ -23,7 +23,7 @@ def test_readyz_and_autopilot_health_follow_paused_and_resumed_nodes(cluster):
     follower, other = cluster.followers()
     assert requests.put(f"{leader.url}/v1/kv/h", data=b"1", timeout=10).json() is True
     for node in cluster.nodes:
-        assert readyz(node, sync="", timeout="5s") == (200, "[+]node ok\n[+]leader ok\n[+]store ok\n")
+        assert readyz(node, sync="", timeout="5s") == (200, "[+]node ok\n[+]leader ok\n[+]store ok\n[+]disk ok\n")
         assert requests.get(f"{node.url}/livez", timeout=10).text == "ok\n"
     status, body = cluster.wait_for("a healthy cluster", lambda: (s := autopilot(follower))[0] == 200 and s)
     assert body["FailureTolerance"] == 1 and sum(s["Leader"] for s in body["Servers"]) == 1

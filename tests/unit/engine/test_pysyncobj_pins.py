@@ -174,6 +174,43 @@ def test_every_internal_reach_works_on_a_real_syncobj(make_peer):
     assert TCPNode(newcomer) in internals.match_indexes(syncobj)
 
 
+def test_an_unstored_term_is_forgotten_and_a_candidate_is_a_follower_again(make_peer):
+    peer = make_peer()
+    syncobj = peer.syncobj
+    syncobj._SyncObj__raftCurrentTerm, syncobj._SyncObj__votedForNodeId = 9, peer.address  # as an election sets them
+    syncobj._SyncObj__raftState = internals.CANDIDATE
+    internals.forget_unstored_term(syncobj, 3, None)
+    assert syncobj.raftCurrentTerm == 3 and syncobj._SyncObj__votedForNodeId is None
+    assert syncobj.getStatus()["state"] == internals.FOLLOWER
+
+
+def test_what_a_full_disk_meets_in_pysyncobj():
+    # __setCurrentTerm takes the term into memory before the journal stores it (why the transport
+    # stores a newer term first, and the engine forgets one whose store failed) ...
+    assert in_order(source_of("_SyncObj__setCurrentTerm"), "self.__raftCurrentTerm = term",
+                    "self.__raftLog.setCurrentTerm(term, votedForNodeId)")
+    # ... and only these two messages make it adopt a peer's term.
+    on_message = source_of("_SyncObj__onMessageReceived")
+    assert on_message.count("self.__setCurrentTerm(message['term'], None)") == 2
+    assert in_order(on_message, "if message['type'] == 'request_vote'", "if message['type'] == 'append_entries'")
+    # A leader's failed append registers no callback: the command is dropped with the tick.
+    assert in_order(source_of("_checkCommandsToApply"), "self.__raftLog.add(command, idx, term)",
+                    "self.__commandsWaitingCommit[idx].append((term, callback))")
+    assert "logger.exception('failed _onTick in _autoTickThread')" in source_of("_autoTickThread")
+    # A failed snapshot is logged with this line (our filter drops it) and tried again at once.
+    compaction = source_of("_SyncObj__tryLogCompaction")
+    assert "logger.warning('Failed to store full dump')" in compaction
+    assert in_order(compaction, "if serializeState == SERIALIZER_STATE.FAILED:", "logger.warning(",
+                    "if serializeState != SERIALIZER_STATE.NOT_SERIALIZING:")
+    # A hook that raises or leaves no <dump>.tmp is taken silently, and the checker decides when
+    # the next attempt may start.
+    serialize = inspect.getsource(pysyncobj.serializer.Serializer.serialize)
+    assert "except Exception as e:" in serialize and "self.__pid = -2" in serialize
+    assert "if status in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):" in inspect.getsource(
+        pysyncobj.serializer.Serializer.checkSerializing)
+    assert pysyncobj.syncobj.logger.name == "pysyncobj.syncobj"
+
+
 def test_the_leader_gets_match_indexes_for_every_link_and_a_leader_node(make_peer):
     peer = make_peer(other_count=0)
     elect_alone(peer)
@@ -216,7 +253,7 @@ def test_the_tick_runs_our_callbacks_after_sending_and_before_polling():
 
 def test_the_engine_registers_its_tick_callbacks_in_the_order_it_relies_on():
     source = inspect.getsource(RaftEngine._tick_callbacks)
-    assert in_order(source, "self.journal.sync", "self._tr.keep_alive", "self._run_tick_calls")
+    assert in_order(source, "self.journal.sync", "self._tr.keep_alive", "self._run_tick_calls", "self._disk_upkeep")
 
 
 # -- status and states --------------------------------------------------------------------------
