@@ -102,8 +102,17 @@ def _port_free(addr: str) -> bool:
 
 def _pump(prefix: str, stream) -> None:
     for line in iter(stream.readline, b""):
-        sys.stdout.write(f"[{prefix}] {line.decode('utf-8', 'replace')}")
+        _say(f"[{prefix}] {line.decode('utf-8', 'replace')}", end="")
+
+
+def _say(text: str, end: str = "\n") -> None:
+    """Print, surviving a closed stdout (`raftkv up | tee` after Ctrl-C, a closed terminal):
+    the nodes must still be stopped after nobody reads our output."""
+    try:
+        sys.stdout.write(text + end)
         sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        pass
 
 
 def _leader_http(layout: list[dict], tls: ssl.SSLContext | None = None) -> str | None:
@@ -188,7 +197,9 @@ def run(args) -> int:
         print(f"raftkv up: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too: a closed terminal must not leave the nodes running (they are in sessions of
+    # their own, so that Ctrl-C reaches only us and we stop them in order).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     procs: dict[str, subprocess.Popen] = {}
     for n in starting:
@@ -212,7 +223,7 @@ def run(args) -> int:
         for node_id, proc in procs.items():
             if proc.poll() is not None and node_id not in reported:
                 reported.add(node_id)
-                print(f"raftkv up: node {node_id} exited with code {proc.returncode}", flush=True)
+                _say(f"raftkv up: node {node_id} exited with code {proc.returncode}")
                 if all(p.poll() is not None for p in procs.values()):
                     stop.set()
                     exit_code = 1
@@ -221,14 +232,13 @@ def run(args) -> int:
             if leader:
                 announced = leader
                 curl = f"curl --cacert {ca}" if ca else "curl"
-                print(f"raftkv up: leader is {leader}; ready in {time.monotonic() - started:.1f}s. "
-                      f"Try: {curl} -X PUT --data-binary hello {scheme}://{layout[0]['http']}/v1/kv/greeting",
-                      flush=True)
+                _say(f"raftkv up: leader is {leader}; ready in {time.monotonic() - started:.1f}s. "
+                     f"Try: {curl} -X PUT --data-binary hello {scheme}://{layout[0]['http']}/v1/kv/greeting")
                 if args.acl:
-                    print(f"raftkv up: ACLs are on (default policy {args.acl}). Bootstrap once: "
-                          f"raftkv acl bootstrap --addr {scheme}://{layout[0]['http']}  (keep the SecretID it prints; "
-                          "then pass it as --token or RAFTKV_HTTP_TOKEN)", flush=True)
-    print("raftkv up: stopping nodes", flush=True)
+                    _say(f"raftkv up: ACLs are on (default policy {args.acl}). Bootstrap once: "
+                         f"raftkv acl bootstrap --addr {scheme}://{layout[0]['http']}  (keep the SecretID it prints; "
+                         "then pass it as --token or RAFTKV_HTTP_TOKEN)")
+    _say("raftkv up: stopping nodes")
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

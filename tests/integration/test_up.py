@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import socket
 import stat
@@ -158,3 +160,28 @@ def test_up_add_replaces_a_dead_node_of_a_running_cluster(tmp_path):
             added.wait(30)
             added.stdout.close()
         stop_up(proc)
+
+
+def test_a_closed_terminal_stops_every_node(tmp_path):
+    """A terminal closed under `raftkv up` (SIGHUP, nobody reading its output any more, as with
+    `raftkv up | tee` after Ctrl-C) must stop the nodes, not leave them running on their own."""
+    http = consecutive_free_ports(3)
+    raft = consecutive_free_ports(3, http + 100)
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "up", "--data-dir", str(tmp_path / "data"),
+                             "--http-port", str(http), "--raft-port", str(raft)],
+                            stdout=write_end, stderr=subprocess.STDOUT)
+    os.close(write_end)
+    try:
+        seen, deadline = b"", time.monotonic() + 30
+        while b"leader is n" not in seen and time.monotonic() < deadline:
+            if select.select([read_end], [], [], 0.5)[0]:
+                seen += os.read(read_end, 65536)
+        assert b"leader is n" in seen, seen.decode(errors="replace")
+    finally:
+        os.close(read_end)  # nobody reads any more: every later print of `up` meets a broken pipe
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=30) == 0
+    for port in [*range(http, http + 3), *range(raft, raft + 3)]:
+        with socket.socket() as s:
+            assert s.connect_ex((HOST, port)) != 0, f"port {port}: a node outlived `raftkv up`"
