@@ -175,4 +175,4 @@ async def hand_over_leadership(node) -> None:
         log.info("leadership handed over to %s in %.0f ms (%.0f ms draining writes in flight)", leader,
                  (time.monotonic() - started) * 1000, (drained - started) * 1000)
     except Exception as exc:  # noqa: BLE001 - the stop goes on; an election takes over instead
-        log.warning("leadership hand-over failed (%s); the others will elect a leader", exc or type(exc).__name__)
+        log.warning("leadership hand-over failed (%s); the others will elect a leader", str(exc) or type(exc).__name__)
