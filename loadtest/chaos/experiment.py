@@ -51,6 +51,7 @@ from loadtest.chaos.faults import (
     mixed_schedule,
     unsupported,
 )
+from loadtest.chaos.lock_report import write_lock_reports
 from loadtest.chaos.lock_workload import lock_schedule, run_lock_workload
 from loadtest.chaos.lock_workload import summary as lock_summary
 from loadtest.chaos.network import netlab
@@ -77,8 +78,11 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="chaos-report")
     p.add_argument("--workload", choices=("kv", "lock"), default="kv",
-                   help="lock: contenders for one lock, holder pauses and leader kills, the fencing verdict "
-                        "(loadtest/chaos/lock_workload.py; --duration and --out apply)")
+                   help="lock: contenders for one lock under node kills, pauses, a partition and holder "
+                        "pauses, the fencing verdict (loadtest/chaos/lock_workload.py; --duration, --nodes, "
+                        "--seed and --out apply)")
+    p.add_argument("--unfenced", action="store_true",
+                   help="lock workload: the protected resource skips its token check (its verdict must FAIL)")
     p.set_defaults(_run=run)
 
 
@@ -123,20 +127,22 @@ def run(args) -> int:
 
 
 def run_lock(args) -> int:
-    """The lock workload on a local cluster of its own; lock-report.json and one summary line."""
+    """The lock workload on a cluster of its own (in namespaces when partitions are possible);
+    chaos.json, lock-chaos.md, lock-chaos.png and one summary line."""
+    faults = lock_schedule(args.duration)
     root = tempfile.mkdtemp(prefix="raftkv-chaos-lock-")
     try:
-        cluster = Cluster(root, args.nodes)
-        try:
-            cluster.start()
+        with contextlib.ExitStack() as stack:
+            cluster, net = start_cluster(args, root, [(0, kind, 0) for _, kind in faults], stack)
             cluster.leader(timeout=60)
-            report = run_lock_workload(cluster, args.out, args.duration, lock_schedule(args.duration))
-        finally:
-            cluster.stop()
+            report = run_lock_workload(cluster, args.out, args.duration, faults, net=net,
+                                       fenced=not args.unfenced, seed=args.seed)
+    except (attach.ConfigError, netlab.NetLabError) as exc:
+        print(f"raftkv chaos: {exc}", file=sys.stderr)
+        return 2
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    with open(os.path.join(args.out, "lock-report.json"), "w", encoding="utf-8") as f:
-        json.dump({"faults": report["faults"], "verdict": report["verdict"]}, f, indent=1)
+    write_lock_reports(report, args.out, fenced=not args.unfenced)
     print(lock_summary(report["verdict"]))
     return 0 if report["verdict"]["ok"] else 1
 

@@ -1,6 +1,6 @@
 """One contender of the chaos lock workload, as its own process (so that it can be paused).
 
-    python -m loadtest.chaos.lock_client NAME ADDRS LOCK_KEY FENCE_KEY OUT DURATION_S TTL_S
+    python -m loadtest.chaos.lock_client NAME ADDRS LOCK_KEY FENCE_KEY OUT DURATION_S TTL_S [fenced|unfenced]
 
 Until DURATION_S has passed it repeats: create a session (TTL_S, lock-delay 1 s), acquire
 LOCK_KEY (its LockIndex is this tenure's fencing token), make fenced writes for 1 to 3 s while
@@ -8,7 +8,8 @@ renewing the session, then release and destroy it. A fenced write is how a resou
 checks tokens behaves, built from raftkv's own operations: FENCE_KEY holds the highest token
 that ever wrote; a write reads it, is refused when its token is lower, else commits
 `cas FENCE_KEY = token` and `set FENCE_KEY/data` in one transaction (so a raced check fails
-the cas instead of letting an old token through).
+the cas instead of letting an old token through). `unfenced` makes the resource skip the
+check (a plain transaction of both sets): the broken resource whose verdict must FAIL.
 
 Every event is one JSON line in OUT, flushed at once: acquired (token, session), write (token,
 ok, index of the commit, or why refused), lost, released; `t` is time.time(). Bounded: every
@@ -30,14 +31,15 @@ WRITE_EVERY_S = 0.2
 
 
 class Client:
-    def __init__(self, name: str, addrs: list[str], out) -> None:
-        self.name, self.addrs, self.out = name, addrs, out
+    def __init__(self, name: str, addrs: list[str], out, fenced: bool = True) -> None:
+        self.name, self.addrs, self.out, self.fenced = name, addrs, out, fenced
         self.next = 0
 
     def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """(status, body) from the first node that answers, starting with a rotating one;
-        (0, reason) when none does."""
-        reason = b""
+        """(status, body) from the first node that answers without a 5xx (a node cut off from
+        the majority times out with one), starting with a rotating one; the last 5xx, or
+        (0, reason), when none does."""
+        reason, last = b"", None
         for i in range(len(self.addrs)):
             addr = self.addrs[(self.next + i) % len(self.addrs)]
             req = urllib.request.Request(f"http://{addr}{path}", data=body, method=method)
@@ -46,11 +48,14 @@ class Client:
                     return resp.status, resp.read()
             except urllib.error.HTTPError as exc:
                 with exc:
-                    return exc.code, exc.read()
+                    if exc.code < 500:
+                        return exc.code, exc.read()
+                    last = (exc.code, exc.read())
+                    self.next += 1
             except (urllib.error.URLError, OSError) as exc:
                 reason = str(exc).encode()
                 self.next += 1
-        return 0, reason
+        return last or (0, reason)
 
     def record(self, event: str, **fields) -> None:
         self.out.write(json.dumps({"t": time.time(), "client": self.name, "ev": event, **fields}) + "\n")
@@ -114,6 +119,8 @@ def hold(client: Client, lock_key: str, fence_key: str, session: str, token: int
 
 
 def fenced_write(client: Client, fence_key: str, token: int, seq: int) -> None:
+    if not client.fenced:
+        return unfenced_write(client, fence_key, token, seq)
     status, body = client.call("GET", f"/v1/kv/{fence_key}?consistent")
     if status not in (200, 404):
         client.record("write", token=token, ok=False, why=f"fence read: {status}")
@@ -139,6 +146,17 @@ def fenced_write(client: Client, fence_key: str, token: int, seq: int) -> None:
         client.record("write", token=token, ok=False, why=f"txn: {status}")
 
 
+def unfenced_write(client: Client, fence_key: str, token: int, seq: int) -> None:
+    """The same write by a resource that does not check tokens (`unfenced`)."""
+    txn = [{"KV": {"Verb": "set", "Key": key, "Value": base64.b64encode(value.encode()).decode()}}
+           for key, value in ((fence_key, str(token)), (fence_key + "/data", f"{client.name}:{token}:{seq}"))]
+    status, body = client.call("PUT", "/v1/txn", json.dumps(txn).encode())
+    if status == 200:
+        client.record("write", token=token, ok=True, index=json.loads(body)["Results"][1]["KV"]["ModifyIndex"], seq=seq)
+    else:
+        client.record("write", token=token, ok=False, why=f"txn: {status}")
+
+
 def _highest(client: Client, fence_key: str) -> int | None:
     status, body = client.call("GET", f"/v1/kv/{fence_key}?consistent")
     if status != 200:
@@ -148,9 +166,10 @@ def _highest(client: Client, fence_key: str) -> int | None:
 
 
 def main(argv: list[str]) -> int:
-    name, addrs, lock_key, fence_key, out_path, duration_s, ttl_s = argv
+    name, addrs, lock_key, fence_key, out_path, duration_s, ttl_s = argv[:7]
+    fenced = argv[7:] != ["unfenced"]
     with open(out_path, "a", encoding="utf-8") as out:
-        run(Client(name, addrs.split(","), out), lock_key, fence_key, float(duration_s), float(ttl_s))
+        run(Client(name, addrs.split(","), out, fenced), lock_key, fence_key, float(duration_s), float(ttl_s))
     return 0
 
 

@@ -6,53 +6,67 @@ past its TTL like a process stuck in GC. Faults, at given seconds into the run:
 
 * `pause-holder`: SIGSTOP the client holding the lock (as the store says) until another
   session holds it (its TTL, plus up to another after a leader change, plus lock-delay; at
-  most 3 TTLs), and one second more;
-* `kill-leader`: SIGKILL the leader node, restarted 3 s later.
+  most 3 TTLs), and one second more, so that it wakes up to a lock it lost;
+* `kill-leader`, `kill-follower`, `pause-leader` (SIGSTOP of the leader node),
+  `isolate-leader` (the leader cut off from the majority by nftables, clients still reaching
+  it; needs root and nft, else skipped with the reason): the KV chaos's own faults
+  (loadtest/chaos/faults.py `apply_fault`), each held `NODE_FAULT_HOLD_S`.
 
-The verdict (`judge`), from the clients' records and the store:
+The verdict (`judge`), from the clients' records. "Overlap according to the store" means: the
+protected resource (FENCE_KEY, see lock_client.py) accepted a write from a tenure after it had
+accepted one from a later tenure. A holder paused past its TTL still *believes* it holds the
+lock when it wakes, so beliefs overlap by design; the store must refuse its write:
 
 * every fencing token (LockIndex) was acquired by one session only;
-* the fenced writes the store accepted, in commit order, carry non-decreasing tokens: no two
-  tenures overlapped according to the store, whatever the holders believed;
-* writes attempted with an old token (a holder that woke up after losing the lock) were refused
-  (counted; a pause past the TTL should produce at least one);
-* per fault: how long the lock was unavailable (from the fault to the next accepted fenced
-  write by a client that was not paused).
+* the fenced writes the store accepted, in commit order, carry non-decreasing tokens;
+* each paused holder's first write after waking (its old token) was refused: `late_writes`
+  says, per pause, refused, accepted (a violation) or none (it lost the lock before writing:
+  no evidence from that pause, reported);
+* per fault: how long the lock was unavailable (the longest time without an accepted fenced
+  write by a client that was not paused, from the fault until the next fault or the end).
 
-`raftkv chaos --workload lock` runs it on a cluster of its own (`lock_schedule`: holder pauses
-and leader kills in turn); the KV workload's schedules, partitions and reports are not used.
+`--unfenced` makes the resource skip its token check (a demonstration: the verdict must FAIL).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 
+from loadtest.chaos.faults import Network, apply_fault, unsupported
 from loadtest.harness.cluster import Cluster
 
 LOCK_KEY = "chaos/lock"
 FENCE_KEY = "chaos/fence"
 MAX_PAUSE_TTLS = 3.0
-RESTART_AFTER_S = 3.0
+NODE_FAULT_HOLD_S = 3.0
+# Seconds each fault is given before the next one: its hold, a new election, the lock in use again.
+ALLOWANCE_S = {"kill-leader": 8, "kill-follower": 6, "pause-leader": 8, "isolate-leader": 8}
+CYCLE = ("pause-holder", "kill-leader", "kill-follower", "pause-leader", "isolate-leader")
 
 
 def lock_schedule(duration_s: float, ttl_s: float = 10.0) -> list[tuple[float, str]]:
-    """Holder pauses and leader kills in turn, from 3 s in, each given time to end before the next."""
-    faults, at, kinds = [], 3.0, ("pause-holder", "kill-leader")
-    while at + 8 <= duration_s:
-        kind = kinds[len(faults) % 2]
+    """Every kind of fault in turn (CYCLE), from 3 s in, each given its allowance before the next."""
+    faults: list[tuple[float, str]] = []
+    at = 3.0
+    for i in range(1000):  # bounded: a schedule of an absurd --duration still ends
+        kind = CYCLE[i % len(CYCLE)]
+        allowance = ttl_s + 8 if kind == "pause-holder" else ALLOWANCE_S[kind]
+        if at + allowance > duration_s:
+            break
         faults.append((at, kind))
-        at += (ttl_s + 8) if kind == "pause-holder" else 8
+        at += allowance
     return faults
 
 
 def summary(verdict: dict) -> str:
-    worst = {}
+    worst: dict[str, float] = {}
     for u in verdict["unavailability"]:
         if u["unavailable_s"] is not None:
             worst[u["kind"]] = max(worst.get(u["kind"], 0.0), u["unavailable_s"])
@@ -60,24 +74,37 @@ def summary(verdict: dict) -> str:
             f"{verdict['accepted_writes']} fenced writes accepted in token order, "
             f"{verdict['stale_token_refusals']} stale-token writes refused; unavailable at most "
             + (", ".join(f"{s:.1f}s after {k}" for k, s in sorted(worst.items())) or "-")
+            + ("; skipped: " + ", ".join(sorted(verdict["skipped"])) if verdict.get("skipped") else "")
             + ("; " + "; ".join(verdict["violations"]) if verdict["violations"] else ""))
 
 
 def run_lock_workload(cluster: Cluster, out_dir: str, duration_s: float, faults: list[tuple[float, str]],
-                      clients: int = 3, ttl_s: float = 10.0) -> dict:
+                      clients: int = 3, ttl_s: float = 10.0, net: Network | None = None,
+                      fenced: bool = True, seed: int = 1) -> dict:
     """Run the contenders for `duration_s` with `faults` [(seconds into the run, kind)], then
-    judge. Returns {"events", "faults", "verdict"}."""
+    judge. Returns {"events", "faults", "skipped", "verdict"}."""
+    net = net or Network(why_not="no network lab")
+    rng = random.Random(seed)
     addrs = ",".join(n.http for n in cluster.nodes)
     paths = [os.path.join(out_dir, f"lock-client-{i}.jsonl") for i in range(clients)]
+    for path in paths:  # a rerun into the same --out starts afresh
+        if os.path.exists(path):
+            os.remove(path)
     procs = [subprocess.Popen([sys.executable, "-m", "loadtest.chaos.lock_client", f"c{i}", addrs, LOCK_KEY,
-                               FENCE_KEY, paths[i], str(duration_s), str(ttl_s)],
+                               FENCE_KEY, paths[i], str(duration_s), str(ttl_s), "fenced" if fenced else "unfenced"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(clients)]
     t0 = time.time()
     done: list[dict] = []
+    skipped: dict[str, str] = {}
     try:
         for at_s, kind in sorted(faults):
+            why = unsupported(kind, cluster, net) if kind != "pause-holder" else None
+            if why:
+                skipped[kind] = why
+                continue
             time.sleep(max(0.0, t0 + at_s - time.time()))
-            done.append(_apply(kind, cluster, procs, paths, ttl_s))
+            print(f"chaos: t={time.time() - t0:5.1f}s  {kind}", file=sys.stderr, flush=True)
+            done.append(_apply(kind, cluster, procs, paths, ttl_s, net, rng))
         for proc in procs:
             proc.wait(max(1.0, t0 + duration_s + 30 - time.time()))
     finally:
@@ -86,35 +113,36 @@ def run_lock_workload(cluster: Cluster, out_dir: str, duration_s: float, faults:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait(10)
+        net.heal()
         for node in cluster.nodes:
+            node.signal(signal.SIGCONT)
             if not node.alive():
                 node.start()
     events = sorted((e for path in paths for e in _read_events(path)), key=lambda e: e["t"])
-    return {"events": events, "faults": done, "verdict": judge(events, done)}
+    verdict = judge(events, done, end=t0 + duration_s)
+    verdict["skipped"] = skipped
+    return {"t0": t0, "events": events, "faults": done, "skipped": skipped, "verdict": verdict}
 
 
-def _apply(kind: str, cluster: Cluster, procs: list[subprocess.Popen], paths: list[str], ttl_s: float) -> dict:
+def _apply(kind: str, cluster: Cluster, procs: list[subprocess.Popen], paths: list[str], ttl_s: float,
+           net: Network, rng: random.Random) -> dict:
     started = time.time()
-    if kind == "kill-leader":
-        leader = cluster.leader()
-        leader.kill()
-        time.sleep(RESTART_AFTER_S)
-        leader.start()
-        return {"t": started, "kind": kind, "target": leader.node_id}
-    if kind == "pause-holder":
-        session = _holder_session(cluster)
-        owners = {e["session"]: int(e["client"][1:]) for p in paths for e in _read_events(p) if e["ev"] == "acquired"}
-        if session is None or session not in owners:
-            return {"t": started, "kind": kind, "target": None, "skipped": "nobody held the lock"}
-        proc = procs[owners[session]]
-        proc.send_signal(signal.SIGSTOP)
-        deadline = time.monotonic() + MAX_PAUSE_TTLS * ttl_s
-        while time.monotonic() < deadline and _holder_session(cluster) in (session, None):
-            time.sleep(0.2)  # the poll interval while the holder is paused
-        time.sleep(1.0)  # the new holder makes its first fenced writes
-        proc.send_signal(signal.SIGCONT)
-        return {"t": started, "kind": kind, "target": f"c{owners[session]}"}
-    raise ValueError(f"unknown lock fault {kind!r}")
+    if kind != "pause-holder":
+        event = apply_fault(kind, cluster, NODE_FAULT_HOLD_S, rng, net)
+        return {"t": started, "healed": time.time(), "kind": kind, "target": ",".join(event.nodes)}
+    session = _holder_session(cluster)
+    acquired = [e for p in paths for e in _read_events(p) if e["ev"] == "acquired"]
+    owner = next((e for e in acquired if e["session"] == session), None)
+    if session is None or owner is None:
+        return {"t": started, "healed": started, "kind": kind, "target": None, "skipped": "nobody held the lock"}
+    proc = procs[int(owner["client"][1:])]
+    proc.send_signal(signal.SIGSTOP)
+    deadline = time.monotonic() + MAX_PAUSE_TTLS * ttl_s
+    while time.monotonic() < deadline and _holder_session(cluster) in (session, None):
+        time.sleep(0.2)  # the poll interval while the holder is paused
+    time.sleep(1.0)  # the new holder makes its first fenced writes
+    proc.send_signal(signal.SIGCONT)
+    return {"t": started, "healed": time.time(), "kind": kind, "target": owner["client"], "token": owner["token"]}
 
 
 def _holder_session(cluster: Cluster) -> str | None:
@@ -135,7 +163,18 @@ def _read_events(path: str) -> list[dict]:
         return []
 
 
-def judge(events: list[dict], faults: list[dict]) -> dict:
+def _late_write(events: list[dict], fault: dict) -> str:
+    """What the paused holder's first write with its old token, after waking, came to."""
+    late = next((e for e in events if e["t"] >= fault["healed"] and e["client"] == fault["target"]
+                 and e["ev"] in ("write", "lost", "released") and e["token"] == fault["token"]), None)
+    if late is None or late["ev"] != "write":
+        return "none"
+    if late["ok"]:
+        return "accepted"
+    return "refused" if late.get("why") == "stale token" else f"failed ({late.get('why')})"
+
+
+def judge(events: list[dict], faults: list[dict], end: float | None = None) -> dict:
     """The verdict of one run (see the module docstring); `ok` when nothing was violated."""
     violations = []
     owner_of: dict[int, str] = {}
@@ -149,12 +188,23 @@ def judge(events: list[dict], faults: list[dict]) -> dict:
             violations.append(f"write with token {after['token']} (index {after['index']}) accepted after one "
                               f"with token {before['token']} (index {before['index']})")
     stale = [e for e in events if e["ev"] == "write" and not e["ok"] and e.get("why") == "stale token"]
-    unavailable = []
+    late_writes = []
     for fault in faults:
+        if fault["kind"] == "pause-holder" and fault.get("target"):
+            outcome = _late_write(events, fault)
+            late_writes.append({"client": fault["target"], "token": fault["token"], "late_write": outcome})
+            if outcome == "accepted":
+                violations.append(f"{fault['target']} woke up from a pause and its write with the old token "
+                                  f"{fault['token']} was accepted")
+    by_time = sorted(accepted, key=lambda e: e["t"])
+    unavailable = []
+    for i, fault in enumerate(faults):
         paused = fault["target"] if fault["kind"] == "pause-holder" else None
-        nxt = next((e for e in accepted if e["t"] > fault["t"] and e["client"] != paused), None)
+        until = faults[i + 1]["t"] if i + 1 < len(faults) else (end or float("inf"))
+        oks = [fault["t"]] + [e["t"] for e in by_time if fault["t"] < e["t"] < until and e["client"] != paused]
+        gap = max((b - a for a, b in zip(oks, oks[1:], strict=False)), default=None)
         unavailable.append({"kind": fault["kind"], "target": fault.get("target"),
-                            "unavailable_s": round(nxt["t"] - fault["t"], 2) if nxt else None})
+                            "unavailable_s": round(gap, 2) if gap is not None else None})
     return {"ok": not violations, "violations": violations[:20], "tenures": len(owner_of),
-            "accepted_writes": len(accepted), "stale_token_refusals": len(stale),
+            "accepted_writes": len(accepted), "stale_token_refusals": len(stale), "late_writes": late_writes,
             "highest_token": max(owner_of, default=0), "unavailability": unavailable}
