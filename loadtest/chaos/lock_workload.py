@@ -47,7 +47,7 @@ FENCE_KEY = "chaos/fence"
 MAX_PAUSE_TTLS = 3.0
 NODE_FAULT_HOLD_S = 3.0
 # Seconds each fault is given before the next one: its hold, a new election, the lock in use again.
-ALLOWANCE_S = {"kill-leader": 8, "kill-follower": 6, "pause-leader": 8, "isolate-leader": 8}
+ALLOWANCE_S = {"kill-leader": 7, "kill-follower": 5, "pause-leader": 7, "isolate-leader": 7}
 CYCLE = ("pause-holder", "kill-leader", "kill-follower", "pause-leader", "isolate-leader")
 
 
@@ -71,7 +71,7 @@ def summary(verdict: dict) -> str:
         if u["unavailable_s"] is not None:
             worst[u["kind"]] = max(worst.get(u["kind"], 0.0), u["unavailable_s"])
     return (f"lock chaos: {'PASS' if verdict['ok'] else 'FAIL'}: {verdict['tenures']} tenures, "
-            f"{verdict['accepted_writes']} fenced writes accepted in token order, "
+            f"{verdict['accepted_writes']} fenced writes accepted{' in token order' if verdict['ok'] else ''}, "
             f"{verdict['stale_token_refusals']} stale-token writes refused; unavailable at most "
             + (", ".join(f"{s:.1f}s after {k}" for k, s in sorted(worst.items())) or "-")
             + ("; skipped: " + ", ".join(sorted(verdict["skipped"])) if verdict.get("skipped") else "")
