@@ -12,7 +12,8 @@ the cas instead of letting an old token through). `unfenced` makes the resource 
 check (a plain transaction of both sets): the broken resource whose verdict must FAIL.
 
 Every event is one JSON line in OUT, flushed at once: acquired (token, session), write (token,
-ok, index of the commit, or why refused), lost, released; `t` is time.time(). Bounded: every
+ok, index of the commit, or why refused; `sent`: when it began), lost, released; `t` is
+time.time() when recorded. Bounded: every
 HTTP call has a timeout and every loop the deadline.
 """
 
@@ -121,14 +122,15 @@ def hold(client: Client, lock_key: str, fence_key: str, session: str, token: int
 def fenced_write(client: Client, fence_key: str, token: int, seq: int) -> None:
     if not client.fenced:
         return unfenced_write(client, fence_key, token, seq)
+    sent = time.time()  # a write sent before a pause may be recorded after it
     status, body = client.call("GET", f"/v1/kv/{fence_key}?consistent")
     if status not in (200, 404):
-        client.record("write", token=token, ok=False, why=f"fence read: {status}")
+        client.record("write", sent=sent, token=token, ok=False, why=f"fence read: {status}")
         return
     entry = json.loads(body)[0] if status == 200 else None
     highest = int(base64.b64decode(entry["Value"])) if entry and entry["Value"] else 0
     if token < highest:
-        client.record("write", token=token, ok=False, why="stale token", highest=highest)
+        client.record("write", sent=sent, token=token, ok=False, why="stale token", highest=highest)
         return
     txn = [{"KV": {"Verb": "cas", "Key": fence_key, "Index": entry["ModifyIndex"] if entry else 0,
                    "Value": base64.b64encode(str(token).encode()).decode()}},
@@ -137,24 +139,26 @@ def fenced_write(client: Client, fence_key: str, token: int, seq: int) -> None:
     status, body = client.call("PUT", "/v1/txn", json.dumps(txn).encode())
     if status == 200:
         index = json.loads(body)["Results"][1]["KV"]["ModifyIndex"]
-        client.record("write", token=token, ok=True, index=index, seq=seq)
+        client.record("write", sent=sent, token=token, ok=True, index=index, seq=seq)
         return
     now_highest = _highest(client, fence_key) if status == 409 else None
     if now_highest is not None and now_highest > token:  # the cas caught a newer token written meanwhile
-        client.record("write", token=token, ok=False, why="stale token", highest=now_highest, by="cas")
+        client.record("write", sent=sent, token=token, ok=False, why="stale token", highest=now_highest, by="cas")
     else:
-        client.record("write", token=token, ok=False, why=f"txn: {status}")
+        client.record("write", sent=sent, token=token, ok=False, why=f"txn: {status}")
 
 
 def unfenced_write(client: Client, fence_key: str, token: int, seq: int) -> None:
     """The same write by a resource that does not check tokens (`unfenced`)."""
+    sent = time.time()
     txn = [{"KV": {"Verb": "set", "Key": key, "Value": base64.b64encode(value.encode()).decode()}}
            for key, value in ((fence_key, str(token)), (fence_key + "/data", f"{client.name}:{token}:{seq}"))]
     status, body = client.call("PUT", "/v1/txn", json.dumps(txn).encode())
     if status == 200:
-        client.record("write", token=token, ok=True, index=json.loads(body)["Results"][1]["KV"]["ModifyIndex"], seq=seq)
+        index = json.loads(body)["Results"][1]["KV"]["ModifyIndex"]
+        client.record("write", sent=sent, token=token, ok=True, index=index, seq=seq)
     else:
-        client.record("write", token=token, ok=False, why=f"txn: {status}")
+        client.record("write", sent=sent, token=token, ok=False, why=f"txn: {status}")
 
 
 def _highest(client: Client, fence_key: str) -> int | None:

@@ -19,9 +19,11 @@ lock when it wakes, so beliefs overlap by design; the store must refuse its writ
 
 * every fencing token (LockIndex) was acquired by one session only;
 * the fenced writes the store accepted, in commit order, carry non-decreasing tokens;
-* each paused holder's first write after waking (its old token) was refused: `late_writes`
-  says, per pause, refused, accepted (a violation) or none (it lost the lock before writing:
-  no evidence from that pause, reported);
+* each paused holder's first write sent after waking (its old token) was refused, when another
+  session took the lock during the pause: `late_writes` says, per pause, refused, accepted (a
+  violation) or none (it saw its loss before writing: no evidence from that pause, reported).
+  A write sent before the pause and answered after it is not late: it committed before the
+  pause, and the token order judges it;
 * per fault: how long the lock was unavailable (the longest time without an accepted fenced
   write by a client that was not paused, from the fault until the next fault or the end).
 
@@ -135,14 +137,33 @@ def _apply(kind: str, cluster: Cluster, procs: list[subprocess.Popen], paths: li
     owner = next((e for e in acquired if e["session"] == session), None)
     if session is None or owner is None:
         return {"t": started, "healed": started, "kind": kind, "target": None, "skipped": "nobody held the lock"}
-    proc = procs[int(owner["client"][1:])]
-    proc.send_signal(signal.SIGSTOP)
+    i = int(owner["client"][1:])
+    _just_after_a_write(paths[i], owner["token"])
+    procs[i].send_signal(signal.SIGSTOP)
     deadline = time.monotonic() + MAX_PAUSE_TTLS * ttl_s
     while time.monotonic() < deadline and _holder_session(cluster) in (session, None):
         time.sleep(0.2)  # the poll interval while the holder is paused
+    taken_over = _holder_session(cluster) not in (session, None)
     time.sleep(1.0)  # the new holder makes its first fenced writes
-    proc.send_signal(signal.SIGCONT)
-    return {"t": started, "healed": time.time(), "kind": kind, "target": owner["client"], "token": owner["token"]}
+    procs[i].send_signal(signal.SIGCONT)
+    return {"t": started, "healed": time.time(), "kind": kind, "target": owner["client"], "token": owner["token"],
+            "taken_over": taken_over}
+
+
+def _just_after_a_write(path: str, token: int, within_s: float = 5.0) -> None:
+    """Wait (at most `within_s`) until the holder records a write with `token`, and 50 ms more:
+    the pause then finds it in its sleep between writes (its renewal, when one is due, done),
+    so that it wakes up to write once more with its old token. A pause inside an HTTP call
+    would wake it to that call's answer and, at its next renewal, a 404: no late write."""
+    seen = len(_read_events(path))
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        new = _read_events(path)[seen:]
+        if any(e["ev"] == "write" and e["token"] == token for e in new):
+            break
+        seen += len(new)
+        time.sleep(0.005)
+    time.sleep(0.05)
 
 
 def _holder_session(cluster: Cluster) -> str | None:
@@ -158,14 +179,14 @@ def _holder_session(cluster: Cluster) -> str | None:
 def _read_events(path: str) -> list[dict]:
     try:
         with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            return [json.loads(line) for line in f if line.endswith("\n")]  # not a line being written
     except FileNotFoundError:
         return []
 
 
 def _late_write(events: list[dict], fault: dict) -> str:
     """What the paused holder's first write with its old token, after waking, came to."""
-    late = next((e for e in events if e["t"] >= fault["healed"] and e["client"] == fault["target"]
+    late = next((e for e in events if e.get("sent", e["t"]) >= fault["healed"] and e["client"] == fault["target"]
                  and e["ev"] in ("write", "lost", "released") and e["token"] == fault["token"]), None)
     if late is None or late["ev"] != "write":
         return "none"
@@ -190,7 +211,7 @@ def judge(events: list[dict], faults: list[dict], end: float | None = None) -> d
     stale = [e for e in events if e["ev"] == "write" and not e["ok"] and e.get("why") == "stale token"]
     late_writes = []
     for fault in faults:
-        if fault["kind"] == "pause-holder" and fault.get("target"):
+        if fault["kind"] == "pause-holder" and fault.get("taken_over"):
             outcome = _late_write(events, fault)
             late_writes.append({"client": fault["target"], "token": fault["token"], "late_write": outcome})
             if outcome == "accepted":

@@ -50,7 +50,8 @@ def test_lock_chaos_judge_flags_overlapping_tenures_and_reused_tokens():
         {"t": 5, "ev": "write", "client": "c0", "token": 1, "ok": True, "index": 13},  # an old token accepted
         {"t": 6, "ev": "acquired", "client": "c2", "token": 2, "session": "c"},  # one token, two sessions
     ]
-    verdict = judge(events, [{"t": 2.5, "healed": 4.5, "kind": "pause-holder", "target": "c0", "token": 1}])
+    pause = {"t": 2.5, "healed": 4.5, "kind": "pause-holder", "target": "c0", "token": 1, "taken_over": True}
+    verdict = judge(events, [pause])
     assert not verdict["ok"] and len(verdict["violations"]) == 3, verdict["violations"]
     assert verdict["late_writes"] == [{"client": "c0", "token": 1, "late_write": "accepted"}]
     assert verdict["unavailability"] == [{"kind": "pause-holder", "target": "c0", "unavailable_s": 1.5}]
@@ -62,15 +63,19 @@ def test_lock_chaos_judge_passes_the_refused_late_write_and_reports_a_missing_on
         {"t": 2, "ev": "write", "client": "c0", "token": 1, "ok": True, "index": 10},
         {"t": 3, "ev": "acquired", "client": "c1", "token": 2, "session": "b"},
         {"t": 4, "ev": "write", "client": "c1", "token": 2, "ok": True, "index": 12},
+        {"t": 4.6, "ev": "write", "client": "c0", "token": 1, "ok": True, "index": 11, "sent": 2.4},  # sent before
         {"t": 5, "ev": "write", "client": "c0", "token": 1, "ok": False, "why": "stale token", "highest": 2},
         {"t": 6, "ev": "lost", "client": "c0", "token": 1},
         {"t": 7, "ev": "acquired", "client": "c2", "token": 3, "session": "c"},
         {"t": 8, "ev": "lost", "client": "c1", "token": 2},  # woke up and lost it before writing
         {"t": 9, "ev": "write", "client": "c2", "token": 3, "ok": True, "index": 20},
     ]
-    faults = [{"t": 2.5, "healed": 4.5, "kind": "pause-holder", "target": "c0", "token": 1},
-              {"t": 6.5, "healed": 7.5, "kind": "pause-holder", "target": "c1", "token": 2}]
+    faults = [{"t": 2.5, "healed": 4.5, "kind": "pause-holder", "target": "c0", "token": 1, "taken_over": True},
+              {"t": 6.5, "healed": 7.5, "kind": "pause-holder", "target": "c1", "token": 2, "taken_over": True}]
     verdict = judge(events, faults, end=10)
-    assert verdict["ok"] and verdict["stale_token_refusals"] == 1 and verdict["accepted_writes"] == 3
+    assert verdict["ok"] and verdict["stale_token_refusals"] == 1 and verdict["accepted_writes"] == 4
     assert [w["late_write"] for w in verdict["late_writes"]] == ["refused", "none"]
     assert [u["unavailable_s"] for u in verdict["unavailability"]] == [1.5, 2.5]
+    # a pause that ended before anyone else took the lock: the holder's next write is legitimate
+    kept = [{**faults[0], "taken_over": False}]
+    assert judge(events, kept)["late_writes"] == []
