@@ -57,13 +57,13 @@ def plot(events: list[dict], faults: list[dict], verdict: dict, path: str) -> No
         print("chaos: matplotlib is not installed; no PNG (pip install -e '.[load]')", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(12, 5))
-    for client in sorted({e["client"] for e in events}):
+    for i, client in enumerate(sorted({e["client"] for e in events})):
         ok = [e for e in events if e["client"] == client and e["ev"] == "write" and e["ok"]]
-        ax.scatter([e["t"] for e in ok], [e["token"] for e in ok], s=6, label=f"{client} accepted")
+        ax.scatter([e["t"] for e in ok], [e["token"] for e in ok], s=6, color=f"C{i}", label=f"{client} accepted")
         refused = [e for e in events if e["client"] == client and e["ev"] == "write" and not e["ok"]
                    and e.get("why") == "stale token"]
         if refused:
-            ax.scatter([e["t"] for e in refused], [e["token"] for e in refused], marker="x", s=60,
+            ax.scatter([e["t"] for e in refused], [e["token"] for e in refused], marker="x", s=60, color=f"C{i}",
                        label=f"{client} old token refused")
     for f in faults:
         ax.axvspan(f["t"], max(f["healed"], f["t"] + 0.2), color="red", alpha=0.12)
