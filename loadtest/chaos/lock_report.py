@@ -13,7 +13,8 @@ import sys
 def write_lock_reports(report: dict, out: str, fenced: bool) -> None:
     t0, verdict = report["t0"], report["verdict"]
     faults = [{**f, "t": round(f["t"] - t0, 2), "healed": round(f["healed"] - t0, 2)} for f in report["faults"]]
-    events = [{**e, "t": round(e["t"] - t0, 3)} for e in report["events"]]
+    events = [{**e, "t": round(e["t"] - t0, 3), **({"sent": round(e["sent"] - t0, 3)} if "sent" in e else {})}
+              for e in report["events"]]
     with open(os.path.join(out, "chaos.json"), "w", encoding="utf-8") as f:
         json.dump({"workload": "lock", "fenced": fenced, "verdict": verdict, "faults": faults,
                    "skipped_faults": report["skipped"], "events": events}, f, indent=1)

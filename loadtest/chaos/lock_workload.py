@@ -145,8 +145,9 @@ def _apply(kind: str, cluster: Cluster, procs: list[subprocess.Popen], paths: li
         time.sleep(0.2)  # the poll interval while the holder is paused
     taken_over = _holder_session(cluster) not in (session, None)
     time.sleep(1.0)  # the new holder makes its first fenced writes
+    healed = time.time()  # before the SIGCONT: the woken holder may send its write before we read the clock
     procs[i].send_signal(signal.SIGCONT)
-    return {"t": started, "healed": time.time(), "kind": kind, "target": owner["client"], "token": owner["token"],
+    return {"t": started, "healed": healed, "kind": kind, "target": owner["client"], "token": owner["token"],
             "taken_over": taken_over}
 
 
