@@ -132,14 +132,21 @@ def _apply(kind: str, cluster: Cluster, procs: list[subprocess.Popen], paths: li
     if kind != "pause-holder":
         event = apply_fault(kind, cluster, NODE_FAULT_HOLD_S, rng, net)
         return {"t": started, "healed": time.time(), "kind": kind, "target": ",".join(event.nodes)}
-    session = _holder_session(cluster)
-    acquired = [e for p in paths for e in _read_events(p) if e["ev"] == "acquired"]
-    owner = next((e for e in acquired if e["session"] == session), None)
-    if session is None or owner is None:
+    for _ in range(5):  # bounded: a holder that moves on to a new tenure as it is paused is let go
+        session = _holder_session(cluster)
+        acquired = [e for p in paths for e in _read_events(p) if e["ev"] == "acquired"]
+        owner = next((e for e in acquired if e["session"] == session), None)
+        if session is None or owner is None:
+            time.sleep(0.5)
+            continue
+        i = int(owner["client"][1:])
+        _just_after_a_write(paths[i], owner["token"])
+        procs[i].send_signal(signal.SIGSTOP)
+        if _holder_session(cluster) == session:
+            break
+        procs[i].send_signal(signal.SIGCONT)  # it released the lock (and perhaps took it anew) first
+    else:
         return {"t": started, "healed": started, "kind": kind, "target": None, "skipped": "nobody held the lock"}
-    i = int(owner["client"][1:])
-    _just_after_a_write(paths[i], owner["token"])
-    procs[i].send_signal(signal.SIGSTOP)
     deadline = time.monotonic() + MAX_PAUSE_TTLS * ttl_s
     while time.monotonic() < deadline and _holder_session(cluster) in (session, None):
         time.sleep(0.2)  # the poll interval while the holder is paused
