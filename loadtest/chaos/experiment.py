@@ -105,6 +105,9 @@ class LeaderMonitor(threading.Thread):
 
 
 def run(args) -> int:
+    if args.unfenced and args.workload != "lock":
+        print("raftkv chaos: --unfenced applies to --workload lock only", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     if args.workload == "lock":
         return run_lock(args)

@@ -79,3 +79,11 @@ def test_lock_chaos_judge_passes_the_refused_late_write_and_reports_a_missing_on
     # a pause that ended before anyone else took the lock: the holder's next write is legitimate
     kept = [{**faults[0], "taken_over": False}]
     assert judge(events, kept)["late_writes"] == []
+
+
+def test_unfenced_without_the_lock_workload_is_a_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "api.cli", "chaos", "--unfenced", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "raftkv chaos: --unfenced applies to --workload lock only"
+    assert not (tmp_path / "r").exists()
