@@ -78,7 +78,7 @@ class RaftNode:
         self.membership_file = plan.membership_file
         self._config_floor = plan.config_floor  # see _on_config_applied
         self.forced = force_new_cluster
-        self._seen_as_learner = False
+        self._admitted_at: int | None = None  # a learner: see _learner_admitted
         self._changing = False
         self.stopping = False
         self.bridge = LoopBridge()
@@ -148,6 +148,8 @@ class RaftNode:
             self.bridge.post(self.cluster_changes.fire)
         if not self._replayed.is_set() and self.applied_index >= self.replay_target:
             self._replayed.set()
+        if self.standing.learner and self.state.voters:  # promoted while no configuration was applied here
+            self._settle_standing(replaying=False)
 
     def _log_leader_change(self, leader: str | None) -> None:
         """One line per change of the leader this node knows (rare: elections, failures)."""
@@ -198,22 +200,41 @@ class RaftNode:
             self._log_membership(sorted(voters), sorted(state.learners), state.applied_index)
             if self.engine.started:  # not while SyncObj's constructor replays the journal
                 self.engine.set_other_voters([v for v in voters if v != me])
-        standing = self.standing
-        if standing.learner and me in state.learners:
-            self._seen_as_learner = True
-        # A learner replays the cluster's whole history, in which an earlier node at its
-        # address may have been a voter and removed: only changes after its own admission count.
-        current = not standing.learner or self._seen_as_learner
-        if me in voters and standing.learner and self._seen_as_learner:
+        self._settle_standing(replaying)
+        self.bridge.post(self.cluster_changes.fire)
+
+    def _settle_standing(self, replaying: bool) -> None:
+        """Tick thread: promoted or removed, as the configuration applied here says. A learner
+        replays the cluster's whole history, in which an earlier node at its address may have
+        been a learner, then a voter, then removed (a disk replaced twice): read as its own, that
+        history promoted the new node at once and then removed it. So a learner goes by the
+        configuration only from its own admission on (_learner_admitted)."""
+        state, standing, me = self.state, self.standing, self.addresses.raft
+        if standing.learner and not self._learner_admitted():
+            return
+        if me in state.voters and standing.learner:
             log.info("promoted to voter in cluster %s", state.cluster_id)
             standing.learner = False
             if not self.quarantine.active:
                 standing.voting, standing.why = True, ""
             self.engine.become_voter()
-        elif current and me not in voters and me not in state.learners and not standing.removed and not replaying:
+        elif me not in state.voters and me not in state.learners and not standing.removed and not replaying:
             log.warning("this node was removed from cluster %s", state.cluster_id)
             standing.removed, standing.voting, standing.why = True, False, "removed from the cluster"
-        self.bridge.post(self.cluster_changes.fire)
+
+    def _learner_admitted(self) -> bool:
+        """Tick thread, on a learner: has its replay reached its own admission? The leader's hello
+        names the current members: the first one that names this node (a learner, or already a
+        voter) fixes the leader's applied index then as the admission; the configuration applied
+        here speaks of this node, not of an earlier one at its address, from that index on."""
+        if self._admitted_at is None:
+            me = self.addresses.raft
+            hello = self.engine.hellos().get(self.leader or "")
+            if hello is None or not hello.replayed or (me not in hello.learners and me not in hello.voters):
+                return False
+            self._admitted_at = hello.applied
+            log.info("admitted as a learner by %s at index %d; catching up", hello.addr, hello.applied)
+        return self.applied_index >= self._admitted_at
 
     def _log_membership(self, voters: list[str], learners: list[str], index: int) -> None:
         """Tick thread: one line when the voters or learners differ from the last ones logged."""
