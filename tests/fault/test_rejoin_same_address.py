@@ -1,0 +1,60 @@
+"""A disk replaced twice at one address: the second replacement must become a voter too.
+
+A joining learner replays the cluster's whole history. At its address it finds an earlier
+node that joined as a learner, was promoted and was removed. Before the fix the new node took
+that history for its own: it "was promoted" while it held nothing, connected as a voter the
+cluster did not know, then "was removed" and stopped (or, with many entries between promotion
+and removal, waited for good). `raftkv chaos --schedule replace` hit it when the removed leader
+was the node whose disk had been replaced (tests/fault/README.md #11, "A rejoining node
+took its predecessor's history for its own").
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+
+import requests
+
+from tests.support.cluster import Cluster
+from tests.support.wait import wait_until
+
+
+def voter_everywhere(cluster: Cluster, node) -> bool:
+    assert node.alive(), f"{node.node_id} exited while joining"
+    for n in cluster.nodes:
+        r = requests.get(f"{n.url}/v1/operator/raft/configuration", params={"stale": ""}, timeout=5)
+        if r.status_code != 200 or not any(s["Address"] == node.raft and s["Voter"] for s in r.json()["Servers"]):
+            return False
+    return True
+
+
+def value_on(node, key: str) -> bytes | None:
+    r = requests.get(f"{node.url}/v1/kv/{key}", params={"stale": ""}, timeout=5)
+    return base64.b64decode(r.json()[0]["Value"]) if r.status_code == 200 else None
+
+
+def test_a_disk_replaced_twice_at_one_address_rejoins_as_a_voter_both_times(tmp_path):
+    cluster = Cluster(str(tmp_path)).start()
+    try:
+        leader = cluster.leader()
+        node = next(n for n in cluster.nodes if n is not leader)
+        base_args = list(node.extra_args)
+        for round_ in (1, 2):
+            for i in range(20):  # entries between one replacement's promotion and the next removal
+                r = requests.put(f"{leader.url}/v1/kv/round{round_}/{i}", data=b"v", timeout=10)
+                assert r.status_code == 200 and r.json() is True, r.text
+            node.kill()
+            shutil.rmtree(node.data_dir)  # the disk was replaced
+            r = requests.delete(f"{leader.url}/v1/operator/raft/peer", params={"id": node.node_id}, timeout=10)
+            assert r.status_code == 200, r.text
+            node.extra_args = [*base_args, "--join", leader.http]
+            node.start()
+            wait_until(f"{node.node_id} a voter everywhere after replacement {round_}",
+                       lambda: voter_everywhere(cluster, node), timeout=60, explain=cluster.logs)
+            wait_until(f"round {round_}'s writes on {node.node_id}", lambda: value_on(node, f"round{round_}/19"),
+                       timeout=30)
+        st = node.status()
+        assert st is not None and st["voting"] is True and st["learner"] is False, st
+    finally:
+        cluster.stop()
