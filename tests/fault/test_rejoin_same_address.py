@@ -52,8 +52,8 @@ def test_a_disk_replaced_twice_at_one_address_rejoins_as_a_voter_both_times(tmp_
             node.start()
             wait_until(f"{node.node_id} a voter everywhere after replacement {round_}",
                        lambda: voter_everywhere(cluster, node), timeout=60, explain=cluster.logs)
-            wait_until(f"round {round_}'s writes on {node.node_id}", lambda: value_on(node, f"round{round_}/19"),
-                       timeout=30)
+            last = f"round{round_}/19"
+            wait_until(f"{last} on {node.node_id}", lambda key=last: value_on(node, key), timeout=30)
         st = node.status()
         assert st is not None and st["voting"] is True and st["learner"] is False, st
     finally:
