@@ -68,7 +68,10 @@ def join_node(cluster: Cluster, node: NodeProcess, new_ports: bool = False) -> N
         if not why:
             break
         if not (new_ports and "cannot listen" in why and attempt + 1 < PORT_ATTEMPTS):
-            raise RuntimeError(f"{node.node_id} {why}")
+            # Left out, so that the run can still heal and judge the cluster without it.
+            node.stop()
+            cluster.nodes.remove(node)
+            raise RuntimeError(f"{node.node_id} {why} (left out of the cluster)")
         shutil.rmtree(node.data_dir, ignore_errors=True)
         node.raft, node.http = (f"{HOST}:{p}" for p in free_ports(2))
     node.extra_args = _without_join(node.extra_args)  # its restarts need no --join
