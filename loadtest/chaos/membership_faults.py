@@ -90,12 +90,14 @@ def _wait_voter(node: NodeProcess, others: list[NodeProcess]) -> str:
 
 
 def _last_line(path: str) -> str:
+    """The node's last warning or error (what made it stop), else its last line."""
     try:
         with open(path, errors="replace") as f:
-            lines = f.read()[-2000:].strip().splitlines()
+            lines = f.read()[-4000:].strip().splitlines()
     except OSError as exc:
         return f"(no log: {exc.strerror})"
-    return lines[-1] if lines else "(empty log)"
+    told = [line for line in lines if " INFO " not in line and not line.startswith("--- start")]
+    return (told or lines or ["(empty log)"])[-1]
 
 
 def _without_join(args: list[str]) -> list[str]:
