@@ -12,11 +12,12 @@ took its predecessor's history for its own").
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 
 import requests
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import HOST, Cluster, NodeProcess, free_ports
 from tests.support.wait import wait_until
 
 
@@ -56,5 +57,37 @@ def test_a_disk_replaced_twice_at_one_address_rejoins_as_a_voter_both_times(tmp_
             wait_until(f"{last} on {node.node_id}", lambda key=last: value_on(node, key), timeout=30)
         st = node.status()
         assert st is not None and st["voting"] is True and st["learner"] is False, st
+    finally:
+        cluster.stop()
+
+
+def join(cluster: Cluster, node_id: str):
+    raft, http = free_ports(2)
+    node = NodeProcess(node_id, f"{HOST}:{raft}", f"{HOST}:{http}", os.path.join(cluster.root, node_id),
+                       os.path.join(cluster.root, f"{node_id}.log"), [],
+                       [*cluster.secret_args, "--join", ",".join(n.http for n in cluster.nodes)])
+    cluster.nodes.append(node)
+    node.start()
+    wait_until(f"{node_id} a voter everywhere", lambda: voter_everywhere(cluster, node), timeout=60,
+               explain=cluster.logs)
+    return node
+
+
+def test_a_node_joins_while_a_node_that_joined_later_leads(tmp_path):
+    """The log's first configurations lack the leader (it joined later). Before the fix, the
+    joining learner took each replayed configuration's voters for its peers, dropped its link
+    to the leader and waited for good (the chaos run's "did not become a voter within 120s")."""
+    cluster = Cluster(str(tmp_path)).start()
+    try:
+        leader = cluster.leader()
+        for i in range(200):  # a log that reaches the learner in many messages
+            r = requests.put(f"{leader.url}/v1/kv/big/{i}", data=b"x" * 16384, timeout=10)
+            assert r.status_code == 200 and r.json() is True, r.text
+        n4 = join(cluster, "n4")
+        r = requests.post(f"{leader.url}/v1/operator/raft/transfer-leader", params={"id": "n4"}, timeout=10)
+        assert r.status_code == 200 and r.json() == {"Success": True}, r.text
+        wait_until("n4 to lead", lambda: cluster.leader() is n4, timeout=30)
+        n5 = join(cluster, "n5")
+        assert value_on(n5, "big/199") == b"x" * 16384
     finally:
         cluster.stop()
