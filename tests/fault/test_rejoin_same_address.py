@@ -1,12 +1,12 @@
-"""A disk replaced twice at one address: the second replacement must become a voter too.
+"""A joining node replays the cluster's whole log: it must not take the configurations in it
+for its own before its admission (tests/fault/README.md #11).
 
-A joining learner replays the cluster's whole history. At its address it finds an earlier
-node that joined as a learner, was promoted and was removed. Before the fix the new node took
-that history for its own: it "was promoted" while it held nothing, connected as a voter the
-cluster did not know, then "was removed" and stopped (or, with many entries between promotion
-and removal, waited for good). `raftkv chaos --schedule replace` hit it when the removed leader
-was the node whose disk had been replaced (tests/fault/README.md #11, "A rejoining node
-took its predecessor's history for its own").
+* An earlier node at its address joined as a learner, was promoted and was removed (a disk
+  replaced twice). Before the fix the new node "was promoted" at its predecessor's promotion,
+  with an empty log, then "was removed" and stopped.
+* The log's first configurations lack the leader (it joined later). Before the fix the learner
+  made their voters its peers, dropped its link to the leader and waited for good: what made
+  `raftkv chaos --schedule replace` fail with "did not become a voter within 120s".
 """
 
 from __future__ import annotations
