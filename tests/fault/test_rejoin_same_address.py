@@ -80,14 +80,15 @@ def test_a_node_joins_while_a_node_that_joined_later_leads(tmp_path):
     cluster = Cluster(str(tmp_path)).start()
     try:
         leader = cluster.leader()
-        for i in range(40):  # a log that reaches the learner in many messages
-            r = requests.put(f"{leader.url}/v1/kv/big/{i}", data=b"x" * 65536, timeout=10)
+        for i in range(60):  # a log that reaches the learner in many messages (each below 64 KiB:
+            # larger entries go in pieces, which the transport does not trim: NOTES.md, "Truncation")
+            r = requests.put(f"{leader.url}/v1/kv/big/{i}", data=b"x" * 49152, timeout=10)
             assert r.status_code == 200 and r.json() is True, r.text
         n4 = join(cluster, "n4")
         r = requests.post(f"{leader.url}/v1/operator/raft/transfer-leader", params={"id": "n4"}, timeout=10)
         assert r.status_code == 200 and r.json() == {"Success": True}, r.text
         wait_until("n4 to lead", lambda: cluster.leader() is n4, timeout=30)
         n5 = join(cluster, "n5")
-        assert value_on(n5, "big/39") == b"x" * 65536
+        assert value_on(n5, "big/59") == b"x" * 49152
     finally:
         cluster.stop()
