@@ -106,8 +106,9 @@ async def ask_to_join(node, urls: list[str], stop: asyncio.Event, peer_ssl: ssl.
     last_problem = None
     async with _session(peer_ssl) as session:
         while not stop.is_set() and node.standing.learner:
-            config = node.configuration()
-            if a.raft in config["learners"] or a.raft in config["voters"]:
+            # Not this node's own replay of the configuration: that is the cluster's history, in
+            # which an earlier node at this address may be a member (node.raft, _past_admission).
+            if node.admitted:
                 await asyncio.sleep(0.5)  # added; the leader promotes us once we have caught up
                 continue
             for url in urls:

@@ -86,7 +86,10 @@ class RaftNode:
         self.membership_file = plan.membership_file
         self._config_floor = plan.config_floor  # see _on_config_applied
         self.forced = force_new_cluster
-        self._seen_as_learner = False
+        # A learner: the index from which the configuration applied here is its own (_past_admission);
+        # a learner restarted has its saved configuration's, stored only from its admission on.
+        self._admitted_at: int | None = plan.config_floor if self.standing.learner and plan.config_floor else None
+        self._admission_reached = False
         self._changing = False
         self._membership_unsaved = False  # the membership file missed a change (a full disk)
         self.stopping = False
@@ -165,6 +168,9 @@ class RaftNode:
             self._replayed.set()
         if self._membership_unsaved and not self.disk.refuses_entries:
             self._store_membership()
+        if self.standing.learner and not self._admission_reached and self._past_admission():
+            self._admission_reached = True  # once: the configuration then in force becomes this node's
+            self._on_config_applied()
 
     def _log_leader_change(self, leader: str | None) -> None:
         """One line per change of the leader this node knows (rare: elections, failures)."""
@@ -224,28 +230,50 @@ class RaftNode:
         self.forced = False
         # Entries up to the saved configuration's index are history it already reflects (a
         # restart replays them): the saved, newest configuration stays in force meanwhile.
-        replaying = state.applied_index <= self._config_floor
-        if not replaying:
-            self._store_membership()
-            self._log_membership(sorted(voters), sorted(state.learners), state.applied_index)
-            if self.engine.started:  # not while SyncObj's constructor replays the journal
-                self.engine.set_other_voters([v for v in voters if v != me])
+        # So is a learner's replay before its own admission: the history of other members.
+        if state.applied_index <= self._config_floor or not self._past_admission():
+            self.bridge.post(self.cluster_changes.fire)
+            return
+        self._store_membership()
+        self._log_membership(sorted(voters), sorted(state.learners), state.applied_index)
+        if self.engine.started:  # not while SyncObj's constructor replays the journal
+            self.engine.set_other_voters([v for v in voters if v != me])
         standing = self.standing
-        if standing.learner and me in state.learners:
-            self._seen_as_learner = True
-        # A learner replays the cluster's whole history, in which an earlier node at its
-        # address may have been a voter and removed: only changes after its own admission count.
-        current = not standing.learner or self._seen_as_learner
-        if me in voters and standing.learner and self._seen_as_learner:
+        if me in voters and standing.learner:
             log.info("promoted to voter in cluster %s", state.cluster_id)
             standing.learner = False
             if not self.quarantine.active:
                 standing.voting, standing.why = True, ""
             self.engine.become_voter()
-        elif current and me not in voters and me not in state.learners and not standing.removed and not replaying:
+        elif me not in voters and me not in state.learners and not standing.removed:
             log.warning("this node was removed from cluster %s", state.cluster_id)
             standing.removed, standing.voting, standing.why = True, False, "removed from the cluster"
         self.bridge.post(self.cluster_changes.fire)
+
+    def _past_admission(self) -> bool:
+        """Tick thread: does the configuration applied here speak of this node? Not always on a
+        learner: it replays the cluster's whole history, whose voters may lack the members that
+        joined since (the current leader among them: taken as its peers, they cut the learner off
+        its leader), and in which an earlier node at its address may have been a learner, a voter,
+        then removed (a disk replaced twice: read as its own, that history promoted the new node at
+        once and then removed it). A learner goes by it from its admission on: the leader's
+        applied index in the first hello of the leader that names this node a member (a learner,
+        or already a voter), or the saved configuration's index after a restart."""
+        if not self.standing.learner:
+            return True
+        if self._admitted_at is None:
+            me = self.addresses.raft
+            hello = self.engine.hellos().get(self.leader or "")
+            if hello is None or not hello.replayed or (me not in hello.learners and me not in hello.voters):
+                return False
+            self._admitted_at = hello.applied
+            log.info("admitted as a learner by %s at index %d; catching up", hello.addr, hello.applied)
+        return self.applied_index >= self._admitted_at
+
+    @property
+    def admitted(self) -> bool:
+        """A learner the leader has named a member (see _past_admission); any thread."""
+        return self._admitted_at is not None
 
     def _log_membership(self, voters: list[str], learners: list[str], index: int) -> None:
         """Tick thread: one line when the voters or learners differ from the last ones logged."""

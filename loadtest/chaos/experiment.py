@@ -114,6 +114,7 @@ def run(args) -> int:
     rng = random.Random(args.seed)
     schedule = mixed_schedule(args.duration, rng) if args.schedule == "mixed" else SCHEDULES[args.schedule]
     root = tempfile.mkdtemp(prefix="raftkv-chaos-")
+    report = None
     try:
         with contextlib.ExitStack() as stack:
             cluster, net = start_cluster(args, root, schedule, stack)
@@ -122,11 +123,29 @@ def run(args) -> int:
     except (attach.ConfigError, netlab.NetLabError) as exc:
         print(f"raftkv chaos: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a run that cannot finish is a FAIL with a report, not a traceback
+        report = failed_report(args, f"{type(exc).__name__}: {exc}")
+        print(f"chaos: the run could not finish: {report['verdict']['error']}", file=sys.stderr)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
-    write_reports(report, args.out)
+        if report is not None and report["verdict"]["ok"]:
+            shutil.rmtree(root, ignore_errors=True)
+        elif report is not None:  # the nodes' logs are the evidence of a failed run
+            report["logs"] = root
+            print(f"chaos: node logs and data kept in {root}", file=sys.stderr)
+    if "timeline" in report:
+        write_reports(report, args.out)
+    else:
+        with open(os.path.join(args.out, "chaos.json"), "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
     print(summary_line(report))
     return 0 if report["verdict"]["ok"] else 1
+
+
+def failed_report(args, error: str) -> dict:
+    """The report of a run that ended before its verdict: FAIL, and why."""
+    return {"schedule": args.schedule, "nodes": args.nodes, "clients": args.clients, "seed": args.seed,
+            "operations": 0, "faults": [],
+            "verdict": {"ok": False, "error": error, "linearizable": None, "lost_acknowledged_writes": []}}
 
 
 def run_lock(args) -> int:
@@ -195,6 +214,7 @@ def experiment(cluster: Cluster, net: Network, schedule, args, rng: random.Rando
     worker.start()
     faults: list[FaultEvent] = []
     skipped: dict[str, str] = {}
+    fault_error = ""
     for i, (gap, kind, hold) in enumerate(schedule):
         why = unsupported(kind, cluster, net)
         if why:
@@ -207,7 +227,12 @@ def experiment(cluster: Cluster, net: Network, schedule, args, rng: random.Rando
         if time.monotonic() - t0 + hold + 2 + EXTRA_S.get(kind, 0) > run_s:
             break
         print(f"chaos: t={time.monotonic() - t0:5.1f}s  {kind}", file=sys.stderr, flush=True)
-        faults.append(apply_fault(kind, cluster, hold, rng, net))
+        try:
+            faults.append(apply_fault(kind, cluster, hold, rng, net))
+        except Exception as exc:  # noqa: BLE001 - reported (chaos.json, verdict FAIL); the run still ends cleanly
+            fault_error = f"{kind} could not complete: {type(exc).__name__}: {exc}"
+            print(f"chaos: {fault_error}", file=sys.stderr, flush=True)
+            break
     while worker.is_alive():
         progress(t0, len(faults), len(schedule), worker)
         worker.join(1.0)
@@ -216,6 +241,8 @@ def experiment(cluster: Cluster, net: Network, schedule, args, rng: random.Rando
     heal(cluster, net)
     report = judge(cluster, result, faults, monitor.samples, t0, args)
     report["skipped_faults"] = skipped
+    if fault_error:
+        report["verdict"].update(ok=False, error=fault_error)
     report["per_kind"] = per_kind(report["faults"])
     report["network"] = {"namespaces": net.lab is not None, "relay": net.relay is not None,
                          "relay_links": {" - ".join(k): v for k, v in net.relay.stats().items()} if net.relay else {}}

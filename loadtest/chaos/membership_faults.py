@@ -21,6 +21,7 @@ from loadtest.harness.cluster import HOST, Cluster, NodeProcess, free_ports
 
 MEMBERSHIP_FAULTS = {"replace-disk", "replace-node", "grow-shrink", "remove-leader", "restart-leader"}
 PROMOTION_TIMEOUT_S = 120.0
+PORT_ATTEMPTS = 3
 
 
 def _call(node: NodeProcess, method: str, path: str, query: dict) -> tuple[int, str]:
@@ -54,20 +55,49 @@ def remove_member(cluster: Cluster, node_id: str) -> None:
         time.sleep(0.5)
 
 
-def join_node(cluster: Cluster, node: NodeProcess) -> None:
-    """Start `node` (empty folder) with --join and wait until every live node has it as a voter."""
+def join_node(cluster: Cluster, node: NodeProcess, new_ports: bool = False) -> None:
+    """Start `node` (empty folder) with --join and wait until every live node has it as a voter.
+    `new_ports`: its ports came from free_ports, free when picked but not held: another process
+    may take one before the node binds it, and such a start is tried again at other ports."""
     others = [n for n in cluster.nodes if n is not node and n.alive()]
     node.extra_args = [*_without_join(node.extra_args), "--join", ",".join(n.http for n in others)]
     node.peers = []
-    node.start()
+    for attempt in range(PORT_ATTEMPTS):
+        node.start()
+        why = _wait_voter(node, others)
+        if not why:
+            break
+        if not (new_ports and "cannot listen" in why and attempt + 1 < PORT_ATTEMPTS):
+            # Left out, so that the run can still heal and judge the cluster without it.
+            node.stop()
+            cluster.nodes.remove(node)
+            raise RuntimeError(f"{node.node_id} {why} (left out of the cluster)")
+        shutil.rmtree(node.data_dir, ignore_errors=True)
+        node.raft, node.http = (f"{HOST}:{p}" for p in free_ports(2))
+    node.extra_args = _without_join(node.extra_args)  # its restarts need no --join
+
+
+def _wait_voter(node: NodeProcess, others: list[NodeProcess]) -> str:
+    """Empty once every live node has `node` as a voter; else what went wrong, in a few words."""
     deadline = time.monotonic() + PROMOTION_TIMEOUT_S
     while not all(node.raft in voters(n) for n in [*others, node]):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{node.node_id} did not become a voter within {PROMOTION_TIMEOUT_S:g}s")
+            return f"did not become a voter within {PROMOTION_TIMEOUT_S:g}s"
         if not node.alive():
-            raise RuntimeError(f"{node.node_id} exited while joining (see its log)")
+            return f"exited while joining: {_last_line(node.log_path)}"
         time.sleep(0.2)
-    node.extra_args = _without_join(node.extra_args)  # its restarts need no --join
+    return ""
+
+
+def _last_line(path: str) -> str:
+    """The node's last warning or error (what made it stop), else its last line."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read()[-4000:].strip().splitlines()
+    except OSError as exc:
+        return f"(no log: {exc.strerror})"
+    told = [line for line in lines if " INFO " not in line and not line.startswith("--- start")]
+    return (told or lines or ["(empty log)"])[-1]
 
 
 def _without_join(args: list[str]) -> list[str]:
@@ -100,7 +130,7 @@ def replace(cluster: Cluster, victim: NodeProcess, new_address: bool) -> NodePro
     remove_member(cluster, victim.node_id)
     replacement = _fresh_process(cluster, victim, new_address)
     cluster.nodes[cluster.nodes.index(victim)] = replacement
-    join_node(cluster, replacement)
+    join_node(cluster, replacement, new_ports=new_address)
     return replacement
 
 
@@ -113,7 +143,7 @@ def grow_shrink(cluster: Cluster, count: int = 2, hold_s: float = 2.0) -> list[s
         node = NodeProcess(node_id, raft, http, os.path.join(cluster.root, node_id),
                            os.path.join(cluster.root, f"{node_id}.log"), [], _without_join(cluster.nodes[0].extra_args))
         cluster.nodes.append(node)
-        join_node(cluster, node)
+        join_node(cluster, node, new_ports=True)
         added.append(node)
     time.sleep(hold_s)
     for node in added:

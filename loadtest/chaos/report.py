@@ -13,7 +13,8 @@ def summary_line(report: dict) -> str:
     windows_s = [f["unavailable_s"] for f in report["faults"]]
     return (f"chaos: {'PASS' if v['ok'] else 'FAIL'}  {report['operations']} operations, "
             f"linearizable={v['linearizable']}, lost acknowledged writes={len(v['lost_acknowledged_writes'])}, "
-            f"worst unavailability {max(windows_s, default=0):.2f}s over {len(windows_s)} faults")
+            f"worst unavailability {max(windows_s, default=0):.2f}s over {len(windows_s)} faults"
+            + (f"; {v['error']}" if v.get("error") else ""))
 
 
 def write_reports(report: dict, out: str) -> None:
@@ -23,7 +24,8 @@ def write_reports(report: dict, out: str) -> None:
              "", f"**Verdict: {'PASS' if report['verdict']['ok'] else 'FAIL'}** — "
              f"{report['operations']} operations; linearizable: {report['verdict']['linearizable']}; "
              f"acknowledged unique writes: {report['verdict']['acknowledged_unique_writes']}, lost: "
-             f"{len(report['verdict']['lost_acknowledged_writes'])}.", "",
+             f"{len(report['verdict']['lost_acknowledged_writes'])}."
+             + (f" **{report['verdict']['error']}.**" if report["verdict"].get("error") else ""), "",
              "| t (s) | fault | nodes | unavailable (s) | new leader after (s) | failed ops |",
              "| ---: | --- | --- | ---: | ---: | ---: |"]
     for f in report["faults"]:

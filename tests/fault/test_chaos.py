@@ -16,6 +16,7 @@ def test_chaos_short_scenario_passes_and_writes_its_reports(tmp_path):
     r = subprocess.run([sys.executable, "-m", "api.cli", "chaos", "--schedule", "short", "--duration", "90",
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     report = json.loads((tmp_path / "chaos.json").read_text())
+    assert "error" not in report["verdict"], (report["verdict"]["error"], report.get("logs"))
     print(r.stdout, (tmp_path / "chaos.md").read_text())
     kinds = ["kill-leader", "pause-leader", "kill-follower", "kill-all", "isolate-leader", "lossy-links"]
     lab_ok, why_not = netlab.available()
@@ -44,6 +45,8 @@ def test_chaos_replace_schedule_is_linearizable_and_loses_nothing(tmp_path):
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=400)
     print(r.stdout, r.stderr[-3000:])
     report = json.loads((tmp_path / "chaos.json").read_text())
+    # A fault that could not complete: its one line, and where the nodes' logs were kept.
+    assert "error" not in report["verdict"], (report["verdict"]["error"], report.get("logs"))
     assert [f["kind"] for f in report["faults"]] == ["replace-disk", "replace-node", "grow-shrink", "remove-leader",
                                                        "restart-leader"]
     assert report["verdict"]["linearizable"], report["verdict"]["keys"]
