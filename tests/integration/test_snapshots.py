@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from tests.support.cluster import Cluster
@@ -26,9 +27,21 @@ def read_text(path) -> str:
     return pathlib.Path(path).read_text()
 
 
+_started: list[Cluster] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_clusters_afterwards():
+    """A failed assertion skips a test's own `stop()`: its nodes must not outlive it."""
+    yield
+    while _started:
+        _started.pop().stop()
+
+
 def start(tmp_path, name="c", args=SMALL_SNAPSHOTS) -> Cluster:
-    cluster = Cluster(str(tmp_path / name), extra_args=args).start()
-    cluster.leader()
+    cluster = Cluster(str(tmp_path / name), extra_args=args)
+    _started.append(cluster)
+    cluster.start().leader()
     return cluster
 
 
@@ -233,6 +246,7 @@ def test_save_wipe_restore_gives_identical_content_and_indexes(tmp_path):
 
     # Offline restore into empty data folders (disaster recovery), then start.
     third = Cluster(str(tmp_path / "third"))
+    _started.append(third)
     for node in third.nodes:
         r = run_cli("snapshot", "restore", str(saved), "--data-dir", node.data_dir)
         assert r.returncode == 0, r.stderr
