@@ -26,7 +26,7 @@ def test_http_rejects_bad_requests_with_a_reason_and_changes_nothing(cluster):
         (requests.get, f"{url}/", {}, None, 400, "missing key"),
         (requests.get, f"{url}/k", {"stale": "", "consistent": ""}, None, 400, "Cannot specify"),
         (requests.delete, f"{url}/k", {"recurse": "", "cas": "3"}, None, 400, "Conflicting flags"),
-        (requests.put, f"{url}/locked", {"acquire": "abc"}, b"x", 400, "sessions"),
+        (requests.put, f"{url}/locked", {"acquire": "abc"}, b"x", 400, "invalid session"),
     ]
     for method, u, params, body, status, reason in cases:
         r = method(u, params=params, data=body, timeout=10)

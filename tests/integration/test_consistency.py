@@ -90,7 +90,7 @@ def test_txn_limits_and_malformed_bodies(shared_cluster):
     big = "A" * (700 * 1024)  # base64 of more than 512 KiB
     r = requests.put(url, json=[{"KV": {"Verb": "set", "Key": "k", "Value": big}}], timeout=10)
     assert r.status_code == 413
-    for body, reason in ((b"{nope", "Failed to parse body"), (b'[{"KV": {"Verb": "lock", "Key": "k"}}]', "verb"),
+    for body, reason in ((b"{nope", "Failed to parse body"), (b'[{"KV": {"Verb": "nope", "Key": "k"}}]', "verb"),
                          (b'[{"Node": {}}]', "only KV"), (b'[{"KV": {"Verb": "set", "Key": "k", "Value": "%%"}}]',
                                                           "base64")):
         r = requests.put(url, data=body, timeout=10)
