@@ -63,19 +63,24 @@ TXN_OPS = 128  # the most a transaction may hold (api/txn.py)
 
 def write_in_bulk(nodes, keys, tag="k", value=b"v"):
     """Set the keys as `write_many` does, 128 to a transaction (one Raft entry) through /v1/txn:
-    for the tests about how much the log and the store hold, not about single writes."""
+    for the tests about how much the log and the store hold, not about single writes. A
+    transaction refused or of unknown outcome (a leader change under load) is sent again, up to
+    3 times: setting the same values twice changes nothing, and one lost transaction is 128 keys."""
     keys = list(keys)
 
     def put(start):
         batch = keys[start:start + TXN_OPS]
         ops = [{"KV": {"Verb": "set", "Key": f"{tag}/{i:06d}", "Value": base64.b64encode(value + b"%d" % i).decode()}}
                for i in batch]
-        node = nodes[start // TXN_OPS % len(nodes)]
-        try:
-            r = requests.put(f"{node.url}/v1/txn", json=ops, timeout=30)
-            return batch if r.status_code == 200 and r.json()["Errors"] is None else []
-        except requests.RequestException:
-            return []
+        for attempt in range(3):
+            node = nodes[(start // TXN_OPS + attempt) % len(nodes)]
+            try:
+                r = requests.put(f"{node.url}/v1/txn", json=ops, timeout=30)
+                if r.status_code == 200 and r.json()["Errors"] is None:
+                    return batch
+            except requests.RequestException:
+                pass
+        return []
 
     with ThreadPoolExecutor(4) as pool:
         return {i for batch in pool.map(put, range(0, len(keys), TXN_OPS)) for i in batch}
