@@ -138,6 +138,7 @@ def test_split_cuts_every_pair_across_the_groups(healed):
         lab.cut("n1", "n9")
 
 
+@pytest.mark.alone  # compares the host's routes and firewall before and after: another test's lab would show
 def test_exit_removes_namespaces_links_routes_and_leaves_the_host_firewall_alone():
     before = [subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
               for cmd in (["ip", "route"], ["nft", "list", "ruleset"])]

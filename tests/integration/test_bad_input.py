@@ -26,7 +26,7 @@ def test_http_rejects_bad_requests_with_a_reason_and_changes_nothing(cluster):
         (requests.get, f"{url}/", {}, None, 400, "missing key"),
         (requests.get, f"{url}/k", {"stale": "", "consistent": ""}, None, 400, "Cannot specify"),
         (requests.delete, f"{url}/k", {"recurse": "", "cas": "3"}, None, 400, "Conflicting flags"),
-        (requests.put, f"{url}/locked", {"acquire": "abc"}, b"x", 400, "sessions"),
+        (requests.put, f"{url}/locked", {"acquire": "abc"}, b"x", 400, "invalid session"),
     ]
     for method, u, params, body, status, reason in cases:
         r = method(u, params=params, data=body, timeout=10)
@@ -111,16 +111,16 @@ def test_serve_reports_an_unwritable_data_folder_in_one_line(tmp_path):
     assert_one_line_failure(r, "data folder", "not writable")
 
 
-def test_serve_refuses_a_data_folder_of_another_node(tmp_path, cluster):
-    other = cluster.nodes[0]
+def test_serve_refuses_a_data_folder_of_another_node(tmp_path, shared_cluster):
+    other = shared_cluster.nodes[0]
     raft, http = free_ports(2)
     r = run_cli("serve", "--id", "n9", "--raft", f"{HOST}:{raft}", "--http", f"{HOST}:{http}",
                 "--data-dir", other.data_dir)
     assert_one_line_failure(r, "belongs to node n1")
 
 
-def test_cli_errors_are_one_line_with_non_zero_exit(cluster):
-    env = {"RAFTKV_ADDR": cluster.nodes[0].http}
+def test_cli_errors_are_one_line_with_non_zero_exit(shared_cluster):
+    env = {"RAFTKV_ADDR": shared_cluster.nodes[0].http}
     assert_one_line_failure(run_cli("kv", "get", "absent", env=env), "not found")
     assert_one_line_failure(run_cli("kv", "put", "k" * 600, "v", env=env), "HTTP 400", "invalid key")
     (port,) = free_ports(1)
@@ -128,8 +128,8 @@ def test_cli_errors_are_one_line_with_non_zero_exit(cluster):
     assert_one_line_failure(run_cli("status", "--addr", f"{HOST}:{port}"), "cannot reach")
 
 
-def test_cli_put_get_list_delete_and_status(cluster):
-    env = {"RAFTKV_ADDR": cluster.nodes[2].http}
+def test_cli_put_get_list_delete_and_status(shared_cluster):
+    env = {"RAFTKV_ADDR": shared_cluster.nodes[2].http}
     assert run_cli("kv", "put", "cfg/a", "alpha", env=env).stdout.strip() == "OK: cfg/a"
     assert run_cli("kv", "put", "cfg/b", "beta", "--flags", "3", env=env).returncode == 0
     assert run_cli("kv", "get", "cfg/a", env=env).stdout == "alpha\n"

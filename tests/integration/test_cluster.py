@@ -19,12 +19,12 @@ def get(node, key, **params):
     return requests.get(f"{node.url}/v1/kv/{key}", params=params, timeout=10)
 
 
-def test_write_through_a_follower_is_read_on_every_node(cluster):
-    follower = cluster.followers()[0]
+def test_write_through_a_follower_is_read_on_every_node(shared_cluster):
+    follower = shared_cluster.followers()[0]
     r = put(follower, "greeting", b"hello", flags=42)
     assert r.status_code == 200 and r.json() is True
     index = None
-    for node in cluster.nodes:
+    for node in shared_cluster.nodes:
         r = get(node, "greeting")  # default mode: answered by the leader, through forwarding
         assert r.status_code == 200
         [entry] = r.json()
@@ -32,8 +32,8 @@ def test_write_through_a_follower_is_read_on_every_node(cluster):
         assert r.headers["X-Consul-Index"] == str(entry["ModifyIndex"])
         index = index or entry["ModifyIndex"]
         assert entry["ModifyIndex"] == entry["CreateIndex"] == index
-    cluster.wait_applied(index)
-    for node in cluster.nodes:  # each node's own copy has the same entry and index
+    shared_cluster.wait_applied(index)
+    for node in shared_cluster.nodes:  # each node's own copy has the same entry and index
         r = get(node, "greeting", stale="")
         assert r.status_code == 200 and r.json()[0]["ModifyIndex"] == index
         assert r.headers["X-Consul-Effective-Consistency"] == "stale"
@@ -64,11 +64,12 @@ def test_consul_shapes_for_recurse_keys_cas_and_delete(cluster):
     assert get(node, "other").status_code == 404
 
 
-def test_status_endpoints_answer_like_consul(cluster):
-    leader = cluster.leader()
-    for node in cluster.nodes:
+def test_status_endpoints_answer_like_consul(shared_cluster):
+    leader = shared_cluster.leader()
+    peers = sorted(n.raft for n in shared_cluster.nodes)
+    for node in shared_cluster.nodes:
         assert requests.get(f"{node.url}/v1/status/leader", timeout=5).json() == leader.raft
-        assert requests.get(f"{node.url}/v1/status/peers", timeout=5).json() == sorted(n.raft for n in cluster.nodes)
+        assert requests.get(f"{node.url}/v1/status/peers", timeout=5).json() == peers
 
 
 def test_leader_sigkill_elects_a_new_leader_and_writes_resume(cluster):
@@ -131,8 +132,8 @@ def test_leader_cut_off_from_the_majority_steps_down_within_the_election_timeout
     assert get(cluster.nodes[0], "while-alone").status_code == 404
 
 
-def test_forwarding_is_one_hop_with_a_loop_guard(cluster):
-    follower = cluster.followers()[0]
+def test_forwarding_is_one_hop_with_a_loop_guard(shared_cluster):
+    follower = shared_cluster.followers()[0]
     r = requests.get(f"{follower.url}/v1/kv/loop", headers={"X-Raftkv-Forwarded": "n9"}, timeout=10)
     assert r.status_code == 503 and "already forwarded" in r.text
     before = follower.status()["forwarded"]["ok"]
@@ -140,8 +141,8 @@ def test_forwarding_is_one_hop_with_a_loop_guard(cluster):
     assert follower.status()["forwarded"]["ok"] == before + 1
 
 
-def test_index_zero_does_not_block(cluster):
-    node = cluster.nodes[0]
+def test_index_zero_does_not_block(shared_cluster):
+    node = shared_cluster.nodes[0]
     assert put(node, "nb", b"1").json() is True
     started = time.monotonic()
     # Held as a blocking query, it would outlast get()'s 10 s client timeout by far: that fails the test.

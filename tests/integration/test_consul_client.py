@@ -12,6 +12,12 @@ import pytest
 from tests.support.wait import wait_until
 
 
+@pytest.fixture(scope="module")
+def cluster(shared_cluster):
+    """The tests here write keys of their own and leave the nodes running: one cluster for all."""
+    return shared_cluster
+
+
 def client(node) -> consul.Consul:
     host, port = node.http.rsplit(":", 1)
     return consul.Consul(host=host, port=int(port))

@@ -6,6 +6,14 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
+
+
+@pytest.fixture(scope="module")
+def cluster(shared_cluster):
+    """The tests here write keys of their own and leave the nodes running: one cluster for all."""
+    return shared_cluster
+
 
 def connect(node) -> socket.socket:
     host, port = node.http.rsplit(":", 1)

@@ -3,6 +3,7 @@ through a snapshot, save/wipe/restore, and a journal that stays bounded."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from tests.support.cluster import Cluster
@@ -25,9 +27,21 @@ def read_text(path) -> str:
     return pathlib.Path(path).read_text()
 
 
+_started: list[Cluster] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_clusters_afterwards():
+    """A failed assertion skips a test's own `stop()`: its nodes must not outlive it."""
+    yield
+    while _started:
+        _started.pop().stop()
+
+
 def start(tmp_path, name="c", args=SMALL_SNAPSHOTS) -> Cluster:
-    cluster = Cluster(str(tmp_path / name), extra_args=args).start()
-    cluster.leader()
+    cluster = Cluster(str(tmp_path / name), extra_args=args)
+    _started.append(cluster)
+    cluster.start().leader()
     return cluster
 
 
@@ -42,6 +56,34 @@ def write_many(nodes, keys, tag="k", value=b"v"):
 
     with ThreadPoolExecutor(16) as pool:
         return {i for i in pool.map(put, keys) if i is not None}
+
+
+TXN_OPS = 128  # the most a transaction may hold (api/txn.py)
+
+
+def write_in_bulk(nodes, keys, tag="k", value=b"v"):
+    """Set the keys as `write_many` does, 128 to a transaction (one Raft entry) through /v1/txn:
+    for the tests about how much the log and the store hold, not about single writes. A
+    transaction refused or of unknown outcome (a leader change under load) is sent again, up to
+    3 times: setting the same values twice changes nothing, and one lost transaction is 128 keys."""
+    keys = list(keys)
+
+    def put(start):
+        batch = keys[start:start + TXN_OPS]
+        ops = [{"KV": {"Verb": "set", "Key": f"{tag}/{i:06d}", "Value": base64.b64encode(value + b"%d" % i).decode()}}
+               for i in batch]
+        for attempt in range(3):
+            node = nodes[(start // TXN_OPS + attempt) % len(nodes)]
+            try:
+                r = requests.put(f"{node.url}/v1/txn", json=ops, timeout=30)
+                if r.status_code == 200 and r.json()["Errors"] is None:
+                    return batch
+            except requests.RequestException:
+                pass
+        return []
+
+    with ThreadPoolExecutor(4) as pool:
+        return {i for batch in pool.map(put, range(0, len(keys), TXN_OPS)) for i in batch}
 
 
 def content(node, stale=False) -> dict:
@@ -158,12 +200,13 @@ def test_node_with_no_usable_snapshot_recovers_from_peers_and_never_serves_an_em
 
 
 def test_follower_down_during_ten_thousand_writes_catches_up_through_a_snapshot(tmp_path):
-    cluster = start(tmp_path, args=["--snapshot-entries", "500"])
+    # 83 transactions of 128 writes: 20 entries per snapshot leaves the follower's position compacted away
+    cluster = start(tmp_path, args=["--snapshot-entries", "20"])
     leader = cluster.leader()
     follower = next(n for n in cluster.nodes if n is not leader)
     follower.kill()
     live = [n for n in cluster.nodes if n is not follower]
-    acked = write_many(live, range(10_500), "far")
+    acked = write_in_bulk(live, range(10_500), "far")
     assert len(acked) >= 10_400
     leader_status = leader.status()
     assert leader_status["snapshots"]["taken"] >= 1
@@ -208,6 +251,7 @@ def test_save_wipe_restore_gives_identical_content_and_indexes(tmp_path):
 
     # Offline restore into empty data folders (disaster recovery), then start.
     third = Cluster(str(tmp_path / "third"))
+    _started.append(third)
     for node in third.nodes:
         r = run_cli("snapshot", "restore", str(saved), "--data-dir", node.data_dir)
         assert r.returncode == 0, r.stderr
@@ -219,10 +263,13 @@ def test_save_wipe_restore_gives_identical_content_and_indexes(tmp_path):
 
 
 def test_journal_stays_bounded_under_a_long_write_load(tmp_path):
-    cluster = start(tmp_path, args=["--snapshot-entries", "200"])
+    # 4 transactions (entries) a round: a snapshot every 2 rounds; 20 rounds write 2 MB, which an
+    # uncompacted journal would hold, well above the bound below
+    cluster = start(tmp_path, args=["--snapshot-entries", "8"])
     sizes = []
-    for round_ in range(10):
-        write_many(cluster.nodes, range(round_ * 500, round_ * 500 + 500), "long", b"x" * 200)
+    for round_ in range(20):
+        written = write_in_bulk(cluster.nodes, range(round_ * 500, round_ * 500 + 500), "long", b"x" * 200)
+        assert len(written) == 500
         sizes.append(max(os.path.getsize(os.path.join(n.data_dir, "raft.journal")) for n in cluster.nodes))
     print(f"journal sizes (bytes) after each 500 writes: {sizes}")
     assert max(sizes[3:]) < 3 * max(sizes[:3]) + 200_000, "the journal keeps growing: compaction is not working"
