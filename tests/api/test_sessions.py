@@ -9,6 +9,7 @@ import pytest
 from api.context import ApiConfig
 from node.codec import SessionOp
 from tests.api.fake_node import FakeNode
+from tests.support.wait import wait_until_async
 
 
 @pytest.fixture
@@ -132,7 +133,8 @@ async def test_kv_acquire_is_refused_during_lock_delay_after_the_session_ends(no
     s2 = await create(client)
     assert await (await client.put(f"/v1/kv/k?acquire={s1}")).json() is True
     await node.propose(SessionOp("invalidate", {"id": s1}), 1.0)  # the leader's expiry
-    await asyncio.sleep(0)  # the keeper hears of it on the loop
+    # The keeper hears of the invalidation on the loop: wait for the delay it then notes.
+    await wait_until_async("the lock-delay to be noted", lambda: node.lock_delay_left_s("k") > 0, timeout=5)
     assert 29 < node.lock_delay_left_s("k") <= 30
     assert await (await client.put(f"/v1/kv/k?acquire={s2}")).json() is False
     [doc] = await (await client.get("/v1/kv/k")).json()
