@@ -47,7 +47,8 @@ class EtcdCluster:
                         return self
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("etcd cluster did not come up")
+        self.stop()  # no etcd left running behind the error
+        raise RuntimeError(f"etcd cluster did not come up within 30 s (logs in {self.root})")
 
     def stop(self) -> None:
         for p in self.procs:

@@ -16,7 +16,9 @@ HEADER = """# Benchmarks
 Figures, not verdicts: every number here comes from the JSON in `loadtest/results/`, written
 by the commands below on the machine described, and this file is regenerated from them with
 `python -m loadtest.bench.report`. The load generator runs on the same 2 cores as the cluster, so
-it competes with it; its own ceiling (a trivial HTTP server, same client) is shown.
+it competes with it; its own ceiling (a trivial HTTP server, same client) is shown, and the
+comparison with etcd reports the generator's own CPU and is run with two generators (Python
+and the compiled `wrk`), so that a ratio that depends on the client's cost shows it.
 
 ## How to run
 
@@ -25,7 +27,9 @@ pip install -e '.[load]'
 raftkv bench                                   # sweep 1/8/32/128 clients on a fresh local 3-node cluster
 raftkv bench --addr 127.0.0.1:8501,127.0.0.1:8502,127.0.0.1:8503   # an existing cluster
 raftkv bench --nodes 5 --value-bytes 4096 --workloads put get-stale --concurrency 32
-python -m loadtest.bench.compare               # raftkv and etcd 3.4 side by side (needs `etcd` on PATH)
+python -m loadtest.bench.compare               # raftkv and etcd 3.4 side by side, Python and wrk generators
+python -m loadtest.bench.compare --rounds 2 --raftkv-build before=/path/old/.venv/bin/raftkv \\
+    --raftkv-build after=.venv/bin/raftkv       # builds before/after a change, in the same run
 python -m loadtest.bench.snapshot_bench --keys 100000 1000000
 python -m loadtest.bench.raft_only > loadtest/results/raft-only.json   # the Raft layer alone, no HTTP
 python -m loadtest.bench.cpu_account --out loadtest/results/cpu-put-32.json   # CPU per write, raftkv and etcd
@@ -60,11 +64,135 @@ def section_machine(results: str) -> str:
     return ""
 
 
+GENERATOR_NAMES = {"python": "Python (aiohttp, `raftkv bench`'s closed loop)",
+                   "wrk": "wrk (compiled, Debian's `wrk` 4.1 with `loadtest/bench/wrk_kv.lua`)"}
+
+
+def _median(values: list) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else round((values[mid - 1] + values[mid]) / 2, 3)
+
+
+def summarize(doc: dict) -> dict[tuple[str, str, int, str], dict]:
+    """(generator, workload, clients, system) -> the medians over the rounds of one compare run."""
+    groups: dict[tuple[str, str, int, str], list[dict]] = {}
+    for p in doc["points"]:
+        groups.setdefault((p["generator"], p["workload"], p["concurrency"], p["system"]), []).append(p)
+    return {key: {"ops_per_s": _median([p["ops_per_s"] for p in ps]), "p50_ms": _median([p["p50_ms"] for p in ps]),
+                  "p99_ms": _median([p["p99_ms"] for p in ps]), "errors": sum(p["errors"] for p in ps),
+                  "generator_cores": _median([p.get("generator_cores") for p in ps]),
+                  "generator_us_per_op": _median([p.get("generator_us_per_op") for p in ps]), "rounds": len(ps)}
+            for key, ps in groups.items()}
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}×" if a and b else "–"
+
+
+def compare_tables(doc: dict) -> str:
+    """The tables of one compare run (Markdown): per generator, then the ratios, then before/after."""
+    cells = summarize(doc)
+    systems = [s["label"] for s in doc["systems"]]
+    builds = [s["label"] for s in doc["systems"] if s["kind"] == "raftkv"]
+    etcd = "etcd" if "etcd" in systems else None
+    gens = [g for g in doc["generators"] if any(k[0] == g for k in cells)]
+    order = [(w, c) for w in dict.fromkeys(p["workload"] for p in doc["points"])
+             for c in sorted({p["concurrency"] for p in doc["points"]})]
+    out = []
+    for gen in gens:
+        out += [f"\n### Load generator: {GENERATOR_NAMES.get(gen, gen)}\n",
+                "| workload | clients | system | ops/s | p50 ms | p99 ms | errors | generator cores | "
+                "generator µs/op | vs etcd |",
+                "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for w, c in order:
+            base = cells.get((gen, w, c, etcd), {}).get("ops_per_s") if etcd else None
+            for label in systems:
+                r = cells.get((gen, w, c, label))
+                if r is None:
+                    continue
+                vs = "" if label == etcd else _ratio(r["ops_per_s"], base)
+                out.append(f"| {w} | {c} | {label} | {fmt(r['ops_per_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
+                           f"{r['errors']} | {fmt(r['generator_cores'])} | {fmt(r['generator_us_per_op'])} | {vs} |")
+    if etcd and builds and len(gens) > 1:
+        out += ["\n### raftkv / etcd throughput, by load generator\n",
+                "The same ratio measured with both generators: where they differ, the client's own cost on the "
+                "shared cores moved it.\n",
+                "| workload | clients | build | " + " | ".join(gens) + " |",
+                "| --- | ---: | --- |" + " ---: |" * len(gens)]
+        for w, c in order:
+            for b in builds:
+                ratios = [_ratio(cells.get((g, w, c, b), {}).get("ops_per_s"),
+                                 cells.get((g, w, c, etcd), {}).get("ops_per_s")) for g in gens]
+                out.append(f"| {w} | {c} | {b} | " + " | ".join(ratios) + " |")
+    if len(builds) > 1:
+        first = builds[0]
+        out += [f"\n### Before and after: each build against {first}, same run\n",
+                f"| workload | clients | generator | build | ops/s | vs {first} | p50 ms ({first} → build) | "
+                f"p99 ms ({first} → build) |",
+                "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+        for w, c in order:
+            for gen in gens:
+                a = cells.get((gen, w, c, first))
+                for b in builds[1:]:
+                    r = cells.get((gen, w, c, b))
+                    if a is None or r is None:
+                        continue
+                    out.append(f"| {w} | {c} | {gen} | {b} | {fmt(r['ops_per_s'])} | {_ratio(r['ops_per_s'], a['ops_per_s'])} | "
+                               f"{fmt(a['p50_ms'])} → {fmt(r['p50_ms'])} | {fmt(a['p99_ms'])} → {fmt(r['p99_ms'])} |")
+    return "\n".join(out) + "\n"
+
+
+def _build_line(s: dict) -> str:
+    if s["kind"] == "etcd":
+        return f"`etcd` {s.get('version', '3.4')}"
+    b = s.get("build") or {}
+    where = f"commit {b['commit']}{' with local changes' if b.get('dirty') else ''}" if b.get("commit") else \
+        f"`{' '.join(b.get('command', []))}`"
+    return f"`{s['label']}` ({where})"
+
+
+def section_compare_run(results: str) -> str:
+    """The one-run comparison of `python -m loadtest.bench.compare` (compare.json)."""
+    doc = result(results, "compare.json")
+    if doc is None:
+        return ""
+    lines = ["\n## raftkv against etcd 3.4: one run, two load generators\n"]
+    if doc.get("note"):
+        lines.append(f"**{doc['note']}**\n")
+    lines.append(f"Run {doc['started']}, {doc['duration_s']:g} s per cell after {doc['warmup_s']:g} s of warm-up, "
+                 f"{doc['rounds']} round(s) (medians shown), {doc.get('elapsed_s', '?')} s in all. "
+                 f"{doc['key_bytes']}-byte keys, {doc['value_bytes']}-byte values, a keyspace of "
+                 f"{doc['keyspace']:,} keys written before the cells, journal/WAL fsynced, requests spread over "
+                 "all 3 nodes; each system a fresh 3-node cluster on loopback. etcd: Debian's `etcd-server` with "
+                 "default settings, through its JSON gateway (`/v3/kv/put`, `/v3/kv/range`; `serializable` for "
+                 "stale reads). Systems: " + ", ".join(_build_line(s) for s in doc["systems"]) + ".\n")
+    lines.append("Both generators run on the two cores they measure; *generator cores* is the user + system CPU "
+                 "of the generator's processes over the measured seconds divided by them, *µs/op* the same CPU "
+                 "per answered request. wrk runs one process per node with the connections split between them "
+                 "(one client: the nodes take turns); non-2xx answers count as errors; its percentiles are "
+                 "merged from each process's quantiles (0.1 % steps, 0.01 % above 99 %).\n")
+    if doc.get("ceiling"):
+        lines.append("Ceiling against a trivial HTTP server (one aiohttp process), "
+                     f"{max(p['concurrency'] for p in doc['ceiling'].values())} clients: " + ", ".join(
+                         f"{g} {p['ops_per_s']:,.0f} req/s ({fmt(p.get('generator_cores'))} generator cores)"
+                         for g, p in doc["ceiling"].items()) + ".\n")
+    png = "compare.png"
+    if os.path.exists(os.path.join(results, png)):
+        lines.append(f"![ops/s per workload, system and load generator](loadtest/results/{png})\n")
+    return "\n".join(lines) + compare_tables(doc)
+
+
 def section_compare(results: str) -> str:
     doc = result(results, "compare-etcd.json")
     if doc is None:
         return ""
-    lines = ["\n## raftkv against etcd 3.4 (same machine, same load generator, one run)\n",
+    title = ("Earlier run: raftkv against etcd 3.4 (Python generator only, no generator CPU)"
+             if os.path.exists(os.path.join(results, "compare.json"))
+             else "raftkv against etcd 3.4 (same machine, same load generator, one run)")
+    lines = [f"\n## {title}\n",
              "16-byte keys, 128-byte values, journal/WAL fsynced, requests spread over all 3 nodes. "
              "etcd: Debian's `etcd-server` 3.4 with default settings, through its JSON gateway "
              "(`/v3/kv/put`, `/v3/kv/range`; `serializable` for stale reads).\n",
@@ -209,7 +337,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "..", "results"))
     ap.add_argument("--out", default="BENCHMARKS.md")
     args = ap.parse_args(argv)
-    text = "".join([HEADER, section_machine(args.results), section_compare(args.results),
+    text = "".join([HEADER, section_machine(args.results), section_compare_run(args.results),
+                    section_compare(args.results),
                     section_sweep(args.results), section_raft_only(args.results), section_scaling(args.results),
                     section_snapshots(args.results), section_cpu(args.results)])
     with open(args.out, "w") as f:

@@ -6,7 +6,8 @@ requests are spread over all nodes. For every (workload, concurrency) it reports
 p50/p90/p99/max latency, as a table and JSON, and draws throughput and p99 against
 concurrency (PNG). It starts its own 3-node cluster unless given --addr, and first measures
 its own ceiling against a trivial HTTP server, so the reader knows whether the load
-generator or the cluster was the limit. `--etcd` points the same generator at etcd's JSON
+generator or the cluster was the limit, and reports the generator's own CPU (user + system
+of its processes over the measured seconds) for every point: it shares the cores. `--etcd` points the same generator at etcd's JSON
 gateway (v3 API) for side-by-side runs. `--addr https://...` with --ca-file (and
 --client-cert/--client-key for nodes that require one) measures a cluster serving TLS.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -76,11 +78,12 @@ class Target:
     def key(self, rng: random.Random) -> str:
         return f"{rng.randrange(self.keyspace):0{self.key_bytes}d}"[-self.key_bytes:]
 
-    def request(self, workload: str, rng: random.Random):
-        node = rng.choice(self.nodes)
+    def request(self, workload: str, rng: random.Random, key: str | None = None, node: str | None = None):
+        """(method, URL, body bytes, JSON body) of one request; a random node and key unless given."""
+        node = node or rng.choice(self.nodes)
         if workload == "mixed":
             workload = rng.choice(["put", "get", "get", "get-stale"])
-        key = self.key(rng)
+        key = key or self.key(rng)
         if self.kind == "trivial":
             return "GET", f"http://{node}/", None, None
         if self.kind == "etcd":
@@ -126,8 +129,15 @@ async def _closed_loop(target: Target, workload: str, clients: int, warmup: floa
                     else:
                         errors += 1
 
-        await asyncio.gather(*(client(c) for c in range(clients)))
-    return {"latencies": latencies, "errors": errors, "seconds": duration}
+        async def cpu_at_measure_start() -> None:
+            await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
+            cpu_from.append(time.process_time())
+
+        cpu_from: list[float] = []
+        await asyncio.gather(cpu_at_measure_start(), *(client(c) for c in range(clients)))
+    # This process's CPU (user + system, all its threads) over the measured window.
+    return {"latencies": latencies, "errors": errors, "seconds": duration,
+            "cpu_s": time.process_time() - cpu_from[0]}
 
 
 def _worker(args) -> dict:
@@ -157,9 +167,12 @@ def measure_point(target: Target, workload: str, concurrency: int, procs: int, w
     def q(f: float) -> float:
         return round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 2) if lat else None
 
+    cpu_s = sum(p["cpu_s"] for p in parts)
     return {"workload": workload, "concurrency": concurrency, "ops_per_s": round(len(lat) / duration, 1),
             "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99), "max_ms": q(1.0),
-            "requests": len(lat), "errors": errors}
+            "requests": len(lat), "errors": errors, "generator_cpu_s": round(cpu_s, 3),
+            "generator_cores": round(cpu_s / duration, 3),
+            "generator_us_per_op": round(1e6 * cpu_s / len(lat), 1) if lat else None}
 
 
 # -- the ceiling: a trivial server ------------------------------------------------------------
@@ -169,12 +182,14 @@ def _trivial_server(port: int, ready) -> None:
         return web.Response(text="true")
 
     app = web.Application()
-    app.router.add_get("/", ok)
+    app.router.add_route("*", "/{tail:.*}", ok)  # any path: the wrk generator asks for /v1/kv/<key>
     ready.set()
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def measure_ceiling(concurrency: int, procs: int, warmup: float, duration: float) -> dict:
+@contextlib.contextmanager
+def trivial_server():
+    """HOST:PORT of an HTTP server answering `true` to anything, in a process of its own."""
     from loadtest.harness.cluster import free_ports
 
     (port,) = free_ports(1)
@@ -185,11 +200,15 @@ def measure_ceiling(concurrency: int, procs: int, warmup: float, duration: float
     ready.wait(10)
     time.sleep(0.5)
     try:
-        target = Target("trivial", [f"127.0.0.1:{port}"], 16, b"", 1)
-        return measure_point(target, "get", concurrency, procs, warmup, duration)
+        yield f"127.0.0.1:{port}"
     finally:
         server.terminate()
         server.join(5)
+
+
+def measure_ceiling(concurrency: int, procs: int, warmup: float, duration: float) -> dict:
+    with trivial_server() as addr:
+        return measure_point(Target("trivial", [addr], 16, b"", 1), "get", concurrency, procs, warmup, duration)
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -201,10 +220,11 @@ def machine() -> dict:
 
 def print_table(points: list[dict]) -> None:
     print(f"{'workload':<15} {'conc':>5} {'ops/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'errors':>7}")
+          f"{'errors':>7} {'gen cores':>9} {'gen µs/op':>9}")
     for p in points:
         print(f"{p['workload']:<15} {p['concurrency']:>5} {p['ops_per_s']:>9} {p['p50_ms']!s:>8} {p['p90_ms']!s:>8} "
-              f"{p['p99_ms']!s:>8} {p['max_ms']!s:>8} {p['errors']:>7}")
+              f"{p['p99_ms']!s:>8} {p['max_ms']!s:>8} {p['errors']:>7} {p['generator_cores']!s:>9} "
+              f"{p['generator_us_per_op']!s:>9}")
 
 
 def plot(results: dict, path: str) -> bool:
@@ -287,7 +307,8 @@ def run(args) -> int:
             for c in args.concurrency:
                 print(f"bench: [{len(points) + 1}/{total}] {label} {w} x{c} ...", file=sys.stderr, flush=True)
                 point = measure_point(target, w, c, args.procs, args.warmup, args.duration)
-                print(f"bench:   {point['ops_per_s']} ops/s, p99 {point['p99_ms']} ms, errors {point['errors']}",
+                print(f"bench:   {point['ops_per_s']} ops/s, p99 {point['p99_ms']} ms, errors {point['errors']}, "
+                      f"load generator {point['generator_cores']} cores",
                       file=sys.stderr, flush=True)
                 points.append(point)
         results["runs"][label] = {"target": target.kind, "nodes": target.nodes, "points": points}

@@ -47,13 +47,15 @@ class NodeProcess:
     prefix: list[str] = field(default_factory=list)  # e.g. `ip netns exec NS`: run the node in a namespace
     proc: subprocess.Popen | None = None
     client_ssl: ssl.SSLContext | None = None  # the node serves HTTPS (TLS options in extra_args): how to call it
+    # what runs `serve`: this interpreter's raftkv, or another build's `raftkv` script (benchmarks of old commits)
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "api.cli"])
 
     @property
     def url(self) -> str:
         return f"{'https' if self.client_ssl else 'http'}://{self.http}"
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "api.cli", "serve", "--id", self.node_id, "--raft", self.raft,
+        cmd = [*self.command, "serve", "--id", self.node_id, "--raft", self.raft,
                "--http", self.http, "--data-dir", self.data_dir, "--peers", ",".join(self.peers), *self.extra_args]
         log = open(self.log_path, "ab")
         log.write(f"--- start {time.time():.3f}\n".encode())
@@ -97,12 +99,14 @@ class Cluster:
 
     def __init__(self, root: str, size: int = 3, extra_args: list[str] | None = None,
                  hosts: list[str] | None = None, prefixes: list[list[str]] | None = None,
-                 secret: bool = True, client_ssl: ssl.SSLContext | None = None) -> None:
+                 secret: bool = True, client_ssl: ssl.SSLContext | None = None,
+                 command: list[str] | None = None) -> None:
         """`hosts`: one address per node, each in its own network namespace (fixed ports then,
         as every namespace has its own), with `prefixes` the commands that enter them.
         `secret`: the nodes share a cluster secret, as `raftkv up` makes them (False: a plain Raft wire).
         `client_ssl`: the nodes serve HTTPS (their TLS options in `extra_args`); the harness
-        calls them with this context."""
+        calls them with this context. `command`: what runs `serve` (default: this interpreter's
+        `python -m api.cli`), e.g. another venv's `bin/raftkv` to measure an older build."""
         os.makedirs(root, exist_ok=True)
         self.root = root
         if secret:
@@ -124,7 +128,8 @@ class Cluster:
         self.nodes = [
             NodeProcess(f"n{i + 1}", rafts[i], https[i], os.path.join(root, f"n{i + 1}"),
                         os.path.join(root, f"n{i + 1}.log"), [r for r in rafts if r != rafts[i]],
-                        list(extra_args), list(prefixes[i]) if prefixes else [], client_ssl=client_ssl)
+                        list(extra_args), list(prefixes[i]) if prefixes else [], client_ssl=client_ssl,
+                        **({"command": list(command)} if command else {}))
             for i in range(size)
         ]
 
