@@ -164,17 +164,23 @@ def plot(doc: dict, path: str) -> bool:
     groups = sorted({(k[1], k[2]) for k in cells}, key=lambda wc: (WORKLOADS.index(wc[0])
                                                                   if wc[0] in WORKLOADS else 9, wc[1]))
     systems = [s["label"] for s in doc["systems"]]
-    fig, axes = plt.subplots(1, len(gens), figsize=(6.5 * len(gens), 4.5), squeeze=False)
+    # One y axis for both panels, logarithmic: single-client writes and 32-client stale reads
+    # differ by 20x, and the same system should be comparable across generators.
+    fig, axes = plt.subplots(1, len(gens), figsize=(6.5 * len(gens), 4.5), squeeze=False, sharey=True)
     width = 0.8 / max(1, len(systems))
     for ax, gen in zip(axes[0], gens, strict=True):
         for i, label in enumerate(systems):
             values = [cells.get((gen, w, c, label), {}).get("ops_per_s") or 0 for w, c in groups]
-            ax.bar([g + (i - (len(systems) - 1) / 2) * width for g in range(len(groups))], values, width, label=label)
+            bars = ax.bar([g + (i - (len(systems) - 1) / 2) * width for g in range(len(groups))], values, width,
+                          label=label)
+            ax.bar_label(bars, [f"{v:,.0f}" for v in values], fontsize=6, rotation=90, padding=2)
         ax.set_xticks(range(len(groups)), [f"{w}\n×{c}" for w, c in groups], fontsize=8)
-        ax.set_ylabel("ops/s")
+        ax.set_yscale("log")
+        ax.set_ylim(top=4 * max([v["ops_per_s"] or 1 for v in cells.values()], default=1))  # room for the labels
+        ax.set_ylabel("ops/s (log)")
         ax.set_title(f"load generator: {gen}")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(f"raftkv and etcd 3.4, 3 nodes each — {doc['machine']['cpus']} CPUs, "
                  f"{doc['duration_s']:g} s per cell, {doc['rounds']} round(s)")
     fig.tight_layout()

@@ -54,6 +54,10 @@ def fmt(v) -> str:
     return "–" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" if v >= 100 else f"{v:.2f}"
 
 
+def ops(v) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
 def section_machine(results: str) -> str:
     for path in sorted(glob.glob(os.path.join(results, "*.json"))):
         doc = load(path)
@@ -114,7 +118,7 @@ def compare_tables(doc: dict) -> str:
                 if r is None:
                     continue
                 vs = "" if label == etcd else _ratio(r["ops_per_s"], base)
-                out.append(f"| {w} | {c} | {label} | {fmt(r['ops_per_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
+                out.append(f"| {w} | {c} | {label} | {ops(r['ops_per_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
                            f"{r['errors']} | {fmt(r['generator_cores'])} | {fmt(r['generator_us_per_op'])} | {vs} |")
     if etcd and builds and len(gens) > 1:
         out += ["\n### raftkv / etcd throughput, by load generator\n",
@@ -140,7 +144,7 @@ def compare_tables(doc: dict) -> str:
                     r = cells.get((gen, w, c, b))
                     if a is None or r is None:
                         continue
-                    out.append(f"| {w} | {c} | {gen} | {b} | {fmt(r['ops_per_s'])} | {_ratio(r['ops_per_s'], a['ops_per_s'])} | "
+                    out.append(f"| {w} | {c} | {gen} | {b} | {ops(r['ops_per_s'])} | {_ratio(r['ops_per_s'], a['ops_per_s'])} | "
                                f"{fmt(a['p50_ms'])} → {fmt(r['p50_ms'])} | {fmt(a['p99_ms'])} → {fmt(r['p99_ms'])} |")
     return "\n".join(out) + "\n"
 
@@ -175,7 +179,8 @@ def section_compare_run(results: str) -> str:
                  "(one client: the nodes take turns); non-2xx answers count as errors; its percentiles are "
                  "merged from each process's quantiles (0.1 % steps, 0.01 % above 99 %).\n")
     if doc.get("ceiling"):
-        lines.append("Ceiling against a trivial HTTP server (one aiohttp process), "
+        lines.append("Ceiling against a trivial HTTP server (one aiohttp process; whichever of the server and the "
+                     "generator is slower sets it, for wrk the server), "
                      f"{max(p['concurrency'] for p in doc['ceiling'].values())} clients: " + ", ".join(
                          f"{g} {p['ops_per_s']:,.0f} req/s ({fmt(p.get('generator_cores'))} generator cores)"
                          for g, p in doc["ceiling"].items()) + ".\n")
