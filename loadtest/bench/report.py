@@ -144,8 +144,9 @@ def compare_tables(doc: dict) -> str:
                     r = cells.get((gen, w, c, b))
                     if a is None or r is None:
                         continue
-                    out.append(f"| {w} | {c} | {gen} | {b} | {ops(r['ops_per_s'])} | {_ratio(r['ops_per_s'], a['ops_per_s'])} | "
-                               f"{fmt(a['p50_ms'])} → {fmt(r['p50_ms'])} | {fmt(a['p99_ms'])} → {fmt(r['p99_ms'])} |")
+                    out.append(f"| {w} | {c} | {gen} | {b} | {ops(r['ops_per_s'])} | "
+                               f"{_ratio(r['ops_per_s'], a['ops_per_s'])} | {fmt(a['p50_ms'])} → {fmt(r['p50_ms'])} | "
+                               f"{fmt(a['p99_ms'])} → {fmt(r['p99_ms'])} |")
     return "\n".join(out) + "\n"
 
 

@@ -7,9 +7,10 @@ p50/p90/p99/max latency, as a table and JSON, and draws throughput and p99 again
 concurrency (PNG). It starts its own 3-node cluster unless given --addr, and first measures
 its own ceiling against a trivial HTTP server, so the reader knows whether the load
 generator or the cluster was the limit, and reports the generator's own CPU (user + system
-of its processes over the measured seconds) for every point: it shares the cores. `--etcd` points the same generator at etcd's JSON
-gateway (v3 API) for side-by-side runs. `--addr https://...` with --ca-file (and
---client-cert/--client-key for nodes that require one) measures a cluster serving TLS.
+of its processes over the measured seconds) for every point: it shares the cores. `--etcd`
+points the same generator at etcd's JSON gateway (v3 API) for side-by-side runs.
+`--addr https://...` with --ca-file (and --client-cert/--client-key for nodes that require
+one) measures a cluster serving TLS.
 """
 
 from __future__ import annotations

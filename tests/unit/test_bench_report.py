@@ -22,7 +22,8 @@ def doc(points, systems=("before", "after", "etcd"), generators=("python", "wrk"
             "keyspace": 10000, "duration_s": 3.0, "warmup_s": 1.0, "procs": 2, "rounds": 1, "elapsed_s": 60,
             "generators": list(generators), "ceiling": {},
             "systems": [{"label": s, "kind": "etcd", "version": "3.4.23"} if s == "etcd" else
-                        {"label": s, "kind": "raftkv", "build": {"command": ["x"], "commit": "abc1234", "dirty": s == "after"}}
+                        {"label": s, "kind": "raftkv",
+                         "build": {"command": ["x"], "commit": "abc1234", "dirty": s == "after"}}
                         for s in systems],
             "points": points}
 
