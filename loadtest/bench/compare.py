@@ -112,7 +112,7 @@ def run_system(system: dict, args, round_: int, progress) -> list[dict]:
                 cluster.leader(timeout=60)
             target = Target(system["kind"], nodes, KEY_BYTES, b"v" * VALUE_BYTES, args.keyspace)
             started = time.monotonic()
-            asyncio.run(_prefill(target, args.keyspace))
+            asyncio.run(asyncio.wait_for(_prefill(target, args.keyspace), 300))
             progress(f"{system['label']}: {args.keyspace} keys written in {time.monotonic() - started:.1f} s")
             for workload in args.workloads:
                 for c in args.concurrency:
@@ -246,7 +246,12 @@ def main(argv=None) -> int:
         progress("  " + ", ".join(f"{g} {p['ops_per_s']} req/s" for g, p in doc["ceiling"].items()))
     for r in range(args.rounds):
         for system in systems if r % 2 == 0 else systems[::-1]:
-            doc["points"] += run_system(system, args, r + 1, progress)
+            try:
+                doc["points"] += run_system(system, args, r + 1, progress)
+            except (AssertionError, RuntimeError, OSError, TimeoutError) as exc:  # a build that does not start
+                last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                print(f"compare: {system['label']} (round {r + 1}) failed, nothing written: {last}", file=sys.stderr)
+                return 1
     doc["elapsed_s"] = round(time.monotonic() - began)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
