@@ -1,4 +1,5 @@
-"""Regenerate BENCHMARKS.md from the JSON files in loadtest/results/.
+"""Regenerate BENCHMARKS.md from the JSON files in loadtest/results/ (and its hand-written
+sections from loadtest/results/notes.md, appended as they are).
 
     python -m loadtest.bench.report [--results loadtest/results] [--out BENCHMARKS.md]
 """
@@ -338,6 +339,16 @@ def section_cpu(results: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def section_notes(results: str) -> str:
+    """Hand-written sections (one-off measurements with their reasoning), kept verbatim."""
+    path = os.path.join(results, "notes.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    return "\n".join(line for line in lines if not line.startswith("<!--")) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loadtest.bench.report")
     ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "..", "results"))
@@ -346,7 +357,7 @@ def main(argv=None) -> int:
     text = "".join([HEADER, section_machine(args.results), section_compare_run(args.results),
                     section_compare(args.results),
                     section_sweep(args.results), section_raft_only(args.results), section_scaling(args.results),
-                    section_snapshots(args.results), section_cpu(args.results)])
+                    section_snapshots(args.results), section_cpu(args.results), section_notes(args.results)])
     with open(args.out, "w") as f:
         f.write(text)
     print(f"wrote {args.out}", file=sys.stderr)

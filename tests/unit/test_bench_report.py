@@ -96,3 +96,11 @@ def test_two_builds_may_not_share_a_label(capsys):
     with pytest.raises(SystemExit):
         compare.main(["--raftkv-build", "a=/bin/true", "--raftkv-build", "a=/bin/true"])
     assert "labels must differ" in capsys.readouterr().err
+
+
+def test_hand_written_notes_come_last_verbatim_without_their_comment(tmp_path):
+    (tmp_path / "notes.md").write_text("<!-- kept by hand -->\n\n## A one-off measurement\n\n| a | b |\n")
+    out = tmp_path / "B.md"
+    assert report.main(["--results", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.endswith("\n## A one-off measurement\n\n| a | b |\n") and "kept by hand" not in text
