@@ -133,21 +133,25 @@ def compare_tables(doc: dict) -> str:
                                  cells.get((g, w, c, etcd), {}).get("ops_per_s")) for g in gens]
                 out.append(f"| {w} | {c} | {b} | " + " | ".join(ratios) + " |")
     if len(builds) > 1:
-        first = builds[0]
+        # Builds in the order given (oldest first, by convention): each against the first, and
+        # with three or more, against the one before it: the change that build added.
+        first, stepwise = builds[0], len(builds) > 2
         out += [f"\n### Before and after: each build against {first}, same run\n",
-                f"| workload | clients | generator | build | ops/s | vs {first} | p50 ms ({first} → build) | "
-                f"p99 ms ({first} → build) |",
-                "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+                f"| workload | clients | generator | build | ops/s | vs {first} | "
+                + ("vs the build before | " if stepwise else "")
+                + f"p50 ms ({first} → build) | p99 ms ({first} → build) |",
+                "| --- | ---: | --- | --- | ---: | ---: |" + (" ---: |" if stepwise else "") + " ---: | ---: |"]
         for w, c in order:
             for gen in gens:
                 a = cells.get((gen, w, c, first))
-                for b in builds[1:]:
-                    r = cells.get((gen, w, c, b))
+                for i, b in enumerate(builds[1:], 1):
+                    r, prev = cells.get((gen, w, c, b)), cells.get((gen, w, c, builds[i - 1]))
                     if a is None or r is None:
                         continue
+                    step = f"{_ratio(r['ops_per_s'], (prev or {}).get('ops_per_s'))} | " if stepwise else ""
                     out.append(f"| {w} | {c} | {gen} | {b} | {ops(r['ops_per_s'])} | "
-                               f"{_ratio(r['ops_per_s'], a['ops_per_s'])} | {fmt(a['p50_ms'])} → {fmt(r['p50_ms'])} | "
-                               f"{fmt(a['p99_ms'])} → {fmt(r['p99_ms'])} |")
+                               f"{_ratio(r['ops_per_s'], a['ops_per_s'])} | {step}"
+                               f"{fmt(a['p50_ms'])} → {fmt(r['p50_ms'])} | {fmt(a['p99_ms'])} → {fmt(r['p99_ms'])} |")
     return "\n".join(out) + "\n"
 
 

@@ -104,3 +104,11 @@ def test_hand_written_notes_come_last_verbatim_without_their_comment(tmp_path):
     assert report.main(["--results", str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
     assert text.endswith("\n## A one-off measurement\n\n| a | b |\n") and "kept by hand" not in text
+
+
+def test_three_builds_are_also_compared_each_with_the_one_before():
+    pts = [point(b, "wrk", "put", 32, ops) for b, ops in (("base", 1000), ("readindex", 1500), ("pipeline", 3000))]
+    text = report.compare_tables(doc(pts, systems=("base", "readindex", "pipeline"), generators=("wrk",)))
+    assert "| vs base | vs the build before |" in text
+    assert "| put | 32 | wrk | readindex | 1,500 | 1.50× | 1.50× |" in text
+    assert "| put | 32 | wrk | pipeline | 3,000 | 3.00× | 2.00× |" in text
