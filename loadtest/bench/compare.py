@@ -238,7 +238,8 @@ def main(argv=None) -> int:
     doc = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "note": args.note,
            "key_bytes": KEY_BYTES, "value_bytes": VALUE_BYTES, "keyspace": args.keyspace,
            "duration_s": args.duration, "warmup_s": args.warmup, "procs": args.procs, "rounds": args.rounds,
-           "generators": args.generators, "systems": systems, "ceiling": {}, "points": []}
+           "generators": args.generators, "systems": systems, "ceiling": {}, "points": [],
+           "load_average": {"start": round(os.getloadavg()[0], 2)}}  # others' work on the machine, if any
     began = time.monotonic()
     if not args.no_ceiling:
         progress("the generators' ceilings against a trivial server ...")
@@ -253,6 +254,7 @@ def main(argv=None) -> int:
                 print(f"compare: {system['label']} (round {r + 1}) failed, nothing written: {last}", file=sys.stderr)
                 return 1
     doc["elapsed_s"] = round(time.monotonic() - began)
+    doc["load_average"]["end"] = round(os.getloadavg()[0], 2)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(doc, f, indent=2)

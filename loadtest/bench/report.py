@@ -172,13 +172,19 @@ def section_compare_run(results: str) -> str:
     lines = ["\n## raftkv against etcd 3.4: one run, two load generators\n"]
     if doc.get("note"):
         lines.append(f"**{doc['note']}**\n")
+    rounds = f"{doc['rounds']} rounds in alternating order (medians shown)" if doc["rounds"] > 1 else "1 round"
     lines.append(f"Run {doc['started']}, {doc['duration_s']:g} s per cell after {doc['warmup_s']:g} s of warm-up, "
-                 f"{doc['rounds']} round(s) (medians shown), {doc.get('elapsed_s', '?')} s in all. "
+                 f"{rounds}, {doc.get('elapsed_s', '?')} s in all. "
                  f"{doc['key_bytes']}-byte keys, {doc['value_bytes']}-byte values, a keyspace of "
                  f"{doc['keyspace']:,} keys written before the cells, journal/WAL fsynced, requests spread over "
                  "all 3 nodes; each system a fresh 3-node cluster on loopback. etcd: Debian's `etcd-server` with "
                  "default settings, through its JSON gateway (`/v3/kv/put`, `/v3/kv/range`; `serializable` for "
                  "stale reads). Systems: " + ", ".join(_build_line(s) for s in doc["systems"]) + ".\n")
+    if doc.get("load_average"):
+        la = doc["load_average"]
+        lines.append(f"Load average (1 min) of the machine at the start and the end: {la.get('start')} and "
+                     f"{la.get('end')} (the run's own processes included; far above {doc['machine']['cpus']} means "
+                     "other work competed).\n")
     lines.append("Both generators run on the two cores they measure; *generator cores* is the user + system CPU "
                  "of the generator's processes over the measured seconds divided by them, *µs/op* the same CPU "
                  "per answered request. wrk runs one process per node with the connections split between them "
