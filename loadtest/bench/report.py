@@ -225,12 +225,19 @@ def section_compare(results: str) -> str:
 
 
 def points_table(points: list[dict]) -> str:
-    lines = ["| workload | clients | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    # generator cores / µs per op: "–" in results written before the generator's CPU was recorded
+    lines = ["| workload | clients | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors | generator cores | "
+             "generator µs/op |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for p in points:
         lines.append(f"| {p['workload']} | {p['concurrency']} | {p['ops_per_s']:,.0f} | {fmt(p['p50_ms'])} | "
-                     f"{fmt(p['p90_ms'])} | {fmt(p['p99_ms'])} | {fmt(p['max_ms'])} | {p['errors']} |")
+                     f"{fmt(p['p90_ms'])} | {fmt(p['p99_ms'])} | {fmt(p['max_ms'])} | {p['errors']} | "
+                     f"{fmt(p.get('generator_cores'))} | {fmt(p.get('generator_us_per_op'))} |")
     return "\n".join(lines) + "\n"
+
+
+PREDATES_CPU = ("A dash for the generator's CPU: these results were written before `raftkv bench` recorded it; "
+                "running the command again fills it in.\n")
 
 
 def section_sweep(results: str) -> str:
@@ -246,23 +253,28 @@ def section_sweep(results: str) -> str:
             if os.path.exists(os.path.join(results, png)):
                 out.append(f"![throughput and p99 against concurrency](loadtest/results/{png})\n")
             out.append(points_table(run["points"]))
+            if any("generator_cores" not in p for p in run["points"]):
+                out.append(PREDATES_CPU)
     return "\n".join(out)
 
 
 def section_scaling(results: str) -> str:
-    rows = []
+    rows, predates = [], False
     for path in sorted(glob.glob(os.path.join(results, "bench-nodes-*.json"))
                        + glob.glob(os.path.join(results, "bench-value-*.json"))):
         doc = load(path)
         for label, run in doc["runs"].items():
             for p in run["points"]:
+                predates = predates or "generator_cores" not in p
                 rows.append(f"| {label} | {len(run['nodes'])} | {doc['value_bytes']:,} | {p['workload']} | "
-                            f"{p['concurrency']} | {p['ops_per_s']:,.0f} | {fmt(p['p50_ms'])} | {fmt(p['p99_ms'])} |")
+                            f"{p['concurrency']} | {p['ops_per_s']:,.0f} | {fmt(p['p50_ms'])} | {fmt(p['p99_ms'])} | "
+                            f"{fmt(p.get('generator_cores'))} |")
     if not rows:
         return ""
     return ("\n## Scaling: cluster size and value size (32 clients)\n\n"
-            "| run | nodes | value bytes | workload | clients | ops/s | p50 ms | p99 ms |\n"
-            "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n")
+            "| run | nodes | value bytes | workload | clients | ops/s | p50 ms | p99 ms | generator cores |\n"
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n"
+            + ("\n" + PREDATES_CPU if predates else ""))
 
 
 def section_snapshots(results: str) -> str:
