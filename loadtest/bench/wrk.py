@@ -81,7 +81,10 @@ def merge(workload: str, clients: int, rounds: list[list[dict]], cpu_s: float) -
     return {"generator": "wrk", "workload": workload, "concurrency": clients,
             "ops_per_s": round(ok / seconds, 1) if seconds else 0.0,
             "p50_ms": ms(0.50), "p90_ms": ms(0.90), "p99_ms": ms(0.99), "max_ms": ms(1.0),
-            "requests": ok, "errors": errors, "seconds": round(seconds, 3), **cpu_figures(cpu_s, seconds, ok)}
+            "requests": ok, "errors": errors, "seconds": round(seconds, 3), **cpu_figures(cpu_s, seconds, ok),
+            # each wrk process as it reported itself: how the load and the latency split over the nodes
+            "processes": [{k: p.get(k) for k in ("node", "connections", "requests", "non2xx", "p50_us", "p99_us",
+                                                 "max_us", "duration_us")} for p in parts]}
 
 
 def cpu_figures(cpu_s: float, seconds: float, ops: int) -> dict:
@@ -111,6 +114,8 @@ def _run_round(kind: str, workload: str, procs: list[tuple[str, int, int]], keys
         if status != 0:
             raise RuntimeError(f"wrk exited with {status}: {text.strip()[-300:]}")
         parts.append(parse_output(text))
+    for part, (node, connections, _) in zip(parts, procs, strict=True):
+        part.update(node=node, connections=connections)
     return parts, cpu_s
 
 

@@ -27,6 +27,9 @@ def test_wrk_driver_counts_answers_errors_and_its_own_cpu_on_a_real_cluster(clus
     assert put["errors"] == 0 and put["requests"] > 0 and put["ops_per_s"] > 0
     assert 0 < put["p50_ms"] <= put["p99_ms"] <= put["max_ms"]
     assert put["generator_cpu_s"] > 0 and put["generator_cores"] > 0 and put["generator_us_per_op"] > 0
+    # one wrk per node at once, the 4 connections split 2/1/1, every node answering
+    assert [(p["node"], p["connections"]) for p in put["processes"]] == list(zip(nodes, [2, 1, 1], strict=True))
+    assert all(p["requests"] > 0 for p in put["processes"])
     # The keys are the Python generator's: 16 zero-padded digits, 128-byte values.
     hits = [requests.get(f"{cluster.nodes[0].url}/v1/kv/{i:016d}?raw", timeout=10) for i in range(50)]
     assert any(h.status_code == 200 for h in hits)
@@ -37,6 +40,7 @@ def test_wrk_driver_counts_answers_errors_and_its_own_cpu_on_a_real_cluster(clus
         requests.put(f"{cluster.nodes[0].url}/v1/kv/{i:016d}", data=b"v" * 128, timeout=10).raise_for_status()
     stale = wrk.measure_point("raftkv", nodes, "get-stale", 1, 0, 3, keyspace=50)
     assert stale["errors"] == 0 and stale["ops_per_s"] > 0 and 2.5 < stale["seconds"] < 4.5
+    assert [p["node"] for p in stale["processes"]] == nodes and all(p["requests"] > 0 for p in stale["processes"])
     consistent = wrk.measure_point("raftkv", nodes, "get-consistent", 3, 0, 1, keyspace=50)
     assert consistent["errors"] == 0 and consistent["ops_per_s"] > 0
 
