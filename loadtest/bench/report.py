@@ -86,7 +86,8 @@ def summarize(doc: dict) -> dict[tuple[str, str, int, str], dict]:
     groups: dict[tuple[str, str, int, str], list[dict]] = {}
     for p in doc["points"]:
         groups.setdefault((p["generator"], p["workload"], p["concurrency"], p["system"]), []).append(p)
-    return {key: {"ops_per_s": _median([p["ops_per_s"] for p in ps]), "p50_ms": _median([p["p50_ms"] for p in ps]),
+    return {key: {"ops_per_s": _median([p["ops_per_s"] for p in ps]), "ops_min": min(p["ops_per_s"] for p in ps),
+                  "ops_max": max(p["ops_per_s"] for p in ps), "p50_ms": _median([p["p50_ms"] for p in ps]),
                   "p99_ms": _median([p["p99_ms"] for p in ps]), "errors": sum(p["errors"] for p in ps),
                   "generator_cores": _median([p.get("generator_cores") for p in ps]),
                   "generator_us_per_op": _median([p.get("generator_us_per_op") for p in ps]), "rounds": len(ps)}
@@ -107,6 +108,8 @@ def compare_tables(doc: dict) -> str:
     order = [(w, c) for w in dict.fromkeys(p["workload"] for p in doc["points"])
              for c in sorted({p["concurrency"] for p in doc["points"]})]
     out = []
+    if doc.get("rounds", 1) > 1:
+        out.append(f"\nops/s: the median of {doc['rounds']} rounds, (the lowest–the highest); latencies: medians.")
     for gen in gens:
         out += [f"\n### Load generator: {GENERATOR_NAMES.get(gen, gen)}\n",
                 "| workload | clients | system | ops/s | p50 ms | p99 ms | errors | generator cores | "
@@ -119,8 +122,10 @@ def compare_tables(doc: dict) -> str:
                 if r is None:
                     continue
                 vs = "" if label == etcd else _ratio(r["ops_per_s"], base)
-                out.append(f"| {w} | {c} | {label} | {ops(r['ops_per_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
-                           f"{r['errors']} | {fmt(r['generator_cores'])} | {fmt(r['generator_us_per_op'])} | {vs} |")
+                spread = f" ({ops(r['ops_min'])}–{ops(r['ops_max'])})" if r["rounds"] > 1 else ""
+                out.append(f"| {w} | {c} | {label} | {ops(r['ops_per_s'])}{spread} | {fmt(r['p50_ms'])} | "
+                           f"{fmt(r['p99_ms'])} | {r['errors']} | {fmt(r['generator_cores'])} | "
+                           f"{fmt(r['generator_us_per_op'])} | {vs} |")
     if etcd and builds and len(gens) > 1:
         out += ["\n### raftkv / etcd throughput, by load generator\n",
                 "The same ratio measured with both generators: where they differ, the client's own cost on the "
@@ -186,10 +191,11 @@ def section_compare_run(results: str) -> str:
                      f"{la.get('end')} (the run's own processes included; far above {doc['machine']['cpus']} means "
                      "other work competed).\n")
     lines.append("Both generators run on the two cores they measure; *generator cores* is the user + system CPU "
-                 "of the generator's processes over the measured seconds divided by them, *µs/op* the same CPU "
-                 "per answered request. wrk runs one process per node with the connections split between them "
-                 "(one client: the nodes take turns); non-2xx answers count as errors; its percentiles are "
-                 "merged from each process's quantiles (0.1 % steps, 0.01 % above 99 %).\n")
+                 "of the generator's processes over the measured seconds divided by them (wrk: its processes' "
+                 "whole lives, the measured seconds and their start-up), *µs/op* the same CPU per answered "
+                 "request. wrk runs one process per node with the connections split between them (one client: "
+                 "the nodes take turns); non-2xx answers count as errors; its percentiles are merged from each "
+                 "process's quantiles (0.1 % steps, 0.01 % above 99 %).\n")
     if doc.get("ceiling"):
         lines.append("Ceiling against a trivial HTTP server (one aiohttp process; whichever of the server and the "
                      "generator is slower sets it, for wrk the server), "

@@ -112,3 +112,11 @@ def test_three_builds_are_also_compared_each_with_the_one_before():
     assert "| vs base | vs the build before |" in text
     assert "| put | 32 | wrk | readindex | 1,500 | 1.50× | 1.50× |" in text
     assert "| put | 32 | wrk | pipeline | 3,000 | 3.00× | 2.00× |" in text
+
+
+def test_several_rounds_show_the_median_and_the_spread_of_ops():
+    d = doc([point("etcd", "wrk", "put", 32, ops, round_=r) for r, ops in enumerate((900, 1000, 1300), 1)],
+            systems=("etcd",), generators=("wrk",))
+    d["rounds"] = 3
+    text = report.compare_tables(d)
+    assert "the median of 3 rounds" in text and "| put | 32 | etcd | 1,000 (900–1,300) |" in text
