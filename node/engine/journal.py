@@ -614,6 +614,11 @@ class DurableJournal:
         return self.disk.refuses_entries
 
     @property
+    def syncing(self) -> bool:
+        """A sync thread runs (`start_syncing`): nobody else needs to call `sync()` to make entries durable."""
+        return self._sync_thread is not None
+
+    @property
     def dirty(self) -> bool:
         return self._dirty
 

@@ -125,6 +125,8 @@ class DurableTransport(TCPTransport):
         """Send the acknowledgement now if a completed sync covers it, else keep it for when one does."""
         index = message["next_node_idx"] - 1
         self._void_stale_acks()
+        if not self.journal.syncing:  # no sync thread (a journal driven by hand): sync here, as before
+            self.journal.sync()
         waiting = self._waiting_acks.get(node)
         if not waiting and index <= self.journal.synced_index:
             return self._send_ack(node, message, index)
