@@ -261,8 +261,9 @@ def test_the_leaders_commit_loop_counts_its_own_copy_up_to_the_current_log_index
     """What internals.count_own_copy_up_to bounds: the loop's end, read in _onTick itself, and the
     leader's own copy counted unasked (count = 1)."""
     tick = source_of("_onTick")
-    assert in_order(tick, "if self.__raftState == _RAFT_STATE.LEADER:", "while commitIdx < self.__getCurrentLogIndex():",
-                    "count = 1", "self.__raftMatchIndex[node] >= commitIdx")
+    assert in_order(tick, "if self.__raftState == _RAFT_STATE.LEADER:",
+                    "while commitIdx < self.__getCurrentLogIndex():", "count = 1",
+                    "self.__raftMatchIndex[node] >= commitIdx")
     # Called from _onTick only there and in a candidate's vote request (not clamped: not a leader).
     assert tick.count("self.__getCurrentLogIndex()") == 2
     assert "return self.__raftLog[-1][1]" in source_of("_SyncObj__getCurrentLogIndex")
