@@ -364,6 +364,7 @@ class DurableJournal:
             self._synced_index = 0
             self._synced_offset = self._end
             self._cut_covering()
+        self._wake.set()  # the cut itself is made durable too
 
     def __getitem__(self, item):
         return self._entries[item]
@@ -384,6 +385,7 @@ class DurableJournal:
             self._synced_index = min(self._synced_index, self.last_index)
             self._synced_offset = min(self._synced_offset, self._end)
             self._cut_covering()
+        self._wake.set()  # the cut itself is made durable too
 
     def deleteEntriesTo(self, entry_to: int) -> None:  # noqa: N802 - PySyncObj's name
         """Drop the entries at list positions < entry_to: they are covered by the snapshot."""
