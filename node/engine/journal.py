@@ -547,14 +547,14 @@ class DurableJournal:
                 return False
             self.fsync_seconds.observe(time.perf_counter() - started)
             with self._lock:
-                covered, self._covering = self._covering, None
-                advanced = covered is not None and covered[0] > self._synced_index
-                if covered is not None:  # lowered by a tail cut meanwhile (_cut_covering)
-                    self._synced_index = max(self._synced_index, covered[0])
+                covered, self._covering = self._covering, None  # lowered by a tail cut meanwhile
+                synced = max(self._synced_index, covered[0]) if covered is not None else self._synced_index
+                advanced = synced > self._synced_index
+                if self._on_sync is not None:  # told before anyone can act on the new synced index
+                    self._on_sync(synced, time.monotonic())
+                if covered is not None:
+                    self._synced_index = synced
                     self._synced_offset = max(self._synced_offset, covered[1])
-                synced = self._synced_index
-        if self._on_sync is not None:
-            self._on_sync(synced, time.monotonic())
         if advanced and self._on_synced is not None:
             self._on_synced()
         return True
