@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 from collections.abc import Callable
 
 from pysyncobj import SyncObj
@@ -91,11 +92,13 @@ def count_own_copy_up_to(syncobj: SyncObj, synced_index: Callable[[], int]) -> N
     vote request). The bound is conservative: an entry past the leader's synced index is not
     committed this tick even if every follower has it (its sync started first and ends soon).
     NOTES.md, "Durability"; pinned by tests/unit/engine/test_pysyncobj_pins.py."""
-    own_last = syncobj._SyncObj__getCurrentLogIndex  # the bound method
+    own_last = SyncObj._SyncObj__getCurrentLogIndex  # the plain function
+    ref = weakref.ref(syncobj)  # no cycle: PySyncObj's tick thread ends when its SyncObj is collected
 
     def current_log_index() -> int:
-        last = own_last()
-        if sys._getframe(1).f_code is _ON_TICK and syncobj._SyncObj__raftState == LEADER:
+        so = ref()
+        last = own_last(so)
+        if sys._getframe(1).f_code is _ON_TICK and so._SyncObj__raftState == LEADER:  # type: ignore[union-attr]
             return min(last, synced_index())
         return last
 
