@@ -122,6 +122,9 @@ class RaftEngine:
         bind_host = self._bind.rpartition(":")[0]
         if bind_host != "0.0.0.0" and not names.prime(bind_host):
             raise StartupError(f"cannot listen on raft address {self._bind}: host {bind_host!r} does not resolve")
+        # The journal syncs in a thread of its own; each sync that makes more entries durable wakes
+        # the tick thread (a follower's acknowledgements, the leader's commit: NOTES.md, "Durability").
+        self.journal.start_syncing(self._journal_synced)
         with journal_installed(self.journal):
             syncobj = SyncObj(
                 self.self_addr,
@@ -136,8 +139,8 @@ class RaftEngine:
             raise StartupError(f"cannot listen on raft address {self._bind}")
         # PySyncObj runs tick callbacks after it appended and sent this tick's entries and before
         # it polls (NOTES.md, "Tick order"); ours run in this order:
-        # 1. the leader's own copy of what it appended and shipped this tick is durable before the
-        #    next commit computation counts it;
+        # 1. acknowledgements that completed syncs now cover (normally sent as soon as the sync
+        #    thread wakes the tick thread; this is the fallback);
         # 2. the hello on every link, and no election while we may not vote;
         # 3. what other threads asked to run here;
         # 4. a term that could not be stored is forgotten; a leader whose disk is full hands over
@@ -146,14 +149,22 @@ class RaftEngine:
             syncobj.addOnTickCallback(callback)
 
     def _tick_callbacks(self) -> list[Callable[[], object]]:
-        return [self.journal.sync, self._tr.keep_alive, self._run_tick_calls, self._disk_upkeep]
+        return [self._tr.send_synced_acks, self._tr.keep_alive, self._run_tick_calls, self._disk_upkeep]
 
     def _make_transport(self, syncobj, self_node, other_nodes) -> DurableTransport:
-        # Called by SyncObj's constructor, before its tick thread starts.
+        # Called by SyncObj's constructor, before its tick thread starts: the leader's commit
+        # computation never counts an unsynced own copy, from the first tick on.
+        internals.count_own_copy_up_to(syncobj, lambda: self.journal.synced_index)
         self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal,
                                            standing=self.standing, hello=self._hello, on_ack=self._on_ack,
                                            on_removed=self._on_removed)
         return self._transport
+
+    def _journal_synced(self) -> None:
+        """The journal's sync thread: more entries are durable; wake the tick thread."""
+        transport = self._transport
+        if transport is not None:
+            transport.wake_tick_thread()
 
     @property
     def _so(self) -> SyncObj:

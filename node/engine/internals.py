@@ -10,14 +10,18 @@ Threading: the writers run on PySyncObj's tick thread only (they race it otherwi
 
 from __future__ import annotations
 
+import sys
 import time
+import weakref
+from collections.abc import Callable
 
 from pysyncobj import SyncObj
 
 # Recorded as a term's vote: no candidate has this address, so every vote request in that
 # term is refused (PySyncObj grants a vote only while its vote of the term is None).
 NO_VOTE = "-"
-FOLLOWER, CANDIDATE = 0, 1  # PySyncObj's _RAFT_STATE
+FOLLOWER, CANDIDATE, LEADER = 0, 1, 2  # PySyncObj's _RAFT_STATE
+_ON_TICK = SyncObj._onTick.__code__
 
 
 def is_leader(syncobj: SyncObj) -> bool:
@@ -74,3 +78,28 @@ def set_other_voters(syncobj: SyncObj, addresses: list[str]) -> None:
     heard = syncobj._SyncObj__lastResponseTime
     for node in syncobj._SyncObj__otherNodes:
         heard.setdefault(node, time.monotonic())
+
+
+def count_own_copy_up_to(syncobj: SyncObj, synced_index: Callable[[], int]) -> None:
+    """Before the tick thread starts: the leader's commit computation counts its own copy only up
+    to `synced_index()` (what its completed syncs cover).
+
+    PySyncObj counts the leader's copy of every entry in its log unasked (`count = 1` in
+    `_onTick`'s loop `while commitIdx < self.__getCurrentLogIndex()`) and offers no hook there.
+    `__getCurrentLogIndex` is looked up on the instance at each call, so we set one of our own
+    that answers `min(last index, synced_index())` to that loop only: to callers whose frame is
+    `_onTick` while this node leads (in 0.3.17 the only other call in `_onTick` is a candidate's
+    vote request). The bound is conservative: an entry past the leader's synced index is not
+    committed this tick even if every follower has it (its sync started first and ends soon).
+    NOTES.md, "Durability"; pinned by tests/unit/engine/test_pysyncobj_pins.py."""
+    own_last = SyncObj._SyncObj__getCurrentLogIndex  # the plain function
+    ref = weakref.ref(syncobj)  # no cycle: PySyncObj's tick thread ends when its SyncObj is collected
+
+    def current_log_index() -> int:
+        so = ref()
+        last = own_last(so)
+        if sys._getframe(1).f_code is _ON_TICK and so._SyncObj__raftState == LEADER:  # type: ignore[union-attr]
+            return min(last, synced_index())
+        return last
+
+    syncobj._SyncObj__getCurrentLogIndex = current_log_index

@@ -6,12 +6,16 @@ duck-typed `Journal` interface with our own file format and explicit durability;
 installs it through PySyncObj's module-level `createJournal` (node.engine.journal_seam).
 
 * `add()` appends the record with one write(); nothing is synced yet.
-* `sync()` makes every record added so far durable with one fdatasync. It is called by
-  `node.engine.transport.DurableTransport` before a follower acknowledges entries, and once per
-  tick before PySyncObj polls: on the leader, entries appended and shipped in a tick are
-  durable before the next tick's commit computation counts the leader's own copy.
-  Concurrent writes batched into one log entry, and several log entries added in one tick,
-  share one sync: group commit.
+* `sync()` makes every record added before it began durable with one fdatasync, and advances
+  `synced_index`. In a running node it runs on the journal's own sync thread
+  (`start_syncing`), woken by every `add()`: the disk works beside PySyncObj's tick thread,
+  which keeps receiving, appending and shipping while a sync runs (pipelined group commit).
+  Whatever was added while one sync ran is covered by the next one: group commit. After each
+  sync that advanced `synced_index` the thread calls `on_synced()`, which wakes the tick thread:
+  a follower then sends the acknowledgements that sync covers (node.engine.transport), and the
+  leader's next commit computation counts its own copy up to `synced_index` only
+  (node.engine.internals.count_own_copy_up_to; NOTES.md, "Durability").
+  `sync()` may also be called directly (compaction, close, a full disk): callers serialize.
 * term and vote are written with fsync + rename + directory fsync before `setCurrentTerm`
   returns, i.e. before any vote or request that reflects them is sent.
 * `deleteEntriesTo` (log compaction) first makes the snapshot PySyncObj just wrote durable,
@@ -34,10 +38,19 @@ line. Any other damage (a bad record with valid ones after it) cut synced entrie
 have been acknowledged: the log is cut there too, and `damage` tells the node, which then
 must not vote until a leader has given it those entries again (node.membership).
 
-Threading: every method runs on PySyncObj's tick thread, except the read-only accessors
-`last_index`, `synced_index` and `entry_term`, which are safe to call from anywhere, and the
-start-up accessors (`current_term`, `first_index`, `last_entry`, `start_term`, `close`), used
-before PySyncObj runs.
+Threading: every method runs on PySyncObj's tick thread, except `sync()` (any thread; the
+sync thread's), the read-only accessors `last_index`, `synced_index`, `truncations` and
+`entry_term`, which are safe to call from anywhere, and the start-up accessors
+(`current_term`, `first_index`, `last_entry`, `start_term`, `close`), used before PySyncObj
+runs. `_lock` guards the in-memory bookkeeping (a few assignments, never held across I/O);
+`_sync_lock` serializes syncs with each other and with what replaces or closes the file
+descriptor (compaction, close). A tail cut (`deleteEntriesFrom`, `clear`) while a sync runs
+lowers what that sync may claim: it covers only records written before it began and still
+in the log.
+
+Fault injection (tests only, off by default): the environment variable
+`RAFTKV_TEST_SYNC_DELAY_MS`, read when a journal is opened, makes every sync sleep that long
+before its fdatasync: a slow disk (tests/integration/test_slow_disk.py).
 """
 
 from __future__ import annotations
@@ -66,6 +79,8 @@ HEADER = struct.Struct("<8sII")
 RECORD_HEAD = struct.Struct("<IIQQ")  # length, crc, index, term
 INDEX_TERM = struct.Struct("<QQ")
 LOW_SPACE_BYTES = 64 * 1024  # below this the journal probes the disk once a second
+SYNC_DELAY_ENV = "RAFTKV_TEST_SYNC_DELAY_MS"  # fault injection: a slow disk (module docstring)
+SYNC_RETRY_S = 1.0  # the sync thread tries a failed sync again after this long (or the next add)
 
 Entry = tuple[bytes, int, int]  # (command, index, term), PySyncObj's shape
 
@@ -133,6 +148,15 @@ def _is_count(value) -> bool:
     return type(value) is int and value >= 0
 
 
+def _sync_delay_s() -> float:
+    raw = os.environ.get(SYNC_DELAY_ENV, "")
+    try:
+        return max(0.0, float(raw) / 1000) if raw else 0.0
+    except ValueError:
+        log.warning("%s=%r is not a number of milliseconds; ignored", SYNC_DELAY_ENV, raw)
+        return 0.0
+
+
 class DurableJournal:
     def __init__(
         self,
@@ -148,10 +172,18 @@ class DurableJournal:
         self._on_sync = on_sync  # (synced_index, monotonic time) after each sync: the durability observer
         self._entries: list[Entry] = []
         self._offsets: list[int] = []  # file offset where each entry's record starts
-        self._lock = threading.Lock()  # guards sync against concurrent sync from other threads
+        self._lock = threading.Lock()  # the bookkeeping below, between the tick and sync threads
+        self._sync_lock = threading.RLock()  # one sync at a time; no fd swap or close during one
         self._dirty = False
         self._synced_index = 0
         self._synced_offset = HEADER.size
+        self._covering: tuple[int, int] | None = None  # (index, offset) the running sync covers
+        self.truncations = 0  # tail cuts so far: an acknowledgement made before one is void
+        self._sync_delay_s = _sync_delay_s()
+        self._wake = threading.Event()  # set by add(): the sync thread has work
+        self._stopping = False
+        self._sync_thread: threading.Thread | None = None
+        self._on_synced: Callable[[], None] | None = None
         self._meta = self._read_meta()
         self._meta_dirty = False
         self._cleared: list[Entry] | None = None  # the log just replaced by a snapshot, see add()
@@ -271,6 +303,7 @@ class DurableJournal:
         self._append(command, idx, term)
         if self._cleared is not None and len(self._entries) == 2:
             self._keep_tail_after_snapshot()
+        self._wake.set()  # the sync thread starts at once; more adds meanwhile join the next sync
 
     def _keep_tail_after_snapshot(self) -> None:
         """PySyncObj loads a snapshot as clear() + add(prev) + add(last), discarding the whole
@@ -330,6 +363,8 @@ class DurableJournal:
             self._dirty = True
             self._synced_index = 0
             self._synced_offset = self._end
+            self._cut_covering()
+        self._wake.set()  # the cut itself is made durable too
 
     def __getitem__(self, item):
         return self._entries[item]
@@ -349,9 +384,15 @@ class DurableJournal:
             self._dirty = True
             self._synced_index = min(self._synced_index, self.last_index)
             self._synced_offset = min(self._synced_offset, self._end)
+            self._cut_covering()
+        self._wake.set()  # the cut itself is made durable too
 
     def deleteEntriesTo(self, entry_to: int) -> None:  # noqa: N802 - PySyncObj's name
         """Drop the entries at list positions < entry_to: they are covered by the snapshot."""
+        with self._sync_lock:  # no sync runs on the descriptor this closes
+            self._delete_entries_to(entry_to)
+
+    def _delete_entries_to(self, entry_to: int) -> None:
         self._sync_dump()
         self.sync()
         kept = self._entries[entry_to:]
@@ -387,7 +428,10 @@ class DurableJournal:
             self._entries = list(kept)
             self._offsets = offsets
             self._end = end
-            self._synced_offset = end
+            self._synced_offset = end  # the new file holds exactly `kept`, fsynced
+            if kept:
+                self._synced_index = kept[-1][1]
+            self._dirty = False
 
     def _destroy(self) -> None:  # PySyncObj's name for close()
         self.close()
@@ -465,38 +509,101 @@ class DurableJournal:
         return self.getRaftCommitIndex()
 
     def close(self) -> None:
-        """Sync, store the term and vote file if it changed, close the file."""
+        """Stop the sync thread, sync, store the term and vote file if it changed, close the file."""
+        self.stop_syncing()
         self.sync()
         if self._meta_dirty:
             with contextlib.suppress(NoSpaceError):  # reported; the term of the last good store stays
                 self._store_meta()
-        os.close(self._fd)
-        self._fd = -1
+        with self._sync_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
 
     # -- durability ---------------------------------------------------------------------------
 
     def sync(self) -> bool:
-        """Make every entry added so far durable (one fdatasync for all of them); False when the
-        file system had no space to keep them (reported to the monitor; still dirty)."""
-        with self._lock:
-            if not self._dirty or self._fd < 0:
-                return True
+        """Make every record added before this call durable (one fdatasync for all of them);
+        False when the file system had no space to keep them (reported to the monitor; still
+        dirty, nothing more counts as synced). Any thread; syncs run one at a time."""
+        with self._sync_lock:
+            with self._lock:
+                if not self._dirty or self._fd < 0:
+                    return True
+                fd = self._fd
+                self._dirty = False  # an add() from now on makes it dirty again: the next sync's
+                self._covering = (self.last_index, self._end)
             started = time.perf_counter()
             try:
-                os.fdatasync(self._fd)
+                if self._sync_delay_s:
+                    time.sleep(self._sync_delay_s)  # fault injection: a slow disk (module docstring)
+                os.fdatasync(fd)
             except OSError as exc:
+                with self._lock:
+                    self._dirty, self._covering = True, None
                 if not is_no_space(exc):
                     raise
                 self.disk.failed("journal", self.path)
                 return False
             self.fsync_seconds.observe(time.perf_counter() - started)
-            self._dirty = False
-            self._synced_index = self.last_index
-            self._synced_offset = self._end
-            synced = self._synced_index
-        if self._on_sync is not None:
-            self._on_sync(synced, time.monotonic())
+            with self._lock:
+                covered, self._covering = self._covering, None  # lowered by a tail cut meanwhile
+                synced = max(self._synced_index, covered[0]) if covered is not None else self._synced_index
+                advanced = synced > self._synced_index
+                if self._on_sync is not None:  # told before anyone can act on the new synced index
+                    self._on_sync(synced, time.monotonic())
+                if covered is not None:
+                    self._synced_index = synced
+                    self._synced_offset = max(self._synced_offset, covered[1])
+        if advanced and self._on_synced is not None:
+            self._on_synced()
         return True
+
+    def _cut_covering(self) -> None:
+        """Under `_lock`, after a tail cut: a sync running now covers nothing past the cut (the
+        records written after it began are not its), and acknowledgements made before are void."""
+        self.truncations += 1
+        if self._covering is not None:
+            self._covering = (min(self._covering[0], self.last_index), min(self._covering[1], self._end))
+
+    # -- the sync thread ----------------------------------------------------------------------
+
+    def start_syncing(self, on_synced: Callable[[], None] | None = None) -> None:
+        """Sync in a thread of our own from now on, each time records were added; `on_synced()`
+        runs on that thread after every sync that advanced `synced_index` (it must be fast and
+        not raise: the engine wakes PySyncObj's tick thread with it)."""
+        if self._sync_thread is not None:
+            return
+        self._on_synced = on_synced
+        self._stopping = False
+        self._sync_thread = threading.Thread(target=self._sync_loop, name="raftkv-journal-sync", daemon=True)
+        self._sync_thread.start()
+        if self._dirty:
+            self._wake.set()
+
+    def stop_syncing(self) -> None:
+        """Stop the sync thread (after the sync it may be running); idempotent."""
+        thread, self._sync_thread = self._sync_thread, None
+        if thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        if thread is not threading.current_thread():
+            thread.join()
+
+    def _sync_loop(self) -> None:
+        retry_in: float | None = None
+        while True:
+            self._wake.wait(retry_in)
+            self._wake.clear()  # before the sync: an add() during it wakes us again
+            if self._stopping:
+                return
+            try:
+                ok = self.sync()
+            except Exception:  # an I/O error other than a full disk: nothing more counts as synced
+                log.exception("journal %s: sync failed; trying again in %.0f s", self.path, SYNC_RETRY_S)
+                ok = False
+            retry_in = None if ok else SYNC_RETRY_S
 
     def _sync_dump(self) -> None:
         if self.dump_path and os.path.exists(self.dump_path):
@@ -507,6 +614,11 @@ class DurableJournal:
     def full(self) -> bool:
         """The journal or the term file cannot be written now: append, acknowledge, vote nothing."""
         return self.disk.refuses_entries
+
+    @property
+    def syncing(self) -> bool:
+        """A sync thread runs (`start_syncing`): nobody else needs to call `sync()` to make entries durable."""
+        return self._sync_thread is not None
 
     @property
     def dirty(self) -> bool:

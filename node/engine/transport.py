@@ -3,11 +3,16 @@
 Outgoing (`send`, tick thread):
 * an `append_entries` leaves the leader at once, before the leader's own sync: the leader
   writes its log in parallel with the followers (Raft thesis §10.2.1). Safe because the
-  leader counts its own copy toward a commit only in the next tick, and every tick syncs the
-  journal before it polls (`RaftEngine` registers `journal.sync` as a tick callback, which
-  PySyncObj runs after appending and sending and before polling: NOTES.md, "Tick order");
-* before a follower sends a successful `next_node_idx` (its acknowledgement), its journal is
-  synced: an entry is acknowledged only once it is durable here.
+  leader's commit computation counts its own copy only up to `journal.synced_index`
+  (node.engine.internals.count_own_copy_up_to);
+* a follower's successful `next_node_idx` (its acknowledgement) is sent only once a completed
+  sync of the journal's sync thread covers the entries it acknowledges: at once if one does,
+  else it waits here (`_acknowledge`). The sync thread wakes the tick thread through a
+  socketpair in PySyncObj's poller (`wake_tick_thread`), whose handler sends what is now
+  covered (`send_synced_acks`, also a tick callback). PySyncObj's sockets are not thread-safe:
+  acknowledgements are only ever sent from the tick thread. A tail cut of the log or a new term
+  voids the waiting ones (they described a log that is gone; the leader asks again), and a sync
+  that fails (a full disk) covers nothing, so nothing waiting is sent.
 
 Keep-alive (`keep_alive`, a tick callback): every connection carries a tiny message at least
 every KEEPALIVE_S. Followers never talk to each other in Raft, and PySyncObj drops a connection
@@ -44,7 +49,7 @@ snapshot pieces, vote requests and hand-overs are dropped, and the node never st
 election. A message with a newer term is taken only once that term is stored (else dropped).
 An append or term write that meets a full disk raises `NoSpaceError` out of
 PySyncObj's handler, which therefore sends nothing; it is swallowed here (the monitor reports
-it). An acknowledgement is sent only if the journal's sync succeeded.
+it). An acknowledgement is sent only once a sync covering it succeeded.
 
 Valid for pysyncobj==0.3.17 exactly (overridden methods, fields and message names, listed in
 node/engine/NOTES.md); tests/unit/engine/test_pysyncobj_pins.py pins them, and
@@ -53,9 +58,13 @@ tests/unit/engine/test_transport_trim.py the trimming.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import socket
 import time
 
 from pysyncobj.node import TCPNode
+from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport
 
 from node.disk import NoSpaceError, is_no_space
@@ -91,17 +100,95 @@ class DurableTransport(TCPTransport):
         self.refuse_commands = False  # set when a graceful stop begins
         self.hellos: dict[str, PeerHello] = {}  # peer raft address -> its last hello
         self.hello_links: dict[str, object] = {}  # peer raft address -> the link (Node) it said it on
+        # Acknowledgements waiting for a sync to cover them: link -> deque of (index, message), by
+        # index; valid while the journal's tail-cut count and the term are `_acks_made_at`.
+        self._waiting_acks: dict[object, collections.deque] = {}
+        self._acks_made_at = (0, 0)
+        # The sync thread wakes the tick thread (asleep in poll) through this pair.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_pending = False
+        syncObj._poller.subscribe(self._wake_r.fileno(), self._on_wake, POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR)
 
     def send(self, node, message):
         kind = message.get("type")
         if kind == "next_node_idx" and message.get("success"):
-            if not self.journal.sync():
-                return False  # not durable here: no acknowledgement (the leader asks again)
-            if self._on_ack is not None:
-                self._on_ack(message["next_node_idx"] - 1, time.monotonic())
-        elif kind == "request_vote" and not self.standing.voting:
+            return self._acknowledge(node, message)
+        if kind == "request_vote" and not self.standing.voting:
             return False
         return super().send(node, message)
+
+    # -- acknowledgements after the sync that covers them (tick thread, but wake_tick_thread) ----
+
+    def _acknowledge(self, node, message) -> bool:
+        """Send the acknowledgement now if a completed sync covers it, else keep it for when one does."""
+        index = message["next_node_idx"] - 1
+        self._void_stale_acks()
+        if not self.journal.syncing:  # no sync thread (a journal driven by hand): sync here, as before
+            self.journal.sync()
+        waiting = self._waiting_acks.get(node)
+        if not waiting and index <= self.journal.synced_index:
+            return self._send_ack(node, message, index)
+        if waiting is None:
+            waiting = self._waiting_acks[node] = collections.deque()
+        if not waiting or index > waiting[-1][0]:  # a lower one is covered by the later send of a higher
+            waiting.append((index, message))
+        return True
+
+    def _send_ack(self, node, message, index: int) -> bool:
+        if self._on_ack is not None:
+            self._on_ack(index, time.monotonic())
+        return super().send(node, message)
+
+    def _void_stale_acks(self) -> None:
+        """Waiting acknowledgements describe the log when they were made: a tail cut since (a
+        truncation, a snapshot load) or a new term voids them; the leader will ask again."""
+        now = (self.journal.truncations, self._syncObj.raftCurrentTerm)
+        if now != self._acks_made_at:
+            self._waiting_acks.clear()
+            self._acks_made_at = now
+
+    def send_synced_acks(self) -> None:
+        """Tick thread: send, per link, the highest waiting acknowledgement a completed sync covers."""
+        if not self._waiting_acks:
+            return
+        self._void_stale_acks()
+        synced = self.journal.synced_index
+        for node, waiting in list(self._waiting_acks.items()):
+            covered = None
+            while waiting and waiting[0][0] <= synced:
+                covered = waiting.popleft()
+            if not waiting:
+                del self._waiting_acks[node]
+            if covered is not None:
+                self._send_ack(node, covered[1], covered[0])
+
+    def wake_tick_thread(self) -> None:
+        """Any thread (the journal's sync thread): make the tick thread's poll return at once."""
+        if self._wake_pending:
+            return  # a wake is on its way; its handler reads the journal after it clears the flag
+        self._wake_pending = True
+        with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed (shutting down)
+            self._wake_w.send(b"w")
+
+    def _on_wake(self, _descr, _event) -> None:
+        """Tick thread, from PySyncObj's poll: a sync completed. On a leader returning from poll is
+        all it takes (the next tick's commit computation reads the synced index); on a follower the
+        acknowledgements it covers leave now."""
+        self._wake_pending = False
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+        self.send_synced_acks()
+
+    def destroy(self):
+        super().destroy()
+        self._waiting_acks.clear()
+        with contextlib.suppress(Exception):
+            self._syncObj._poller.unsubscribe(self._wake_r.fileno())
+        self._wake_r.close()
+        self._wake_w.close()
 
     def keep_alive(self) -> None:
         """Tick callback: the hello on every link, and no election while we may not vote."""

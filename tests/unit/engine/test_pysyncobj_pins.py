@@ -253,7 +253,51 @@ def test_the_tick_runs_our_callbacks_after_sending_and_before_polling():
 
 def test_the_engine_registers_its_tick_callbacks_in_the_order_it_relies_on():
     source = inspect.getsource(RaftEngine._tick_callbacks)
-    assert in_order(source, "self.journal.sync", "self._tr.keep_alive", "self._run_tick_calls", "self._disk_upkeep")
+    assert in_order(source, "self._tr.send_synced_acks", "self._tr.keep_alive", "self._run_tick_calls",
+                    "self._disk_upkeep")
+
+
+def test_the_leaders_commit_loop_counts_its_own_copy_up_to_the_current_log_index():
+    """What internals.count_own_copy_up_to bounds: the loop's end, read in _onTick itself, and the
+    leader's own copy counted unasked (count = 1)."""
+    tick = source_of("_onTick")
+    assert in_order(tick, "if self.__raftState == _RAFT_STATE.LEADER:",
+                    "while commitIdx < self.__getCurrentLogIndex():", "count = 1",
+                    "self.__raftMatchIndex[node] >= commitIdx")
+    # Called from _onTick only there and in a candidate's vote request (not clamped: not a leader).
+    assert tick.count("self.__getCurrentLogIndex()") == 2
+    assert "return self.__raftLog[-1][1]" in source_of("_SyncObj__getCurrentLogIndex")
+
+
+def test_the_leader_commits_only_what_its_syncs_cover(make_peer):
+    peer = make_peer(other_count=0)
+    synced = [0]
+    internals.count_own_copy_up_to(peer.syncobj, lambda: synced[0])
+    synced[0] = peer.journal.last_index
+    elect_alone(peer)
+    results = []
+    peer.log.apply(b"payload", callback=lambda result, error: results.append((result, error)))
+    for _ in range(20):
+        peer.syncobj.doTick(0.0)
+    last = peer.journal.last_index
+    assert peer.applied == [] and peer.syncobj.raftCommitIndex < last  # appended, not synced: not committed
+    assert peer.syncobj._SyncObj__getCurrentLogIndex() == last  # elsewhere the real last index
+    synced[0] = last
+    deadline = time.monotonic() + 5
+    while not results and time.monotonic() < deadline:
+        peer.syncobj.doTick(0.01)
+    assert results and peer.syncobj.raftCommitIndex == last and peer.applied[-1][1] == b"payload"
+
+
+def test_the_wake_socket_can_join_the_poller_the_transport_is_built_with(make_peer):
+    transport = make_peer().transport
+    poller = transport._syncObj._poller
+    assert isinstance(poller, pysyncobj.poller.Poller)
+    assert list(inspect.signature(poller.subscribe).parameters) == ["descr", "callback", "eventMask"]
+    assert in_order(SYNCOBJ_SOURCE, "self._poller = createPoller(", "self.__transport = transportClass(")
+    transport.wake_tick_thread()
+    transport._syncObj.doTick(0.5)  # returns at once: the wake is read by our handler
+    assert transport._wake_pending is False
 
 
 # -- status and states --------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""A follower's acknowledgement leaves only once a completed sync of the journal's sync thread
+covers it (node.engine.transport, `_acknowledge` / `send_synced_acks`), on a real SyncObj and
+transport ticked by hand; a tail cut or a new term voids the waiting ones."""
+
+import pytest
+from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj.node import TCPNode
+
+from node.engine import internals
+from node.engine.journal import DurableJournal
+from node.engine.journal_seam import journal_installed
+from node.engine.replicated import ReplicatedLog
+from node.engine.transport import DurableTransport
+from node.membership import Standing
+from tests.support.cluster import HOST, free_ports
+from tests.support.wait import wait_until
+
+
+@pytest.fixture
+def follower(tmp_path):
+    """(journal, transport, acks sent, the leader's node), with the journal's sync thread held."""
+    ports = free_ports(2)
+    address, leader = f"{HOST}:{ports[0]}", f"{HOST}:{ports[1]}"  # the leader never answers
+    journal = DurableJournal(str(tmp_path / "raft.journal"))
+    acks: list[int] = []
+    made = []
+
+    def make_transport(syncobj, self_node, other_nodes):
+        made.append(DurableTransport(syncobj, self_node, other_nodes, journal=journal, standing=Standing(),
+                                     on_ack=lambda index, at: acks.append(index)))
+        return made[-1]
+
+    conf = SyncObjConf(autoTick=False, bindAddress=address, journalFile=journal.path, appendEntriesUseBatch=False)
+    with journal_installed(journal):
+        syncobj = SyncObj(address, [leader], conf=conf, consumers=[ReplicatedLog(lambda i, p: i)],
+                          transportClass=make_transport)
+    journal.start_syncing(made[0].wake_tick_thread)
+    yield journal, made[0], acks, TCPNode(leader)
+    syncobj.destroy()
+
+
+def ack(transport, node, index):
+    transport.send(node, {"type": "next_node_idx", "next_node_idx": index + 1, "reset": False, "success": True})
+
+
+def held_sync(journal):
+    """While held, no sync can run (the sync thread waits for the lock)."""
+    return journal._sync_lock
+
+
+def add(journal, first, last, term=1):
+    for i in range(first, last + 1):
+        journal.add(b"c%d" % i, i, term)
+
+
+def test_an_ack_waits_for_the_sync_that_covers_it_and_leaves_from_the_wake(follower):
+    journal, transport, acks, leader = follower
+    base = journal.last_index
+    with held_sync(journal):
+        add(journal, base + 1, base + 3)
+        ack(transport, leader, base + 2)
+        ack(transport, leader, base + 3)
+        assert acks == []  # not durable yet: nothing acknowledged
+    wait_until("the sync", lambda: journal.synced_index == base + 3, 5)
+    transport._syncObj.doTick(0.5)  # the wake makes this poll return; its handler sends
+    assert acks == [base + 3]  # only the highest covered one leaves
+    ack(transport, leader, base + 1)  # already covered: at once
+    assert acks == [base + 3, base + 1]
+
+
+def test_a_tail_cut_voids_the_waiting_acks(follower):
+    journal, transport, acks, leader = follower
+    base = journal.last_index
+    with held_sync(journal):
+        add(journal, base + 1, base + 3)
+        ack(transport, leader, base + 3)
+        journal.deleteEntriesFrom(len(journal) - 2)  # base + 2 and base + 3 are gone
+        add(journal, base + 2, base + 3, term=2)  # another leader's entries at the same indexes
+    wait_until("the sync", lambda: journal.synced_index == base + 3, 5)
+    transport.send_synced_acks()
+    assert acks == []  # it described entries that are no longer in the log
+
+
+def test_a_new_term_voids_the_waiting_acks(follower):
+    journal, transport, acks, leader = follower
+    base = journal.last_index
+    with held_sync(journal):
+        add(journal, base + 1, base + 2)
+        ack(transport, leader, base + 2)
+        internals.record_no_vote(transport._syncObj, transport._syncObj.raftCurrentTerm + 1)
+    wait_until("the sync", lambda: journal.synced_index == base + 2, 5)
+    transport.send_synced_acks()
+    assert acks == []
+
+
+def test_a_failed_ack_is_never_sent_while_no_sync_covers_it(follower, monkeypatch):
+    journal, transport, acks, leader = follower
+    journal.stop_syncing()
+    journal._on_synced = None
+    base = journal.last_index
+    add(journal, base + 1, base + 1)
+    monkeypatch.setattr(journal, "sync", lambda: False)  # a full disk at fdatasync
+    ack(transport, leader, base + 1)  # no sync thread: it tries to sync itself, which fails
+    transport.send_synced_acks()
+    assert acks == []
