@@ -172,8 +172,12 @@ def test_install_swaps_the_names_pysyncobj_decodes_with():
     wire.install()
     assert wire.installed()
     assert pysyncobj.tcp_connection.pickle is wire.MESSAGES and pysyncobj.syncobj.pickle is wire.ENTRIES
-    # What PySyncObj still calls on them works as before.
-    assert wire.MESSAGES.dumps({"a": b"x"}) == pysyncobj.pickle.dumps({"a": b"x"})
+    # What PySyncObj still calls on them works as before, in protocol 4 (bytes need no global),
+    # which PySyncObj's own decoder reads as well.
+    for namespace in (wire.MESSAGES, wire.ENTRIES):
+        encoded = namespace.dumps({"a": b"x\xff"})
+        assert encoded.startswith(b"\x80\x04") and b"_codecs" not in encoded
+        assert pysyncobj.pickle.loads(encoded) == wire.loads(encoded) == {"a": b"x\xff"}
 
 
 def test_refusals_are_logged_once_per_period(caplog):
