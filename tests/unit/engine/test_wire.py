@@ -90,7 +90,8 @@ def test_small_frames_are_stored_and_big_ones_compressed():
     small = {"type": "next_node_idx", "next_node_idx": 9, "reset": False, "success": True}
     assert wire.encode_frame(small)[4:6] == b"\x78\x01"  # a stored stream: the pickle is in it as is
     assert pickle.dumps(small, wire.WIRE_PICKLE_PROTOCOL) in wire.encode_frame(small)
-    big = {"type": "append_entries", "term": 1, "commit_index": 1, "serialized": (b"a" * wire.COMPRESS_FROM_BYTES, True, True)}
+    piece = b"a" * wire.COMPRESS_FROM_BYTES
+    big = {"type": "append_entries", "term": 1, "commit_index": 1, "serialized": (piece, True, True)}
     frame = wire.encode_frame(big)
     assert len(frame) < wire.COMPRESS_FROM_BYTES // 10
     assert wire.loads(wire.decompress(frame[4:])) == big
