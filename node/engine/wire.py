@@ -85,7 +85,8 @@ class WireLimits:
         The largest legitimate frame is an `apply_command` (a follower's proposal, forwarded to
         the leader by PySyncObj) carrying one whole entry: pickled twice with protocol 2
         (command, then message), bytes >= 0x80 are UTF-8 encoded twice, so 64 MiB of random
-        bytes decode from 160 MiB and travel as 90 MiB of zlib (measured). The leader's own
+        bytes decode from 160 MiB and travel as 90 MiB of zlib (measured; what PySyncObj's own
+        encoder and raftkv nodes before protocol 4 send: ours are smaller). The leader's own
         messages are smaller: entries in batches of 64 KiB, bigger entries and snapshots in
         64 KiB pieces (PySyncObj's `appendEntriesBatchSizeBytes`, `logCompactionBatchSize`).
         """
