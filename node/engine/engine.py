@@ -144,12 +144,25 @@ class RaftEngine:
         # 2. the hello on every link, and no election while we may not vote;
         # 3. what other threads asked to run here;
         # 4. a term that could not be stored is forgotten; a leader whose disk is full hands over
-        #    to a peer whose disk is not.
+        #    to a peer whose disk is not;
+        # 5. a leader that is its only voter wakes its own poll (`_commit_alone`).
         for callback in self._tick_callbacks():
             syncobj.addOnTickCallback(callback)
 
     def _tick_callbacks(self) -> list[Callable[[], object]]:
-        return [self._tr.send_synced_acks, self._tr.keep_alive, self._run_tick_calls, self._disk_upkeep]
+        return [self._tr.send_synced_acks, self._tr.keep_alive, self._run_tick_calls, self._disk_upkeep,
+                self._commit_alone]
+
+    def _commit_alone(self) -> None:
+        """Tick callback: a leader with no other voter commits what its syncs cover at the next
+        tick's commit computation; no peer's answer wakes its poll, so every write waited out a
+        whole tick period (51 ms at `heartbeat_s` 0.05). The sync thread wakes the tick thread
+        when a sync completes; this covers a sync that completed before this tick's commit
+        computation saw it. With peers, their acknowledgements wake the poll and this does nothing."""
+        syncobj = self._so
+        if (not internals.other_voters(syncobj) and internals.is_leader(syncobj)
+                and syncobj.raftCommitIndex < min(internals.last_log_index(syncobj), self.journal.synced_index)):
+            internals.wake(syncobj)
 
     def _make_transport(self, syncobj, self_node, other_nodes) -> DurableTransport:
         # Called by SyncObj's constructor, before its tick thread starts: the leader's commit

@@ -57,6 +57,17 @@ def forget_unstored_term(syncobj: SyncObj, term: int, voted_for: str | None) -> 
         syncobj._SyncObj__setState(FOLLOWER)
 
 
+def last_log_index(syncobj: SyncObj) -> int:
+    """The index of the last entry in this node's log (committed or not)."""
+    return syncobj._SyncObj__getCurrentLogIndex()
+
+
+def wake(syncobj: SyncObj) -> None:
+    """Any thread: end the tick thread's current or next poll at once (PySyncObj's own pipe, which
+    it writes when a command is queued; it exists because `appendEntriesUseBatch` is off)."""
+    syncobj._SyncObj__pipeNotifier.notify()
+
+
 def match_indexes(syncobj: SyncObj) -> dict:
     """Leader: link (Node, readonly links included) -> highest index known replicated there."""
     return syncobj._SyncObj__raftMatchIndex

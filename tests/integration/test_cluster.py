@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import signal
 import time
 
@@ -38,6 +39,20 @@ def test_write_through_a_follower_is_read_on_every_node(shared_cluster):
         assert r.status_code == 200 and r.json()[0]["ModifyIndex"] == index
         assert r.headers["X-Consul-Effective-Consistency"] == "stale"
         assert get(node, "greeting", raw="").content == b"hello"
+
+
+def test_a_value_sent_in_pieces_through_a_follower_reads_back_whole_on_every_node(shared_cluster):
+    """A follower forwards a 400 KiB entry whole (one frame, over 64 KiB: compressed), the leader
+    ships it in 64 KiB pieces (`transmission`), and small frames travel uncompressed: every copy
+    must come back byte for byte (NOTES.md, "The wire")."""
+    value = os.urandom(400 * 1024)
+    follower = shared_cluster.followers()[0]
+    r = put(follower, "big/random", value)
+    assert r.status_code == 200 and r.json() is True
+    index = int(get(follower, "big/random").headers["X-Consul-Index"])
+    shared_cluster.wait_applied(index)
+    for node in shared_cluster.nodes:
+        assert get(node, "big/random", raw="", stale="").content == value
 
 
 def test_consul_shapes_for_recurse_keys_cas_and_delete(cluster):

@@ -10,6 +10,7 @@ replicated entry point), ticked by hand.
 import inspect
 import pickle
 import re
+import select
 import time
 from dataclasses import dataclass
 
@@ -167,6 +168,10 @@ def test_every_internal_reach_works_on_a_real_syncobj(make_peer):
     assert syncobj._SyncObj__votedForNodeId == internals.NO_VOTE
     assert {n.address for n in internals.other_voters(syncobj)} == set(peer.others)
     assert isinstance(internals.match_indexes(syncobj), dict)
+    assert internals.last_log_index(syncobj) == syncobj._SyncObj__raftLog[-1][1]
+    pipe = syncobj._SyncObj__pipeNotifier._PipeNotifier__pipeR
+    internals.wake(syncobj)  # the tick thread's poll watches this pipe: it is readable now
+    assert select.select([pipe], [], [], 0)[0] == [pipe]
     newcomer = f"{HOST}:{free_ports(1)[0]}"
     internals.set_other_voters(syncobj, [newcomer])
     assert {n.address for n in internals.other_voters(syncobj)} == {newcomer}
@@ -254,7 +259,7 @@ def test_the_tick_runs_our_callbacks_after_sending_and_before_polling():
 def test_the_engine_registers_its_tick_callbacks_in_the_order_it_relies_on():
     source = inspect.getsource(RaftEngine._tick_callbacks)
     assert in_order(source, "self._tr.send_synced_acks", "self._tr.keep_alive", "self._run_tick_calls",
-                    "self._disk_upkeep")
+                    "self._disk_upkeep", "self._commit_alone")
 
 
 def test_the_leaders_commit_loop_counts_its_own_copy_up_to_the_current_log_index():
