@@ -10,6 +10,7 @@ Threading: the writers run on PySyncObj's tick thread only (they race it otherwi
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from pysyncobj import SyncObj
@@ -74,3 +75,16 @@ def set_other_voters(syncobj: SyncObj, addresses: list[str]) -> None:
     heard = syncobj._SyncObj__lastResponseTime
     for node in syncobj._SyncObj__otherNodes:
         heard.setdefault(node, time.monotonic())
+
+
+def leader_noop_index(syncobj: SyncObj) -> int | None:
+    """Leader: the index of the no-op PySyncObj appended when this node was last elected
+    (`__onBecomeLeader`); once committed, the leader has committed an entry of its term."""
+    return syncobj._SyncObj__noopIDx
+
+
+def wake(syncobj: SyncObj) -> None:
+    """Any thread: end the tick thread's poll now (the pipe PySyncObj itself writes to when a
+    command is queued; it exists because node.engine.conf turns batching off)."""
+    with contextlib.suppress(BlockingIOError):  # the pipe is full: the tick thread wakes anyway
+        syncobj._SyncObj__pipeNotifier.notify()
