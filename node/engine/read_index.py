@@ -130,9 +130,11 @@ class ReadIndex:
             else:
                 self._send(link, {"type": ANSWER, "id": ask_id, "error": "not the leader"})
         elif kind == ANSWER:
-            asked = self._asked.pop(message.get("id"), None)  # type: ignore[arg-type]
+            ask_id = message.get("id")
+            asked = self._asked.get(ask_id)  # type: ignore[arg-type]
             if asked is None or asked[1] != link:
                 return  # timed out and forgotten, or not from whom we asked
+            del self._asked[ask_id]  # type: ignore[arg-type]
             index = message.get("index")
             if type(index) is int:
                 self._applying.append((index, asked[0]))
