@@ -38,7 +38,7 @@ class FakeSyncObj:
 
 @pytest.fixture
 def env():
-    so, sent, done = FakeSyncObj(), [], []
+    so, sent, done = FakeSyncObj(), [], []  # type: ignore[var-annotated]
     ri = ReadIndex(so, lambda link, message: sent.append((link, message)))
     return so, ri, sent, done
 
