@@ -130,7 +130,7 @@ def _raft(m: NodeMetrics) -> Iterator[Metric]:
 
 
 def _work(m: NodeMetrics) -> Iterator[Metric]:
-    yield _counter("raftkv_proposals_entries_total", "Log entries this node proposed (writes and read barriers)",
+    yield _counter("raftkv_proposals_entries_total", "Log entries this node proposed",
                    m.entries_proposed)
     yield _counter("raftkv_proposals_writes_total", "Writes this node proposed", m.writes_proposed)
     yield _gauge("raftkv_proposals_pending", "Entries proposed here and not yet answered, plus writes waiting "
