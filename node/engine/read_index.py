@@ -26,8 +26,9 @@ Follower (`consistent` on a follower, etcd's follower read): it sends the leader
 index and answers from its own store. Over the Raft link rather than HTTP forwarding
 (api/forward.py): the link is open, authenticated and ordered, and it costs one small frame
 each way instead of an HTTP request to parse and route on the leader. An ask not answered
-when the leader changes fails at once; one never answered is dropped after ASK_FORGET_S (the
-read itself has timed out on the event loop long before).
+within RETRY_S is sent again (the first answer counts); one open when the leader changes fails
+at once; one never answered is dropped after ASK_FORGET_S (the read itself has timed out on
+the event loop long before).
 
 Everything here runs on PySyncObj's tick thread except `request`, which any thread calls; the
 engine wakes the tick thread for it (`internals.wake`), so a read does not wait for a tick.
@@ -72,7 +73,7 @@ class ReadIndex:
         self._queued: list[Answer] = []  # leader: reads waiting for the next round
         self._round: _Round | None = None
         self._applying: list[tuple[int, OnRead]] = []  # read index known: waiting to apply it here
-        self._asked: dict[int, tuple[OnRead, object, float]] = {}  # follower: id -> (read, leader link, when)
+        self._asked: dict[int, list] = {}  # follower: id -> [read, leader link, asked at, last sent at]
         self._seq = itertools.count(time.time_ns())  # never reused, not even across a restart
         self._ask_ids = itertools.count(1)
         self.rounds = 0  # rounds started (a retry counts as one)
@@ -215,18 +216,24 @@ class ReadIndex:
             on_read(NoLeaderError("no leader is known"))
             return
         ask_id = next(self._ask_ids)
-        self._asked[ask_id] = (on_read, leader, time.monotonic())
+        now = time.monotonic()
+        self._asked[ask_id] = [on_read, leader, now, now]
         self._send(leader, {"type": ASK, "id": ask_id})
 
     def _forget_asks(self) -> None:
-        """Fail the asks of a leader that is no longer ours; drop those never answered."""
+        """Fail the asks of a leader that is no longer ours; drop those never answered; ask again
+        after RETRY_S (the link was down, or is new: a frame on the old one is lost)."""
         leader, now = internals.last_known_leader(self._so), time.monotonic()
-        for ask_id, (on_read, link, when) in list(self._asked.items()):
+        for ask_id, asked in list(self._asked.items()):
+            on_read, link, when, sent = asked
             if link != leader:
                 del self._asked[ask_id]
                 on_read(NoLeaderError("the leader changed during the read"))
             elif now - when > ASK_FORGET_S:
                 del self._asked[ask_id]
+            elif now - sent > RETRY_S:
+                asked[3] = now
+                self._send(link, {"type": ASK, "id": ask_id})  # the first answer counts, a later one is dropped
 
     # -- both ----------------------------------------------------------------------------------
 

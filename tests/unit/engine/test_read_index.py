@@ -172,3 +172,18 @@ def test_the_leader_serves_an_ask_in_its_round_and_a_follower_refuses_one(env):
     assert sent[-1] == (C, {"type": ANSWER, "id": 6, "error": "not the leader"})
     ri.on_message(C, {"type": PING, "term": 3, "seq": 42})
     assert sent[-1] == (C, {"type": PONG, "seq": 42, "term": 3})
+
+
+def test_a_follower_asks_again_until_answered_and_takes_the_first_answer(env, monkeypatch):
+    so, ri, sent, done = env
+    so.leader, so.raftLastApplied = False, 9
+    ri.request(done.append)
+    ri.tick()
+    monkeypatch.setattr(read_index, "RETRY_S", 0.0)
+    ri.tick()
+    asks = [m for _, m in sent if m["type"] == ASK]
+    assert len(asks) == 2 and asks[0]["id"] == asks[1]["id"]
+    ri.on_message(A, {"type": ANSWER, "id": asks[0]["id"], "index": 9})
+    ri.on_message(A, {"type": ANSWER, "id": asks[0]["id"], "index": 9})
+    ri.tick()
+    assert done == [None]
