@@ -130,17 +130,18 @@ def _raft(m: NodeMetrics) -> Iterator[Metric]:
 
 
 def _work(m: NodeMetrics) -> Iterator[Metric]:
-    yield _counter("raftkv_proposals_entries_total", "Log entries this node proposed (writes and read barriers)",
+    yield _counter("raftkv_proposals_entries_total", "Log entries this node proposed",
                    m.entries_proposed)
     yield _counter("raftkv_proposals_writes_total", "Writes this node proposed", m.writes_proposed)
     yield _gauge("raftkv_proposals_pending", "Entries proposed here and not yet answered, plus writes waiting "
                  "for a slot", m.proposals_pending)
     yield _histogram("raftkv_proposals_writes_per_entry", "Writes batched into each log entry that carries writes",
                      m.writes_per_entry)
-    yield _counter("raftkv_read_barrier_rounds_total", "Read barrier rounds (log entries carrying one)",
-                   m.barrier_rounds)
-    yield _counter("raftkv_read_barrier_reads_total", "Reads that waited for a read barrier", m.barrier_reads)
-    yield _histogram("raftkv_read_barrier_reads_per_round", "Reads served by each read barrier round",
+    # The series keep their read-barrier names (dashboards); a round is now a ReadIndex round.
+    yield _counter("raftkv_read_barrier_rounds_total", "Linearizable read rounds (ReadIndex confirmations "
+                   "this node waited for)", m.barrier_rounds)
+    yield _counter("raftkv_read_barrier_reads_total", "Linearizable reads that waited for a round", m.barrier_reads)
+    yield _histogram("raftkv_read_barrier_reads_per_round", "Reads served by each linearizable read round",
                      m.reads_per_barrier)
     yield _gauge("raftkv_blocking_queries", "Blocking queries waiting on this node", m.blocking_queries)
 

@@ -13,7 +13,7 @@ Runs on the event loop; `submit(payload, callback)` hands the entry to the engin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from node.bridge import LoopBridge, Pulse
 from node.codec import Op, encode
@@ -156,20 +156,23 @@ def _fail(futures: list[asyncio.Future], exc: Exception) -> None:
 
 
 class ReadBarrier:
-    """Coalesces read barriers: at most one barrier round in flight per node.
+    """Coalesces linearizable reads: at most one confirmation round in flight per node.
 
     A read that arrives while a round is in flight waits for the next round, which starts
     when the current one ends and serves every read that queued meanwhile. So the number of
     rounds is bounded by the round trip, not by the number of reads: under load one round
     serves dozens of reads. Each read still waits for a round that began after it arrived,
-    which is what makes it linearizable.
+    which is what makes it linearizable. `run_round(timeout_s)` is one round: it returns once
+    every write committed before it began is applied on this node (node.raft: a ReadIndex
+    round, node.engine.read_index), or raises.
     """
 
-    def __init__(self, proposer: Proposer) -> None:
-        self._proposer = proposer
+    def __init__(self, run_round: Callable[[float], Awaitable[object]]) -> None:
+        self._run_round = run_round
         self._waiting: list[asyncio.Future] = []
         self._runner: asyncio.Task | None = None
         self.reads = 0
+        self.rounds = 0
         self.reads_per_round = Histogram(BATCH_BUCKETS)
 
     async def wait(self, timeout_s: float) -> None:
@@ -181,15 +184,18 @@ class ReadBarrier:
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout_s)
         except TimeoutError:
-            raise OutcomeUnknownError(f"read barrier not committed within {timeout_s:g}s (no quorum?)") from None
+            raise OutcomeUnknownError(f"read not confirmed by a majority within {timeout_s:g}s (no quorum?)") from None
 
     async def _run(self, timeout_s: float) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
+            self.rounds += 1
             self.reads_per_round.observe(len(batch))
             try:
-                await self._proposer.propose(None, timeout_s)
+                await asyncio.wait_for(self._run_round(timeout_s), timeout_s)
             except Exception as exc:  # every reader of this round gets the round's failure
+                if isinstance(exc, TimeoutError):
+                    exc = OutcomeUnknownError(f"read not confirmed by a majority within {timeout_s:g}s (no quorum?)")
                 for fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)

@@ -131,7 +131,7 @@ class RaftNode:
         # dropped with the tick it broke): answer what is in flight now rather than at the deadline.
         self.disk.on_refusing(lambda: self.proposer.abandon_in_flight(
             f"{self.disk.reason()} while the request was in flight"))
-        self.read_barrier = ReadBarrier(self.proposer)
+        self.read_barrier = ReadBarrier(self._read_index_round)
         # Everything the engine's callbacks reach exists: start it (it replays the journal at once).
         self.engine.start()
         if self.quarantine.active:
@@ -347,6 +347,22 @@ class RaftNode:
         await self.wait_for_leader(timeout_s)
         self._refuse_if_cluster_disks_full()
         await self.read_barrier.wait(timeout_s)
+
+    async def _read_index_round(self, timeout_s: float) -> None:
+        """One ReadIndex round (node.engine.read_index): returns once every entry committed
+        before the call is applied here; no log entry, no fsync. The caller bounds the wait."""
+        fut = asyncio.get_running_loop().create_future()
+
+        def settle(error: Exception | None) -> None:  # on the loop
+            if fut.done():
+                return
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+        self.engine.read_index(lambda error: self.bridge.post(settle, error))
+        await fut
 
     async def drain_writes(self, timeout_s: float) -> bool:
         """Wait until no write is in flight or queued here (a graceful stop); False on timeout."""
@@ -606,9 +622,14 @@ class RaftNode:
             "proposals": {
                 "entries": self.proposer.entries_proposed,
                 "writes": self.proposer.ops_proposed,
-                "read_barriers": self.proposer.barriers_proposed,
-                "barrier_rounds": self.proposer.barrier_entries,
-                "reads_served_by_barriers": self.read_barrier.reads,
+            },
+            # Linearizable reads (node.engine.read_index): rounds this node waited for (one serves
+            # every read queued meanwhile), and the ReadIndex rounds it led as leader.
+            "reads": {
+                "linearizable": self.read_barrier.reads,
+                "rounds": self.read_barrier.rounds,
+                "led_rounds": self.engine.read_index_rounds()[0],
+                "led_confirmed": self.engine.read_index_rounds()[1],
             },
             "watchers": self.watch_hub.waiting,
             "sessions": {"timers": self.session_keeper.timer_count(),
@@ -654,7 +675,7 @@ class RaftNode:
             journal_bytes_written=journal.bytes_written,
             fsync_seconds=journal.fsync_seconds,
             writes_per_entry=proposer.writes_per_entry,
-            barrier_rounds=proposer.barrier_entries,
+            barrier_rounds=self.read_barrier.rounds,
             barrier_reads=self.read_barrier.reads,
             reads_per_barrier=self.read_barrier.reads_per_round,
             snapshots_taken=checkpointer.snapshots_taken,

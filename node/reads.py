@@ -5,13 +5,25 @@ and a view that is consistent while the tick thread applies entries.
 | ------------------ | ------------------------------------------------ | ---------------- |
 | stale              | this node, even without a leader                 | nothing          |
 | stale, max_stale=D | this node if it heard from the leader within D, else the leader | nothing |
-| default            | the leader (one forwarding hop)                  | a read barrier   |
-| consistent         | this node                                        | a read barrier   |
+| default            | the leader (one forwarding hop)                  | a ReadIndex round |
+| consistent         | this node                                        | a ReadIndex round |
 
-A read barrier is an empty entry committed through the log from this node (node.proposer):
-once it is applied here, every write acknowledged before the read began is applied too, and
-a deposed leader can never pass one. raftkv uses no leader lease: PySyncObj's followers grant
-votes without leader stickiness, which a lease needs to be safe.
+A ReadIndex round (Raft thesis §6.4; node.engine.read_index) writes nothing: the leader
+records its commit index, confirms with a majority that it still leads in its term (its own
+ping, answered by each voter with its term, sent after the read arrived), and the read is
+answered once this node has applied that index. A follower asks the leader for the index over
+the Raft link and answers from its own store once it has applied that far. The leader serves
+none before the no-op of its election is committed, and a deposed leader (paused, cut off) can
+never pass one: a majority answers it with a newer term, or not at all. Reads that arrive
+during a round share the next one (node.proposer.ReadBarrier).
+
+No leader lease for default reads: a lease lets the leader answer without the round, which is
+safe only if no other node can be elected while it runs. PySyncObj's followers grant a vote to
+any candidate with a newer term and an up-to-date log, even right after hearing the leader
+(no leader stickiness, no pre-vote: NOTES.md, "No pre-vote, no lease"): a node cut off from
+the leader alone (its own timer fired) is elected by followers that heard the leader a moment
+ago, well inside any lease bounded by the election timeout. Adding one needs that stickiness
+first (a follower that heard the leader within the minimum election timeout refuses votes).
 
 Consistency of a read against concurrent applies: the tick thread holds `lock` while it
 applies an entry or installs a snapshot (node.replica), and a `ReadView` holds it for the

@@ -32,6 +32,7 @@ from node.engine.journal import DurableJournal
 from node.engine.journal_seam import journal_installed
 from node.engine.observer import DurabilityObserver
 from node.engine.peer_auth import Keyring
+from node.engine.read_index import ReadIndex
 from node.engine.replicated import ApplyEntry, ReplicatedLog
 from node.engine.status import EngineStatus, Role, role_of
 from node.engine.transport import DurableTransport
@@ -103,6 +104,7 @@ class RaftEngine:
         self._tick_calls: collections.deque = collections.deque()
         self._syncobj: SyncObj | None = None  # set once SyncObj's constructor has returned
         self._transport: DurableTransport | None = None  # set during that constructor
+        self._read_index: ReadIndex | None = None  # set once SyncObj is built
         self._next_handover = 0.0
         self._full_since: float | None = None
         self._handover_logged = False
@@ -135,6 +137,8 @@ class RaftEngine:
                 transportClass=self._make_transport,
             )
         self._syncobj = syncobj
+        self._read_index = ReadIndex(syncobj, self._tr.send_read_index)
+        self._tr.read_index = self._read_index
         if not syncobj.tick_thread_alive():
             raise StartupError(f"cannot listen on raft address {self._bind}")
         # PySyncObj runs tick callbacks after it appended and sent this tick's entries and before
@@ -143,14 +147,15 @@ class RaftEngine:
         #    thread wakes the tick thread; this is the fallback);
         # 2. the hello on every link, and no election while we may not vote;
         # 3. what other threads asked to run here;
-        # 4. a term that could not be stored is forgotten; a leader whose disk is full hands over
+        # 4. ReadIndex reads: new ones queued, rounds started or retried, reads answered once applied;
+        # 5. a term that could not be stored is forgotten; a leader whose disk is full hands over
         #    to a peer whose disk is not;
-        # 5. a leader that is its only voter wakes its own poll (`_commit_alone`).
+        # 6. a leader that is its only voter wakes its own poll (`_commit_alone`).
         for callback in self._tick_callbacks():
             syncobj.addOnTickCallback(callback)
 
     def _tick_callbacks(self) -> list[Callable[[], object]]:
-        return [self._tr.send_synced_acks, self._tr.keep_alive, self._run_tick_calls, self._disk_upkeep,
+        return [self._tr.send_synced_acks, self._tr.keep_alive, self._run_tick_calls, self._ri.tick, self._disk_upkeep,
                 self._commit_alone]
 
     def _commit_alone(self) -> None:
@@ -193,6 +198,12 @@ class RaftEngine:
         return self._transport
 
     @property
+    def _ri(self) -> ReadIndex:
+        if self._read_index is None:
+            raise RuntimeError("the Raft engine is not started")
+        return self._read_index
+
+    @property
     def started(self) -> bool:
         """SyncObj's constructor has returned (its tick thread may run before: a replay, a hello)."""
         return self._syncobj is not None
@@ -213,6 +224,19 @@ class RaftEngine:
         def callback(results, fail_reason: int) -> None:
             on_done(results, None if fail_reason == SUCCESS else error_for(fail_reason))
         self._log.apply(payload, callback=callback)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def read_index(self, on_read: Callable[[Exception | None], None]) -> None:
+        """Any thread: `on_read(None)` on the tick thread once this node has applied every entry
+        committed before the call, confirmed with a majority without a log entry
+        (node.engine.read_index), or `on_read(error)` (node.errors.NoLeaderError)."""
+        self._ri.request(on_read)
+
+    def read_index_rounds(self) -> tuple[int, int]:
+        """ReadIndex rounds this node started as leader, and those a majority confirmed."""
+        ri = self._read_index
+        return (ri.rounds, ri.confirmed) if ri is not None else (0, 0)
 
     # -- what this node knows -------------------------------------------------------------------
 

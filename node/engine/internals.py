@@ -10,6 +10,7 @@ Threading: the writers run on PySyncObj's tick thread only (they race it otherwi
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import weakref
@@ -62,12 +63,6 @@ def last_log_index(syncobj: SyncObj) -> int:
     return syncobj._SyncObj__getCurrentLogIndex()
 
 
-def wake(syncobj: SyncObj) -> None:
-    """Any thread: end the tick thread's current or next poll at once (PySyncObj's own pipe, which
-    it writes when a command is queued; it exists because `appendEntriesUseBatch` is off)."""
-    syncobj._SyncObj__pipeNotifier.notify()
-
-
 def match_indexes(syncobj: SyncObj) -> dict:
     """Leader: link (Node, readonly links included) -> highest index known replicated there."""
     return syncobj._SyncObj__raftMatchIndex
@@ -114,3 +109,16 @@ def count_own_copy_up_to(syncobj: SyncObj, synced_index: Callable[[], int]) -> N
         return last
 
     syncobj._SyncObj__getCurrentLogIndex = current_log_index
+
+
+def leader_noop_index(syncobj: SyncObj) -> int | None:
+    """Leader: the index of the no-op PySyncObj appended when this node was last elected
+    (`__onBecomeLeader`); once committed, the leader has committed an entry of its term."""
+    return syncobj._SyncObj__noopIDx
+
+
+def wake(syncobj: SyncObj) -> None:
+    """Any thread: end the tick thread's poll now (the pipe PySyncObj itself writes to when a
+    command is queued; it exists because node.engine.conf turns batching off)."""
+    with contextlib.suppress(BlockingIOError):  # the pipe is full: the tick thread wakes anyway
+        syncobj._SyncObj__pipeNotifier.notify()

@@ -68,9 +68,10 @@ from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport
 
 from node.disk import NoSpaceError, is_no_space
-from node.engine import internals, wire
+from node.engine import internals, read_index, wire
 from node.engine.failures import NOT_LEADER
 from node.engine.journal import DurableJournal
+from node.engine.read_index import ReadIndex
 from node.membership import PeerHello, Standing
 
 KEEPALIVE_S = 0.5  # well inside connectionTimeout (node.settings, node.engine.conf)
@@ -110,6 +111,7 @@ class DurableTransport(TCPTransport):
         self._wake_w.setblocking(False)
         self._wake_pending = False
         syncObj._poller.subscribe(self._wake_r.fileno(), self._on_wake, POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR)
+        self.read_index: ReadIndex | None = None  # set by the engine once SyncObj is built
 
     def send(self, node, message):
         kind = message.get("type")
@@ -227,6 +229,18 @@ class DurableTransport(TCPTransport):
             self._unknownConnections.discard(oldest)
         super()._onNewIncomingConnection(conn)
 
+    def _on_read_index_message(self, node, message) -> None:
+        """ReadIndex (node.engine.read_index). A node that may not vote, or takes no entries,
+        confirms no leader: its term says nothing about the votes it may have given and lost."""
+        if message["type"] == read_index.PING and not (self.standing.voting and self.standing.accepting):
+            return
+        if self.read_index is not None:
+            self.read_index.on_message(node, message)
+
+    def send_read_index(self, node, message) -> None:
+        """Tick thread: a ReadIndex message (past `send`'s acknowledgement rules: it is none)."""
+        super().send(node, message)
+
     def tell_removed(self, node) -> None:
         """Leader, tick thread: tell a voter it has just been removed (sent before the link drops)."""
         super().send(node, {"type": _REMOVED})
@@ -293,6 +307,9 @@ class DurableTransport(TCPTransport):
         if kind == _REMOVED:
             if node == internals.last_known_leader(self._syncObj):  # only our leader may say so
                 self._on_removed()
+            return
+        if kind in read_index.MESSAGES:
+            self._on_read_index_message(node, message)
             return
         standing = self.standing
         if kind == "apply_command" and self.refuse_commands and "request_id" in message:

@@ -171,7 +171,7 @@ def test_full_disks_everywhere_are_507_with_stale_reads_then_recover_by_themselv
             assert r.status_code == 507, (n.node_id, r.status_code, r.text)
             assert r.text.startswith(f"node {n.node_id}: disk full"), r.text
             assert "\n" not in r.text.strip()
-            r = requests.get(f"{n.url}/v1/kv/all/000", timeout=10)  # default: a barrier through the log
+            r = requests.get(f"{n.url}/v1/kv/all/000", timeout=10)  # default: refused while this node cannot store
             assert r.status_code in (503, 507) and "disk full" in r.text, r.text
             assert read_all(n, "all/", stale=True) == acked, f"stale reads on {n.node_id}"
             r = requests.get(f"{n.url}/readyz", timeout=10)

@@ -39,7 +39,9 @@ def test_consistent_reads_on_a_follower_are_served_by_the_follower(shared_cluste
         assert r.status_code == 200 and r.json()[0]["Value"] == "MQ=="
     after = follower.status()
     assert after["forwarded"]["ok"] == before["forwarded"]["ok"], "consistent reads must not be forwarded"
-    assert after["proposals"]["read_barriers"] - before["proposals"]["read_barriers"] == 20
+    assert after["reads"]["linearizable"] - before["reads"]["linearizable"] == 20
+    # ReadIndex: the follower asked the leader, nobody proposed a log entry for them.
+    assert after["proposals"]["entries"] == before["proposals"]["entries"]
 
 
 def test_stale_reads_answer_without_a_leader_and_max_stale_bounds_them(cluster):
@@ -167,3 +169,49 @@ def test_ten_thousand_idle_watchers_cost_no_cpu_and_one_change_wakes_one(watched
     # A benchmark figure, not an assertion (DESIGN.md, testing rules): what this machine measured.
     print(f"\n{count} idle watchers: node CPU {idle_cpu * 100:.1f}% of a core over 3 s (Raft heartbeats included)")
     assert woken == [0] and still == count - 1
+
+
+def test_ten_thousand_linearizable_reads_write_nothing_to_the_journal(cluster):
+    """ReadIndex reads: no log entry, no journal byte, whichever node they reach and whichever
+    linearizable mode they ask for (the leader confirms with a heartbeat-like round instead)."""
+    leader = cluster.leader()
+    assert requests.put(f"{leader.url}/v1/kv/j", data=b"v", timeout=10).json() is True
+    cluster.wait_applied(int(requests.get(f"{leader.url}/v1/kv/j", timeout=10).headers["X-Consul-Index"]))
+    journals = [os.path.join(n.data_dir, "raft.journal") for n in cluster.nodes]
+
+    def state():
+        statuses = [n.status() for n in cluster.nodes]
+        return ([os.path.getsize(p) for p in journals], [s["commit_index"] for s in statuses],
+                [s["term"] for s in statuses])
+
+    def settled():  # start-up entries (the cluster's own) committed everywhere, nothing in flight
+        first = state()
+        time.sleep(1)
+        return first if state() == first and len(set(first[1])) == 1 else None
+
+    before = cluster.wait_for("the log to settle", settled, timeout=60)
+    rounds_before = {n.node_id: n.status()["reads"]["rounds"] for n in cluster.nodes}
+
+    async def read_many(total: int, clients: int) -> int:
+        urls = [f"{n.url}/v1/kv/j" for n in cluster.nodes]
+        modes = [{"consistent": ""}, {}]
+        ok = 0
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+            async def client(c: int) -> None:
+                nonlocal ok
+                for i in range(c, total, clients):
+                    async with s.get(urls[i % 3], params=modes[(i // 3) % 2]) as r:
+                        assert r.status == 200, await r.text()
+                        ok += 1
+            await asyncio.gather(*(client(c) for c in range(clients)))
+        return ok
+
+    started = time.monotonic()
+    assert asyncio.run(read_many(10_000, 16)) == 10_000
+    elapsed = time.monotonic() - started
+    after = state()
+    rounds = {n.node_id: n.status()["reads"]["rounds"] - rounds_before[n.node_id] for n in cluster.nodes}
+    print(f"\n10,000 reads in {elapsed:.1f} s; journal bytes before {before[0]}, after {after[0]}; "
+          f"commit index before {before[1]}, after {after[1]}; terms {before[2]}, {after[2]}; rounds per node {rounds}")
+    assert after == before, "linearizable reads must not write to the log"
+    assert sum(rounds.values()) > 0

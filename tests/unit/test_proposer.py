@@ -167,7 +167,7 @@ async def test_a_barrier_rides_with_the_writes_of_its_turn(submit, bridge):
 
 async def test_barriers_arriving_during_a_round_share_exactly_one_more_round(submit, bridge):
     proposer = Proposer(submit, bridge)
-    barrier = ReadBarrier(proposer)
+    barrier = ReadBarrier(lambda timeout_s: proposer.propose(None, timeout_s))
     first = asyncio.create_task(barrier.wait(5))
     await submit.wait_for(1)
     assert submit.ops(0) == []  # an empty entry
@@ -185,7 +185,7 @@ async def test_barriers_arriving_during_a_round_share_exactly_one_more_round(sub
 
 async def test_a_failed_barrier_round_fails_its_readers(submit, bridge):
     proposer = Proposer(submit, bridge)
-    barrier = ReadBarrier(proposer)
+    barrier = ReadBarrier(lambda timeout_s: proposer.propose(None, timeout_s))
     readers = [asyncio.create_task(barrier.wait(5)) for _ in range(3)]
     await submit.wait_for(1)
     submit.answer(0, error=NoLeaderError("deposed"))

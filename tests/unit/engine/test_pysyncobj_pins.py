@@ -33,6 +33,7 @@ from node.engine.engine import RaftEngine
 from node.engine.failures import error_for
 from node.engine.journal import DurableJournal
 from node.engine.journal_seam import journal_installed
+from node.engine.read_index import ReadIndex
 from node.engine.replicated import ReplicatedLog
 from node.engine.status import EngineStatus, Role, role_of
 from node.engine.transport import DurableTransport
@@ -222,6 +223,41 @@ def test_the_leader_gets_match_indexes_for_every_link_and_a_leader_node(make_pee
     assert internals.last_known_leader(peer.syncobj).address == peer.address
 
 
+def test_the_read_index_reaches_work_on_a_real_leader(make_peer):
+    peer = make_peer(other_count=0)
+    elect_alone(peer)
+    syncobj = peer.syncobj
+    # The election's no-op: PySyncObj appends one entry of the new term at once.
+    noop = internals.leader_noop_index(syncobj)
+    assert noop == syncobj._SyncObj__raftLog[-1][1] and syncobj._SyncObj__raftLog[-1][0] == b"\x01"
+    internals.wake(syncobj)  # the pipe PySyncObj's own queued commands wake the tick with
+    poller = syncobj._poller
+    started = time.monotonic()
+    poller.poll(5.0)
+    assert time.monotonic() - started < 4.0, "a wake must end the tick thread's poll"
+    # A single-node leader confirms a round at once, after its no-op is committed and applied.
+    sent, done = [], []
+    ri = ReadIndex(syncobj, lambda link, message: sent.append(message))
+    ri.request(done.append)
+    deadline = time.monotonic() + 5
+    while not done and time.monotonic() < deadline:
+        syncobj.doTick(0.01)
+        ri.tick()
+    assert done == [None] and syncobj.raftLastApplied >= noop and sent == [] and ri.confirmed == 1
+
+
+def test_what_read_index_relies_on_in_pysyncobj():
+    # The leader appends a no-op of its term when elected, and remembers where.
+    assert in_order(source_of("_SyncObj__onBecomeLeader"), "self.__raftLog.add(_bchr(_COMMAND_TYPE.NO_OP), idx, term)",
+                    "self.__noopIDx = idx")
+    # A follower's acknowledgement carries no term, and one for an older term is never sent
+    # (append_entries of an older term is ignored): why ReadIndex has its own ping and pong.
+    assert "'term'" not in source_of("_SyncObj__sendNextNodeIdx")
+    assert "if message['type'] == 'append_entries' and message['term'] >= self.__raftCurrentTerm:" in SYNCOBJ_SOURCE
+    # The wake-up pipe exists whenever batching is off (node.engine.conf).
+    assert "if not self.__conf.appendEntriesUseBatch and PIPE_NOTIFIER_ENABLED:" in SYNCOBJ_SOURCE
+
+
 def test_the_behaviour_behind_the_private_reaches_is_unchanged():
     # A vote already recorded for the term refuses every other candidate (our NO_VOTE relies on it).
     assert "if self.__votedForNodeId is not None:\n                        return" in SYNCOBJ_SOURCE
@@ -259,7 +295,7 @@ def test_the_tick_runs_our_callbacks_after_sending_and_before_polling():
 def test_the_engine_registers_its_tick_callbacks_in_the_order_it_relies_on():
     source = inspect.getsource(RaftEngine._tick_callbacks)
     assert in_order(source, "self._tr.send_synced_acks", "self._tr.keep_alive", "self._run_tick_calls",
-                    "self._disk_upkeep", "self._commit_alone")
+                    "self._ri.tick", "self._disk_upkeep", "self._commit_alone")
 
 
 def test_the_leaders_commit_loop_counts_its_own_copy_up_to_the_current_log_index():
