@@ -21,7 +21,7 @@ def members_of(here: dict) -> list[dict]:
 
 def combine(here: dict, statuses: list[tuple[dict, dict | None]]) -> dict:
     """`statuses`: (member, its status document or None when it did not answer)."""
-    nodes = [{"id": m["id"], "http": m["http"], "raft": m["raft"], "state": "down"} if st is None
+    nodes: list[dict] = [{"id": m["id"], "http": m["http"], "raft": m["raft"], "state": "down"} if st is None
              else {k: st.get(k) for k in ROW_FIELDS} for m, st in statuses]
     top = max((n["commit_index"] for n in nodes if n["state"] != "down"), default=0)
     for n in nodes:

@@ -37,7 +37,7 @@ CHECK_S = 1.0  # how often the local signature is read (no I/O)
 PEER_TIMEOUT_S = 2.0  # a member that has not answered by then is shown down
 STATUS_PATH = "/v1/raftkv/status"
 _CLIENT_ROUTES = (KV_ROUTE, "/v1/txn", "/v1/session/", "/v1/snapshot")  # what the charts count
-STREAMS = web.AppKey("ui_streams", set)
+STREAMS = web.AppKey("ui_streams", set[asyncio.Task])
 
 
 async def cluster_view(ctx: ApiContext, headers: dict[str, str]) -> dict:
@@ -98,6 +98,7 @@ async def ui_events(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
     await resp.prepare(request)
     task = asyncio.current_task()
+    assert task is not None  # a handler runs in its task
     streams = request.app[STREAMS]
     streams.add(task)
     seq = 0
@@ -128,5 +129,6 @@ async def _until_worth_sending(ctx: ApiContext, seq: int, sent: tuple) -> None:
 
 async def close_streams(app: web.Application) -> None:
     """on_shutdown: end the open streams, which would otherwise hold the runner's cleanup."""
-    for task in list(app[STREAMS]):
+    streams = app[STREAMS]
+    for task in list(streams):
         task.cancel()

@@ -40,11 +40,14 @@ async def get_snapshot_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     # Only a name the node lists itself: the request's text never becomes a path.
     path = next((p for p in ctx.node.snapshot_files() if os.path.basename(p) == name), None)
-    if path is None or not os.path.exists(path):
-        raise web.HTTPNotFound(text=f"no snapshot named {name!r} on this node\n")
-    header = fmt.read_header(path)
-    return await stream_file(request, path, {"X-Consul-Index": str(header.index),
-                                             "X-Raftkv-Snapshot-Keys": str(header.key_count)})
+    try:
+        if path is None:
+            raise FileNotFoundError(name)
+        header = fmt.read_header(path)
+        return await stream_file(request, path, {"X-Consul-Index": str(header.index),
+                                                 "X-Raftkv-Snapshot-Keys": str(header.key_count)})
+    except FileNotFoundError:  # never there, or pruned since listed
+        raise web.HTTPNotFound(text=f"no snapshot named {name!r} on this node\n") from None
 
 
 async def list_locks(request: web.Request) -> web.Response:

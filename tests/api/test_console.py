@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 
 from api.ui.static_files import CSP, STATIC_DIR
 from node.timeline import Timeline
@@ -24,8 +25,7 @@ async def test_the_console_files_are_served_with_their_types_the_csp_and_an_etag
     for name, ctype in (("app.js", "text/javascript"), ("style.css", "text/css"), ("http.js", "text/javascript")):
         r = await client.get(f"/ui/{name}")
         assert r.status == 200 and r.headers["Content-Type"].startswith(ctype), name
-        with open(os.path.join(STATIC_DIR, name), "rb") as f:
-            assert await r.read() == f.read()
+        assert await r.read() == Path(STATIC_DIR, name).read_bytes()  # noqa: ASYNC240 (a small file)
 
 
 async def test_root_and_ui_redirect_to_the_console(serve):
