@@ -183,13 +183,16 @@ class RaftNode:
         if leader is None:
             log.warning("no leader: none heard within the election timeout (term %d, last leader %s)",
                         term, self._seen_leader[0], extra={"term": term, "leader": None})
-            self.timeline.record("no-leader", f"no leader heard (last {self._seen_leader[0]})", term=term)
+            last = self._seen_leader[0]
+            self.timeline.record("no-leader", f"no leader heard within the election timeout (last: "
+                                              f"{self._name(last) if last else 'none'})", term=term)
         elif leader == self.addresses.raft:
             log.info("leader: this node (%s) in term %d", leader, term, extra={"term": term, "leader": leader})
-            self.timeline.record("leader", f"leader: this node ({leader})", term=term, leader=leader)
+            self.timeline.record("leader", f"leader: this {self._name(leader)} in term {term}", term=term,
+                                 leader=leader)
         else:
             log.info("leader: %s in term %d", leader, term, extra={"term": term, "leader": leader})
-            self.timeline.record("leader", f"leader: {leader}", term=term, leader=leader)
+            self.timeline.record("leader", f"leader: {self._name(leader)} in term {term}", term=term, leader=leader)
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -290,7 +293,8 @@ class RaftNode:
             self._logged_membership = (voters, learners)
             log.info("membership at index %d: voters %s; learners %s", index, ",".join(voters),
                      ",".join(learners) or "none", extra={"index": index, "voters": voters, "learners": learners})
-            self.timeline.record("membership", f"voters {', '.join(voters)}; learners {', '.join(learners) or 'none'}",
+            self.timeline.record("membership", f"voters {', '.join(map(self._id, voters))}; learners "
+                                               f"{', '.join(map(self._id, learners)) or 'none'}",
                                  index=index, voters=voters, learners=learners)
 
     def _on_told_removed(self) -> None:
@@ -331,7 +335,7 @@ class RaftNode:
             self.proposer.abandon_in_flight("this node stopped being the leader while the request was in flight")
         if new is not old and new is Role.CANDIDATE:
             self.events.elections += 1
-            self.timeline.record("election", f"this node started an election (term {self.term})", term=self.term)
+            self.timeline.record("election", "this node stood for election (no leader heard in time)")
         if new is not old and new is Role.LEADER:
             self.events.became_leader += 1
             self.timeline.record("became-leader", f"this node became the leader (term {self.term})", term=self.term)
@@ -399,7 +403,11 @@ class RaftNode:
                 raise ClusterDiskFullError(f"cannot commit: disk full on a majority ({names})")
 
     def _name(self, raft_addr: str) -> str:
-        return f"node {self.members().get(raft_addr, (raft_addr, ''))[0]}"
+        return f"node {self._id(raft_addr)}"
+
+    def _id(self, raft_addr: str) -> str:
+        """The member's node id once it published one, else its Raft address."""
+        return self.members().get(raft_addr, (raft_addr, ''))[0]
 
     async def wait_for_leader(self, timeout_s: float) -> str:
         leader = await wait_until(lambda: self.leader, self.cluster_changes, timeout_s)

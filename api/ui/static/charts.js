@@ -12,10 +12,11 @@ export class LineChart {
     values.forEach((v, i) => { if (v !== null && Number.isFinite(v)) this.points[i].push([t, v]); });
     const cut = t - this.windowS;
     for (const p of this.points) while (p.length && p[0][0] < cut) p.shift();
+    this.now = t;
     this.draw(t);
   }
 
-  draw(now) {
+  draw(now = this.now || Date.now() / 1000) {
     const c = this.canvas;
     const dpr = window.devicePixelRatio || 1;
     const w = c.clientWidth || 600, h = c.clientHeight || 160;
@@ -46,7 +47,7 @@ export class LineChart {
       p.forEach(([t, v], j) => (j ? g.lineTo(x(t), y(v)) : g.moveTo(x(t), y(v))));
       g.stroke();
       g.fillStyle = g.strokeStyle;
-      g.fillText(s.name + (p.length ? ` ${fmt(p[p.length - 1][1])}` : ""), left + 8 + i * 110, top + 10);
+      g.fillText(s.name + (p.length ? ` ${fmt(p[p.length - 1][1])}` : ""), left + 8 + i * 120, top + 10);
     });
   }
 }

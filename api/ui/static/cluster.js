@@ -70,16 +70,18 @@ function rates(prev, cur) {
       if (seen >= 0.99 * count) { p99 = (cur.bounds_s[i] ?? cur.bounds_s[cur.bounds_s.length - 1]) * 1000; break; }
     }
   }
-  return { rps: (cur.requests - prev.requests) / dt,
+  return { rps: (cur.requests - prev.requests) / dt, aps: Math.max(0, cur.applied_index - prev.applied_index) / dt,
            meanMs: count ? ((cur.latency_sum_s - prev.latency_sum_s) / count) * 1000 : null, p99 };
 }
 
 export function startCluster(section, badge) {
-  const rateChart = new LineChart(section.querySelector("#chart-rate"), [{ name: "req/s", color: "--accent" }]);
+  const rateChart = new LineChart(section.querySelector("#chart-rate"),
+    [{ name: "entries/s", color: "--ok" }, { name: "req/s here", color: "--accent" }]);
   const latChart = new LineChart(section.querySelector("#chart-latency"),
     [{ name: "mean", color: "--ok" }, { name: "p99", color: "--warn" }]);
   let prev = null;
   let delay = 500;
+  window.addEventListener("resize", () => { for (const c of [rateChart, latChart]) c.draw(Date.now() / 1000); });
   const setBadge = (text, cls) => { badge.textContent = text; badge.className = `badge ${cls}`; };
 
   const onEvent = (name, doc) => {
@@ -92,7 +94,7 @@ export function startCluster(section, badge) {
     } else if (name === "metrics") {
       if (prev) {
         const r = rates(prev, doc);
-        if (r) { rateChart.add(doc.t, [r.rps]); latChart.add(doc.t, [r.meanMs, r.p99]); }
+        if (r) { rateChart.add(doc.t, [r.aps, r.rps]); latChart.add(doc.t, [r.meanMs, r.p99]); }
       }
       prev = doc;
     }
