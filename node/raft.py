@@ -184,11 +184,11 @@ class RaftNode:
             log.warning("no leader: none heard within the election timeout (term %d, last leader %s)",
                         term, self._seen_leader[0], extra={"term": term, "leader": None})
             last = self._seen_leader[0]
-            self.timeline.record("no-leader", f"no leader heard within the election timeout (last: "
+            self.timeline.record("no-leader", f"no leader known (last: "
                                               f"{self._name(last) if last else 'none'})", term=term)
         elif leader == self.addresses.raft:
             log.info("leader: this node (%s) in term %d", leader, term, extra={"term": term, "leader": leader})
-            self.timeline.record("leader", f"leader: this {self._name(leader)} in term {term}", term=term,
+            self.timeline.record("leader", f"leader: this node ({self._id(leader)}) in term {term}", term=term,
                                  leader=leader)
         else:
             log.info("leader: %s in term %d", leader, term, extra={"term": term, "leader": leader})

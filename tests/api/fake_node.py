@@ -181,7 +181,7 @@ class FakeNode:
     # -- cluster ------------------------------------------------------------------------------
     def status(self) -> dict:
         return {"id": self._node_id, "raft": self._raft_address, "http": "", "leader": self._leader,
-                "state": "leader" if self.is_leader else "follower", "term": 1, "commit_index": self.index,
+                "state": "leader" if self.is_leader else "follower", "term": 0, "commit_index": self.index,
                 "applied_index": self.index, "keys": len(self.state.entries), "last_contact_ms": self.contact_ms,
                 "recovering": False, "cluster_id": "fake",
                 "disk": {"full": self.disk_full,

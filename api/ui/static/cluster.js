@@ -23,7 +23,8 @@ function healthBadge(n) {
 
 function renderNodes(section, view) {
   const tbody = section.querySelector("#nodes tbody");
-  const rows = view.nodes.map((n) => {
+  const nodes = [...view.nodes].sort((a, b) => a.id.localeCompare(b.id, undefined, { numeric: true }));
+  const rows = nodes.map((n) => {
     const isLeader = n.state === "leader";
     const tr = el("tr", { class: isLeader ? "leader" : n.state === "down" ? "down" : "", "data-node": n.id,
                           "data-role": n.state });
