@@ -12,7 +12,9 @@ from api.ui import events, operations, static_files
 
 def register(app: web.Application) -> None:
     app[events.STREAMS] = set()
+    app[events.PEERS] = peers = events.PeerStatus(app[CTX].config.peer_ssl)
     app.on_shutdown.append(events.close_streams)
+    app.on_cleanup.append(peers.close)
     static_files.register(app)
     app.router.add_get("/v1/raftkv/ui/events", operator_only("read", events.ui_events))
     app.router.add_get("/v1/raftkv/ui/timeline", operator_only("read", timeline))

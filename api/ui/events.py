@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 
+import aiohttp
 from aiohttp import web
 
 from api.cluster_view import combine, members_of
 from api.context import CTX, ApiContext
-from api.errors import HTTPProblem
-from api.forward import ForwardRequest
+from api.http_client import client_session
 from api.request_metrics import KV_ROUTE, LATENCY_BUCKETS_S
 from api.status import own_status
 
@@ -40,19 +41,40 @@ _CLIENT_ROUTES = (KV_ROUTE, "/v1/txn", "/v1/session/", "/v1/snapshot")  # what t
 STREAMS = web.AppKey("ui_streams", set[asyncio.Task])
 
 
-async def cluster_view(ctx: ApiContext, headers: dict[str, str]) -> dict:
+class PeerStatus:
+    """Asks other members for their /v1/raftkv/status over one session of its own (not the
+    forwarder's: these calls are no forwarded requests and must not count as such)."""
+
+    def __init__(self, peer_ssl: ssl.SSLContext | None) -> None:
+        self.peer_ssl = peer_ssl
+        self._session: aiohttp.ClientSession | None = None
+
+    async def ask(self, http: str, headers: dict[str, str]) -> dict | None:
+        if self._session is None:
+            self._session = client_session(connector=aiohttp.TCPConnector(ssl=self.peer_ssl or True))
+        url = f"{'https' if self.peer_ssl else 'http'}://{http}{STATUS_PATH}"
+        try:
+            async with self._session.get(url, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)) as resp:
+                return await resp.json() if resp.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return None  # shown down
+
+    async def close(self, _app: web.Application | None = None) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+PEERS = web.AppKey("ui_peers", PeerStatus)
+
+
+async def cluster_view(ctx: ApiContext, peers: PeerStatus, headers: dict[str, str]) -> dict:
     here = own_status(ctx)
 
     async def ask(member: dict) -> tuple[dict, dict | None]:
         if member["raft"] == here["raft"]:
             return member, here
-        try:
-            reply = await asyncio.wait_for(
-                ctx.forwarder.send(ForwardRequest("GET", STATUS_PATH, headers), member["http"], None, False),
-                PEER_TIMEOUT_S)
-            return member, json.loads(reply.body) if reply.status == 200 else None
-        except (TimeoutError, HTTPProblem, ValueError):
-            return member, None
+        return member, await peers.ask(member["http"], headers)
 
     view = combine(here, list(await asyncio.gather(*(ask(m) for m in members_of(here)))))
     view["self"] = here["raft"]
@@ -105,7 +127,7 @@ async def ui_events(request: web.Request) -> web.StreamResponse:
     once = "once" in request.query  # one round and the end: for curl, and for the API's fuzz test
     try:
         while True:
-            await resp.write(sse("cluster", await cluster_view(ctx, headers)))
+            await resp.write(sse("cluster", await cluster_view(ctx, request.app[PEERS], headers)))
             events = ctx.node.timeline_since(seq)
             if events:
                 seq = events[-1]["seq"]
