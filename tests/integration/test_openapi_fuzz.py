@@ -70,6 +70,7 @@ def run_schemathesis(url: str, workdir: str) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.timeout(480)  # the schemathesis run's own limit (420 s) and the cluster's start
 def test_every_operation_answers_as_documented_under_fuzzing(fuzz_cluster, tmp_path):
     leader = fuzz_cluster.leader()
     assert requests.put(f"{leader.url}/v1/kv/outside", data=b"kept", timeout=10).json() is True
