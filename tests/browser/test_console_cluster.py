@@ -41,7 +41,7 @@ def test_the_cluster_view_shows_three_nodes_and_one_leader(console_cluster, page
     assert page.locator("#nodes td .badge.ok").count() == 3  # every node healthy
     assert page.inner_text("#conn") == "live"
     page.wait_for_selector("#timeline li[data-kind]")
-    for i in range(60):  # through the page's node (forwarded to the leader): its own request chart
+    for i in range(120):  # through the page's node (forwarded to the leader): its own request chart
         put(console_cluster.nodes[0], f"console/more{i}", str(i))
         time.sleep(0.05)
     page.wait_for_timeout(2500)  # two pushes' worth of chart points, for the screenshot
@@ -49,6 +49,18 @@ def test_the_cluster_view_shows_three_nodes_and_one_leader(console_cluster, page
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # no page-wide sideways scroll
     screenshot(page, "console-cluster-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    # Keyboard: the first Tab stops are the views' links, focus is visible, Enter follows one.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Cluster"
+    assert page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#view-ops:not([hidden]) #ops-snapshots")
+    page.go_back()
+    page.wait_for_selector("#view-cluster:not([hidden])")
 
 
 def test_snapshots_are_listed_and_one_downloads(console_cluster, page, screenshot, tmp_path):

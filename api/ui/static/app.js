@@ -8,7 +8,9 @@ let kvModule = null;
 let opsModule = null;
 
 function parse() {
-  const h = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+  const raw = location.hash.replace(/^#\/?/, "");
+  let h;
+  try { h = decodeURIComponent(raw); } catch { h = raw; } // a malformed escape: taken as typed
   if (h === "kv" || h.startsWith("kv/")) return { view: "kv", prefix: h.slice(3) };
   if (h === "ops") return { view: "ops" };
   return { view: "cluster" };

@@ -43,9 +43,11 @@ export class LineChart {
     this.series.forEach((s, i) => {
       const p = this.points[i];
       g.strokeStyle = css.getPropertyValue(s.color).trim(); g.lineWidth = 2;
+      g.setLineDash(i ? [6, 4] : []); // a second series stays visible where it runs on the first
       g.beginPath();
       p.forEach(([t, v], j) => (j ? g.lineTo(x(t), y(v)) : g.moveTo(x(t), y(v))));
       g.stroke();
+      g.setLineDash([]);
       g.fillStyle = g.strokeStyle;
       g.fillText(s.name + (p.length ? ` ${fmt(p[p.length - 1][1])}` : ""), left + 8 + i * 120, top + 10);
     });
