@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
+
+import pytest
 
 from snapshots import format as fmt
 
@@ -77,6 +80,20 @@ def test_snapshots_are_listed_and_one_downloads(console_cluster, page, screensho
     header = fmt.verify(str(saved))  # a whole, valid snapshot file
     assert header.index == int(names[0].split("-")[1])
     screenshot(page, "console-ops")
+    # The guarded restore: nothing happens until the cluster's ID is typed.
+    put(console_cluster.leader(), "console/after-snapshot", "x")
+    page.click("text=Restore from a snapshot file")
+    page.set_input_files("#restore-file", str(saved))
+    page.fill("#restore-confirm", "yes")
+    page.click("text=Restore the whole cluster")
+    page.wait_for_selector("#ops-snapshots .msg.bad:has-text('to confirm')")
+    cluster_id = node.status()["cluster_id"]
+    page.fill("#restore-confirm", cluster_id)
+    page.click("text=Restore the whole cluster")
+    page.wait_for_selector("#ops-snapshots .msg.ok:has-text('Restored')", timeout=20_000)
+    assert page.inner_text("#ops-snapshots .msg.ok").startswith(f"Restored {header.key_count} keys")
+    with pytest.raises(urllib.error.HTTPError):  # written after the snapshot: gone with the restore
+        urllib.request.urlopen(f"{console_cluster.leader().url}/v1/kv/console/after-snapshot", timeout=5)
 
 
 def test_leadership_is_transferred_from_the_page(console_cluster, page):
