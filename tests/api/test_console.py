@@ -116,3 +116,19 @@ async def read_events(resp, done, timeout_s: float = 10.0) -> dict:
         return seen
 
     return await asyncio.wait_for(loop(), timeout_s)
+
+
+async def test_the_locks_each_session_holds_and_the_timeline_are_served(serve):
+    node = FakeNode()
+    client = await serve(node)
+    sid = (await (await client.put("/v1/session/create", json={"Name": "console"})).json())["ID"]
+    assert await (await client.put(f"/v1/kv/locks/a?acquire={sid}", data=b"1")).json() is True
+    assert await (await client.put(f"/v1/kv/locks/b?acquire={sid}", data=b"1")).json() is True
+    r = await client.get("/v1/raftkv/ui/locks")
+    assert r.status == 200 and await r.json() == {sid: ["locks/a", "locks/b"]}
+    await client.put(f"/v1/kv/locks/a?release={sid}", data=b"1")
+    assert await (await client.get("/v1/raftkv/ui/locks")).json() == {sid: ["locks/b"]}
+    node.timeline.record("membership", "voters n1")
+    r = await client.get("/v1/raftkv/ui/timeline")
+    assert r.status == 200 and [(e["seq"], e["kind"], e["text"]) for e in await r.json()] == [
+        (1, "membership", "voters n1")]
