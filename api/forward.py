@@ -117,8 +117,8 @@ class LeaderForwarder:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s + hold_s + 1)
             async with self._session.request(request.method, url, data=body, headers=headers, timeout=timeout) as resp:
                 payload = await resp.read()
-                out_headers = {k: v for k, v in resp.headers.items()
-                               if k.startswith("X-Consul-") or k in _COPIED_HEADERS}
+                out_headers = {k: v for k, v in resp.headers.items()  # X-Raftkv-: a restore's key count
+                               if k.startswith(("X-Consul-", "X-Raftkv-")) or k in _COPIED_HEADERS}
                 content_type = out_headers.pop("Content-Type", None)
                 self.forwarded += 1
                 return Reply(resp.status, payload, out_headers, content_type)

@@ -50,6 +50,12 @@ class Node(Protocol):
         """Return when the leader, its HTTP address, this node's role or the configuration
         changes, or after `timeout_s`."""
 
+    def timeline_since(self, seq: int) -> list[dict]:
+        """The console's timeline (node.timeline): events after `seq` still remembered, oldest first."""
+
+    async def wait_for_timeline(self, timeout_s: float) -> None:
+        """Return when the timeline records an event, or after `timeout_s`."""
+
     @property
     def last_contact_ms(self) -> int | None:
         """Milliseconds since the leader was last heard (0 on the leader; None: never)."""
@@ -104,5 +110,8 @@ class Node(Protocol):
         """What the metrics export, read now (api/metrics.py; cheap: called on every scrape)."""
 
     # -- snapshots ----------------------------------------------------------------------------
+    def snapshot_files(self) -> list[str]:
+        """Paths of the snapshots in this node's folder, newest first."""
+
     async def snapshot_file(self, timeout_s: float) -> str:
         """The path of a snapshot holding at least every write applied here before the call."""

@@ -35,6 +35,12 @@ async def get_snapshot(request: web.Request) -> web.StreamResponse:
         return forwarded.to_web()
     path = await ctx.node.snapshot_file(SNAPSHOT_TIMEOUT_S)
     header = fmt.read_header(path)
+    return await stream_file(request, path, {"X-Consul-Index": str(header.index),
+                                             "X-Raftkv-Snapshot-Keys": str(header.key_count)})
+
+
+async def stream_file(request: web.Request, path: str, headers: dict[str, str]) -> web.StreamResponse:
+    """Send a snapshot file as an attachment (also the console's downloads: api/ui/operations.py)."""
     # Our own link to the file: retention may delete the store's name while we stream.
     export = f"{path}.export-{id(request)}.tmp"
     os.link(path, export)
@@ -42,8 +48,7 @@ async def get_snapshot(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f'attachment; filename="{os.path.basename(path)}"',
-            "X-Consul-Index": str(header.index),
-            "X-Raftkv-Snapshot-Keys": str(header.key_count),
+            **headers,
         })
         resp.content_length = os.stat(export).st_size
         await resp.prepare(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.context import CTX
+from api.context import CTX, ApiContext
 
 
 async def status_leader(request: web.Request) -> web.Response:
@@ -17,12 +17,16 @@ async def status_peers(request: web.Request) -> web.Response:
 
 
 async def raftkv_status(request: web.Request) -> web.Response:
-    node = request.app[CTX].node
+    return web.json_response(own_status(request.app[CTX]))
+
+
+def own_status(ctx: ApiContext) -> dict:
+    """This node's view: what /v1/raftkv/status answers (and the console's stream reads locally)."""
+    node = ctx.node
     status = node.status()
     status["members"] = [
         {"raft": raft, "id": node_id, "http": http} for raft, (node_id, http) in sorted(node.members().items())
     ]
     status["leader_http"] = node.leader_http()
-    forwarder = request.app[CTX].forwarder
-    status["forwarded"] = {"ok": forwarder.forwarded, "failed": forwarder.forward_failures}
-    return web.json_response(status)
+    status["forwarded"] = {"ok": ctx.forwarder.forwarded, "failed": ctx.forwarder.forward_failures}
+    return status

@@ -1,9 +1,7 @@
 """`raftkv status`: the cluster at a glance, as a table, as JSON, or refreshed in place.
 
 Asks the given node for its members, then every member for its own view
-(/v1/raftkv/status). Lag is each node's distance behind the highest commit index any node
-reports; health is the node's own readiness (a leader known, everything it knows committed
-applied, not replaying), or why not.
+(/v1/raftkv/status); api/cluster_view.py makes the rows (lag, health).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import time
 
 from api.cli_http import ClientError, addr_option, endpoint, request
 from api.cli_http import failure as _fail
+from api.cluster_view import combine, members_of
 
 
 def register(sub) -> None:
@@ -55,33 +54,14 @@ def cluster_view(args: argparse.Namespace) -> dict:
     if status != 200:
         raise _fail(status, body)
     here = json.loads(body)
-    nodes = []
-    for member in here["members"] or [{"raft": here["raft"], "id": here["id"], "http": here["http"]}]:
+    statuses = []
+    for member in members_of(here):
         try:
             code, _, mbody = request(args.addr.peer(member["http"]), "GET", "/v1/raftkv/status", token=args.token)
-            st = json.loads(mbody) if code == 200 else None
+            statuses.append((member, json.loads(mbody) if code == 200 else None))
         except ClientError:
-            st = None
-        nodes.append({"id": member["id"], "http": member["http"], "raft": member["raft"], "state": "down"}
-                     if st is None else {k: st.get(k) for k in ("id", "http", "raft", "state", "term", "commit_index",
-                                                                  "applied_index", "last_contact_ms", "keys", "leader",
-                                                                  "recovering")})
-    top = max((n["commit_index"] for n in nodes if n["state"] != "down"), default=0)
-    for n in nodes:
-        if n["state"] != "down":
-            n["lag"] = top - n["applied_index"]
-            n["health"] = health(n)
-    return {"leader": here["leader"], "term": here["term"], "nodes": nodes}
-
-
-def health(n: dict) -> str:
-    if n.get("recovering"):
-        return "replaying"
-    if not n.get("leader"):
-        return "no leader"
-    if n["applied_index"] < n["commit_index"]:
-        return "applying"
-    return "ok"
+            statuses.append((member, None))
+    return combine(here, statuses)
 
 
 def table(view: dict) -> str:

@@ -213,6 +213,7 @@ def run(args) -> int:
         print(f"  {n['id']}  {scheme}://{n['http']}  (raft {n['raft']})")
     if ca:
         print(f"  TLS: the nodes' CA is {ca}")
+    print(f"  web console: {scheme}://{starting[0]['http']}/ui/ (on every node)")
     sys.stdout.flush()
     started = time.monotonic()
     leader_ssl = ssl.create_default_context(cafile=ca) if ca else None

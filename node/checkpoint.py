@@ -52,6 +52,7 @@ from node.disk import DiskMonitor, is_no_space
 from node.metrics import PAUSE_BUCKETS_S, SNAPSHOT_BUCKETS_S, Histogram
 from node.replica import Replica
 from node.state_machine import freeze_image, from_image
+from node.timeline import Timeline
 from snapshots import format as fmt
 from snapshots.fsutil import fsync_dir
 from snapshots.store import SnapshotStore
@@ -73,7 +74,7 @@ class Progress(enum.Enum):
 class Checkpointer:
     def __init__(self, dump_path: str, store: SnapshotStore, self_addr: str, configured: list[str],
                  replica: Replica, alone: bool = False, on_written: Callable[[], None] | None = None,
-                 disk: DiskMonitor | None = None) -> None:
+                 disk: DiskMonitor | None = None, timeline: Timeline | None = None) -> None:
         self.dump_path = dump_path
         self.store = store
         self.self_addr = self_addr
@@ -81,6 +82,7 @@ class Checkpointer:
         self._replica = replica  # the live state (captured) and where a loaded one is installed
         self.alone = alone  # forced into a one-voter cluster: a snapshot's members are not adopted
         self._on_written = on_written or (lambda: None)  # any thread: a snapshot file came or failed
+        self.timeline = timeline or Timeline()  # the console's (node.timeline): snapshots written and loaded
         self._writer: threading.Thread | None = None
         self._writer_ok = False
         self._written = (0, 0, 0)  # the last snapshot written: index, keys, bytes
@@ -254,6 +256,8 @@ class Checkpointer:
             log.info("snapshot at index %d written: %d keys, %d bytes in %.2f s (capture pause %.1f ms)", index, keys,
                      size, self.last_duration_s, self.last_capture_pause_ms or 0.0,
                      extra={"index": index, "keys": keys, "bytes": size, "seconds": round(self.last_duration_s, 3)})
+            self.timeline.record("snapshot", f"snapshot at index {index} written: {keys} keys, {size} bytes",
+                                 index=index, keys=keys, bytes=size)
             return Progress.DONE
         self.failures += 1
         return Progress.FAILED
@@ -279,6 +283,8 @@ class Checkpointer:
         log.info("snapshot at index %d loaded (term %d, %d keys) in %.2f s", header.index, header.term,
                  header.key_count, time.monotonic() - started,
                  extra={"index": header.index, "keys": header.key_count})
+        self.timeline.record("snapshot", f"snapshot at index {header.index} loaded ({header.key_count} keys)",
+                             index=header.index, keys=header.key_count)
         return (bytes(last[0]), last[1], last[2]), (bytes(prev[0]), prev[1], prev[2]), self._members(header, state)
 
     def _members(self, header: fmt.SnapshotHeader, state) -> list[str]:

@@ -53,6 +53,7 @@ from node.session_keeper import SessionKeeper
 from node.settings import DUMP_FILE, SNAPSHOT_DIR, RaftSettings
 from node.startup import plan_startup, recover_log
 from node.state_machine import KVStateMachine, OpResult
+from node.timeline import Timeline
 from node.watch import WatchHub
 from snapshots.store import SnapshotStore
 
@@ -98,6 +99,10 @@ class RaftNode:
         # configuration changes: what wait_for_leader and the forwarder wait on.
         self.cluster_changes = Pulse()
         self.snapshots_written = Pulse()
+        # The console's timeline (api/ui/): recorded beside the log lines below; `ui_changes`
+        # fires on the loop at each record, which is what its event streams wait on.
+        self.ui_changes = Pulse()
+        self.timeline = Timeline(on_record=lambda: self.bridge.post(self.ui_changes.fire))
         self._replayed = threading.Event()
         self._seen_leader: tuple[str | None, str | None] = (None, None)
         self.events = RaftEvents()  # counted on the tick thread, exported by metrics()
@@ -113,7 +118,7 @@ class RaftNode:
             SnapshotStore(os.path.join(data_dir, SNAPSHOT_DIR), self.settings.snapshot_retain),
             addresses.raft, sorted({addresses.raft, *plan.other_voters}), self.replica,
             alone=force_new_cluster, on_written=lambda: self.bridge.post(self.snapshots_written.fire),
-            disk=self.disk,
+            disk=self.disk, timeline=self.timeline,
         )
         recovered = recover_log(data_dir, self.checkpointer, self.standing,
                                 on_sync=observer.synced if observer is not None else None, disk=self.disk)
@@ -178,10 +183,16 @@ class RaftNode:
         if leader is None:
             log.warning("no leader: none heard within the election timeout (term %d, last leader %s)",
                         term, self._seen_leader[0], extra={"term": term, "leader": None})
+            last = self._seen_leader[0]
+            self.timeline.record("no-leader", f"no leader known (last: "
+                                              f"{self._name(last) if last else 'none'})", term=term)
         elif leader == self.addresses.raft:
             log.info("leader: this node (%s) in term %d", leader, term, extra={"term": term, "leader": leader})
+            self.timeline.record("leader", f"leader: this node ({self._id(leader)}) in term {term}", term=term,
+                                 leader=leader)
         else:
             log.info("leader: %s in term %d", leader, term, extra={"term": term, "leader": leader})
+            self.timeline.record("leader", f"leader: {self._name(leader)} in term {term}", term=term, leader=leader)
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -241,6 +252,7 @@ class RaftNode:
         standing = self.standing
         if me in voters and standing.learner:
             log.info("promoted to voter in cluster %s", state.cluster_id)
+            self.timeline.record("membership", "this node was promoted to voter")
             standing.learner = False
             if not self.quarantine.active:
                 standing.voting, standing.why = True, ""
@@ -281,6 +293,9 @@ class RaftNode:
             self._logged_membership = (voters, learners)
             log.info("membership at index %d: voters %s; learners %s", index, ",".join(voters),
                      ",".join(learners) or "none", extra={"index": index, "voters": voters, "learners": learners})
+            self.timeline.record("membership", f"voters {', '.join(map(self._id, voters))}; learners "
+                                               f"{', '.join(map(self._id, learners)) or 'none'}",
+                                 index=index, voters=voters, learners=learners)
 
     def _on_told_removed(self) -> None:
         """Tick thread: our leader says a committed change removed us."""
@@ -290,6 +305,7 @@ class RaftNode:
         """Any thread: this node is no longer a member."""
         if not self.standing.removed:
             log.warning("this node was removed from cluster %s (%s)", self.state.cluster_id, why)
+            self.timeline.record("removed", f"this node was removed from the cluster ({why})")
             self.standing.removed, self.standing.voting, self.standing.why = True, False, "removed from the cluster"
             self.bridge.post(self.cluster_changes.fire)
 
@@ -319,8 +335,10 @@ class RaftNode:
             self.proposer.abandon_in_flight("this node stopped being the leader while the request was in flight")
         if new is not old and new is Role.CANDIDATE:
             self.events.elections += 1
+            self.timeline.record("election", "this node stood for election (no leader heard in time)")
         if new is not old and new is Role.LEADER:
             self.events.became_leader += 1
+            self.timeline.record("became-leader", f"this node became the leader (term {self.term})", term=self.term)
         self.session_keeper.on_role_changed()
         self.bridge.post(self.cluster_changes.fire)
 
@@ -401,13 +419,26 @@ class RaftNode:
                 raise ClusterDiskFullError(f"cannot commit: disk full on a majority ({names})")
 
     def _name(self, raft_addr: str) -> str:
-        return f"node {self.members().get(raft_addr, (raft_addr, ''))[0]}"
+        return f"node {self._id(raft_addr)}"
+
+    def _id(self, raft_addr: str) -> str:
+        """The member's node id once it published one, else its Raft address."""
+        return self.members().get(raft_addr, (raft_addr, ''))[0]
 
     async def wait_for_leader(self, timeout_s: float) -> str:
         leader = await wait_until(lambda: self.leader, self.cluster_changes, timeout_s)
         if leader is None:
             raise NoLeaderError(f"no leader elected within {timeout_s:g}s")
         return leader
+
+    def timeline_since(self, seq: int) -> list[dict]:
+        return self.timeline.since(seq)
+
+    async def wait_for_timeline(self, timeout_s: float) -> None:
+        await self.ui_changes.wait(timeout_s)
+
+    def snapshot_files(self) -> list[str]:
+        return self.checkpointer.store.list()
 
     async def wait_for_cluster_change(self, timeout_s: float) -> None:
         """Return when the leader, its HTTP address, this node's role or the configuration

@@ -36,6 +36,7 @@ from node.metrics import (
 from node.reads import Consistency, ReadRoute, ReadView
 from node.session_keeper import SessionKeeper
 from node.state_machine import KVStateMachine, OpResult, to_image
+from node.timeline import Timeline
 from node.watch import WatchHub
 from snapshots import format as fmt
 
@@ -71,6 +72,8 @@ class FakeNode:
         self.raft_events = RaftEvents()
         self.match_indexes: dict[str, int] = {}  # what metrics() reports as the followers' match indexes
         self.started = time.monotonic()
+        self.ui_changes = Pulse()
+        self.timeline = Timeline(on_record=lambda: self.bridge.post(self.ui_changes.fire))
 
     # -- test controls ------------------------------------------------------------------------
     def follow(self, leader: str | None, leader_http: str | None, contact_ms: int | None = 100) -> None:
@@ -120,6 +123,12 @@ class FakeNode:
 
     async def wait_for_cluster_change(self, timeout_s: float) -> None:
         await self.cluster_changes.wait(timeout_s)
+
+    def timeline_since(self, seq: int) -> list[dict]:
+        return self.timeline.since(seq)
+
+    async def wait_for_timeline(self, timeout_s: float) -> None:
+        await self.ui_changes.wait(timeout_s)
 
     @property
     def last_contact_ms(self) -> int | None:
@@ -171,8 +180,10 @@ class FakeNode:
 
     # -- cluster ------------------------------------------------------------------------------
     def status(self) -> dict:
-        return {"id": self._node_id, "raft": self._raft_address, "leader": self._leader,
-                "applied_index": self.index, "keys": len(self.state.entries),
+        return {"id": self._node_id, "raft": self._raft_address, "http": "", "leader": self._leader,
+                "state": "leader" if self.is_leader else "follower", "term": 0, "commit_index": self.index,
+                "applied_index": self.index, "keys": len(self.state.entries), "last_contact_ms": self.contact_ms,
+                "recovering": False, "cluster_id": "fake",
                 "disk": {"full": self.disk_full,
                          "reason": f"node {self._node_id}: disk full" if self.disk_full else None}}
 
@@ -220,6 +231,11 @@ class FakeNode:
         )
 
     # -- snapshots ----------------------------------------------------------------------------
+    def snapshot_files(self) -> list[str]:
+        if self.snapshot_dir is None:
+            return []
+        return [os.path.join(self.snapshot_dir, n) for n in sorted(os.listdir(self.snapshot_dir), reverse=True)]
+
     async def snapshot_file(self, timeout_s: float) -> str:
         if self.snapshot_dir is None:
             raise RuntimeError("FakeNode was built without a snapshot_dir")

@@ -134,10 +134,12 @@ async def test_acl_snapshot_operator_and_acl_routes_need_their_permissions(tmp_p
     async with fronts() as (node, _, aio, t):
         node.snapshot_dir = str(tmp_path)
         for path in ("/v1/snapshot", "/v1/operator/raft/configuration", "/v1/acl/tokens", "/v1/acl/policies",
-                     "/v1/raftkv/status"):
+                     "/v1/raftkv/status", "/v1/raftkv/ui/events?once", "/v1/raftkv/ui/timeline",
+                     "/v1/raftkv/ui/snapshots", "/v1/raftkv/ui/locks"):
             assert (await aio.call("GET", path, t["write"]))[0] == 403, path
             assert (await aio.call("GET", path, t["mgmt"]))[0] == 200, path
         assert (await aio.call("GET", "/v1/status/leader"))[0] == 200  # open, as in Consul
+        assert (await aio.call("GET", "/ui/"))[0] == 200  # the console's files are open; what they show is not
         status, _, body = await aio.call("PUT", "/v1/snapshot", t["write"], b"not even a snapshot")
         assert status == 403 and b"lacks permission 'acl:write'" in body  # checked before the body is read
         status, _, body = await aio.call("PUT", "/v1/acl/policy", t["write"], {"Name": "x"})

@@ -17,7 +17,7 @@ def test_protocol_lists_what_the_brief_names():
         "wait_for_cluster_change", "last_contact_ms", "uptime_ms", "propose", "prepare_read", "read_view",
         "wait_for_change", "status", "peers", "members", "configuration", "unreachable_peers",
         "change_config", "transfer_leadership", "snapshot_file", "hellos", "metrics", "session_renewed",
-        "lock_delay_left_s",
+        "lock_delay_left_s", "timeline_since", "wait_for_timeline", "snapshot_files",
     }
 
 

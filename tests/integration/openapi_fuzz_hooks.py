@@ -6,7 +6,8 @@ They keep the fuzzing inside its test cluster and bounded, without taking inputs
 * a well-formed HOST:PORT given to the operator API becomes 127.0.0.1:1, where nothing answers
   (a generated host name would be resolved, and a generated address dialled); a malformed
   one is sent as generated, since the server refuses it before resolving anything;
-* member ids get a prefix no node has, so no random request removes or elects a real member.
+* member ids get a prefix no node has, so no random request removes or elects a real member;
+* the console's event stream is asked for `?once` (one round, then the end), else it never ends.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         for op in case.body:
             if isinstance(op, dict) and isinstance(op.get("KV"), dict) and "Key" in op["KV"]:
                 op["KV"]["Key"] = _prefixed(op["KV"]["Key"])
+    if case.path == "/v1/raftkv/ui/events":  # an endless stream otherwise: one round of events, then the end
+        case.query = {**(case.query or {}), "once": ""}
     query = case.query
     if query is None:
         return
