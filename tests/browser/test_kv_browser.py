@@ -114,9 +114,9 @@ def test_create_edit_conflict_and_delete_a_key_seen_from_another_node(page, node
     page_node, other, behind = nodes
     open_kv(page, page_node, "web/")
     page.get_by_role("button", name="New key").click()
-    page.get_by_label("Key").fill("web/greeting")
-    page.get_by_label("Value").fill("hello")
-    page.get_by_label("Flags").fill("7")
+    page.get_by_label("Key", exact=True).fill("web/greeting")
+    page.get_by_label("Value", exact=True).fill("hello")
+    page.get_by_label("Flags", exact=True).fill("7")
     page.get_by_role("button", name="Save").click()
     page.locator(".kv-status.kv-ok").filter(has_text="Saved web/greeting").wait_for()
     created = get(other, "web/greeting")
@@ -125,14 +125,14 @@ def test_create_edit_conflict_and_delete_a_key_seen_from_another_node(page, node
     assert page.locator('.kv-tree a[data-key="web/greeting"]').count() == 1  # the tree shows the new key
 
     page.get_by_role("button", name="Edit").click()
-    page.get_by_label("Value").fill("hello again")
+    page.get_by_label("Value", exact=True).fill("hello again")
     page.get_by_role("button", name="Save").click()
     page.locator(".kv-status.kv-ok").wait_for()
     assert get(other, "web/greeting")["Bytes"] == b"hello again"
 
     # A conflicting edit: the key changes behind the page's back before the page saves.
     page.get_by_role("button", name="Edit").click()
-    page.get_by_label("Value").fill("mine")
+    page.get_by_label("Value", exact=True).fill("mine")
     put(behind, "web/greeting", b"theirs")
     page.get_by_role("button", name="Save").click()
     conflict = page.locator(".kv-conflict")
@@ -147,8 +147,8 @@ def test_create_edit_conflict_and_delete_a_key_seen_from_another_node(page, node
 
     # A creation that would overwrite a key someone else made meanwhile is a conflict too.
     page.get_by_role("button", name="New key").click()
-    page.get_by_label("Key").fill("web/greeting")
-    page.get_by_label("Value").fill("fresh")
+    page.get_by_label("Key", exact=True).fill("web/greeting")
+    page.get_by_label("Value", exact=True).fill("fresh")
     page.get_by_role("button", name="Save").click()
     page.locator(".kv-conflict").wait_for()
     assert get(other, "web/greeting")["Bytes"] == b"mine"
