@@ -180,6 +180,8 @@ def test_values_json_yaml_binary_large_with_download_and_lock_holder(page, nodes
     text = view.inner_text()
     assert '"a": 1,\n  "big": 18446744073709551615,' in text and '"empty": {}' in text  # exact number kept
     assert page.locator(".kv-value .tok-key").first.inner_text() == '"a"'
+    stray = "Array.from(document.querySelector('.kv-detail').childNodes).filter(n => n.nodeType === 3).length"
+    assert page.evaluate(stray) == 0  # no stray text (a "null") beside the parts of the view
     screenshot(page, "json")
 
     page.goto(f"{page_node.url}/ui/#/kv/fmt/yaml")
@@ -228,7 +230,8 @@ def test_export_recursive_delete_with_count_and_import_back(page, nodes, tmp_pat
     open_kv(page, page_node, "exp/")
     with page.expect_download() as info:
         page.get_by_role("button", name="Export prefix").click()
-    exported = json.loads(open(info.value.path(), "rb").read())
+    with open(info.value.path(), "rb") as f:
+        exported = json.loads(f.read())
     assert {e["key"] for e in exported} == set(originals) and len(exported) == 72
     assert all(set(e) == {"key", "flags", "value"} for e in exported)
     assert next(e for e in exported if e["key"] == "exp/flagged")["flags"] == 42

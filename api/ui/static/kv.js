@@ -291,7 +291,7 @@ function renderEntry(entry) {
   for (const mode of modes) tabs.append(button(mode, () => show(mode), "btn kv-tab", { "data-mode": mode }));
   show(modes[0]);
   const editable = v.text !== null && !v.truncated;
-  S.els.detail.replaceChildren(
+  S.els.detail.replaceChildren(...[
     h("div", { class: "kv-row" }, h("h2", { class: "kv-h mono" }, entry.Key), h("span", { class: "badge" }, kind)),
     meta,
     v.truncated ? h("p", { class: "kv-warn" }, `Showing the first ${SHOWN_BYTES / 1024} KiB of ${v.bytes.length} bytes: download the whole value.`) : null,
@@ -301,7 +301,8 @@ function renderEntry(entry) {
         ? "Binary value: not editable here." : "Large value: not editable here."),
       button("Download", () => downloadValue(entry.Key)),
       button("Reload", () => openKey(entry.Key)),
-      button("Delete…", () => deleteKey(entry), "btn btn-danger")));
+      button("Delete…", () => deleteKey(entry), "btn btn-danger")),
+  ].filter(Boolean));
 }
 
 function renderValue(v, mode) {
