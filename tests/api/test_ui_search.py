@@ -9,7 +9,6 @@ import json
 import pytest
 
 from api.context import ApiConfig
-from tests.api.fake_node import FakeNode
 from tests.api.test_acl import fronts
 
 SEARCH = "/v1/raftkv/ui/search"
