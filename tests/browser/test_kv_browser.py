@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.support.cluster import Cluster
+from tests.support.wait import wait_until
 
 CHROMIUM = os.environ.get("RAFTKV_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "artifacts")
@@ -319,3 +320,69 @@ def test_phone_width_and_keyboard(page, nodes):
     page.locator(".kv-value", has_text="v").wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(page, "phone")
+
+
+@pytest.fixture(scope="module")
+def acl_cluster(tmp_path_factory):
+    """A cluster with ACLs on (default deny): tokens 'mgmt' and 'app' (write on app/, app/secret/ denied)."""
+    c = Cluster(str(tmp_path_factory.mktemp("uikv-acl")), extra_args=["--acl", "deny"]).start()
+    try:
+        node = c.nodes[0]
+        boot = wait_until("the ACL bootstrap", lambda: requests.put(f"{node.url}/v1/acl/bootstrap", timeout=5),
+                          30, until=lambda r: r.status_code == 200, explain=c.logs)
+        mgmt = {"X-Consul-Token": boot.json()["SecretID"]}
+        rules = 'key_prefix "app/" { policy = "write" }\nkey_prefix "app/secret/" { policy = "deny" }'
+        assert requests.put(f"{node.url}/v1/acl/policy", json={"Name": "app", "Rules": rules}, headers=mgmt,
+                            timeout=10).status_code == 200
+        app = requests.put(f"{node.url}/v1/acl/token", json={"Policies": [{"Name": "app"}]}, headers=mgmt,
+                           timeout=10).json()["SecretID"]
+        wait_until("the app token on every node", lambda: all(
+            requests.get(f"{n.url}/v1/acl/token/self", headers={"X-Consul-Token": app}, timeout=5).status_code == 200
+            for n in c.nodes), 30)
+        for key, value in (("app/x", b"one"), ("app/y", b"needle y"), ("app/secret/k", b"needle secret"),
+                           ("other", b"needle other")):
+            assert requests.put(f"{node.url}/v1/kv/{key}", data=value, headers=mgmt, timeout=10).json() is True
+        yield c, mgmt, app
+    finally:
+        c.stop()
+
+
+def test_with_acls_the_page_takes_a_token_and_shows_only_what_it_may_read(browser, acl_cluster):
+    c, mgmt, app = acl_cluster
+    page_node, other = c.nodes[0], c.nodes[1]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        pg = context.new_page()
+        pg.goto(f"{page_node.url}/ui/#/kv/app/")
+        note = pg.locator(".kv-token")
+        note.wait_for()  # anonymous sees an empty listing: the page says why and takes a token
+        assert pg.locator(".kv-tree").inner_text() == "(no keys)"
+        note.get_by_label("ACL token").fill(app)
+        note.get_by_role("button", name="Use token").click()
+        pg.locator('a[data-key="app/x"]').wait_for()
+        assert [a.get_attribute("data-key") for a in pg.locator(".kv-tree a[data-key]").all()] == ["app/x", "app/y"]
+        assert pg.locator(".kv-token").count() == 0 and "secret" not in pg.locator(".kv-list").inner_text()
+        pg.get_by_label("Value contains").fill("needle")
+        pg.get_by_role("button", name="Search").click()
+        pg.locator(".kv-more").filter(has_text="1 found").wait_for()
+        pg.get_by_label("Key prefix").fill("")
+        pg.get_by_role("button", name="Search").click()
+        pg.locator(".kv-more").filter(has_text="1 found").wait_for()  # not app/secret/k, not other
+        assert pg.locator(".kv-results a").all_inner_texts() == ["app/y"]
+        screenshot(pg, "acl-search")
+
+        pg2 = context.new_page()  # a new page has no token: a denied read asks for one (http.js), then retries
+        pg2.goto(f"{page_node.url}/ui/#/kv/app/x")
+        dialog = pg2.get_by_role("dialog")
+        dialog.get_by_label("ACL token").fill(app)
+        dialog.get_by_role("button", name="Use token").click()
+        pg2.locator(".kv-value", has_text="one").wait_for()
+        pg2.get_by_role("button", name="Edit").click()
+        pg2.get_by_label("Value", exact=True).fill("two")
+        pg2.get_by_role("button", name="Save").click()
+        pg2.locator(".kv-status.kv-ok").wait_for()
+        got = requests.get(f"{other.url}/v1/kv/app/x?raw", headers=mgmt, timeout=10)
+        assert got.content == b"two"
+        assert "token" not in pg2.url.lower() and app not in pg2.url
+    finally:
+        context.close()

@@ -2,7 +2,7 @@
 // and a check-and-set editor, deletes with confirmation, export and import in Consul's
 // `consul kv export` format. Everything goes through http.js's api() (which adds the token);
 // values reach the page only as text nodes, never as HTML.
-import { api, b64decode, b64encode, utf8 } from "./http.js";
+import { api, b64decode, b64encode, hasToken, setToken, utf8 } from "./http.js";
 import { highlightYAML, isJSON, isYAML, prettyJSON } from "./yaml.js";
 
 const SHOWN_BYTES = 64 * 1024; // a larger value is shown truncated, with a download of all of it
@@ -154,15 +154,21 @@ function renderCrumbs(folder) {
 
 async function loadTree(folder) {
   const list = h("ul", { class: "kv-tree", "aria-label": `Keys under ${folder || "the root"}` });
-  S.els.list.replaceChildren(h("h2", { class: "kv-h" }, folder || "(root)"), list);
+  S.els.list.replaceChildren(h("div", { class: "kv-row" }, h("h2", { class: "kv-h" }, folder || "(root)"),
+    button("Reload", () => loadTree(S.folder), "btn kv-reload", { "aria-label": "Reload the tree" })), list);
   await fillFolder(list, folder);
 }
 
 async function fillFolder(ul, folder) {
   ul.replaceChildren(h("li", { class: "kv-muted" }, "loading…"));
-  let names;
+  let names = [];
   try {
-    names = await getJSON(kvPath(folder) + "?keys&separator=/", []);
+    const resp = await api("GET", kvPath(folder) + "?keys&separator=/");
+    if (!resp.ok && resp.status !== 404) throw new Error(await problem(resp));
+    if (resp.ok) names = await resp.json();
+    // With ACLs on, a listing is silently filtered (as Consul's): say so while no token is set.
+    const top = ul.parentElement === S.els.list;
+    if (top && resp.headers.get("X-Consul-Default-ACL-Policy") === "deny" && !hasToken()) ul.before(tokenNote());
   } catch (err) {
     ul.replaceChildren(h("li", { class: "kv-bad" }, String(err.message)));
     return;
@@ -178,6 +184,20 @@ async function fillFolder(ul, folder) {
     }
   };
   page(0);
+}
+
+function tokenNote() {
+  S.els.list.querySelector(".kv-token")?.remove();
+  const input = h("input", { type: "password", autocomplete: "off", "aria-label": "ACL token" });
+  return h("form", { class: "kv-token kv-row", onsubmit: (ev) => {
+    ev.preventDefault();
+    if (!input.value.trim()) return;
+    setToken(input.value.trim());
+    const folder = S.folder;
+    S.folder = null;
+    showPrefix(encodeKey(folder));
+  } }, h("span", { class: "kv-warn" }, "ACLs are on: without a token you see only what anonymous may read."),
+  input, h("button", { type: "submit", class: "btn" }, "Use token"));
 }
 
 function treeItem(name, folder) {
