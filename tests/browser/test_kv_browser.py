@@ -272,7 +272,7 @@ def test_export_recursive_delete_with_count_and_import_back(page, nodes, tmp_pat
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Put before every key").fill("copy/")
     dialog.get_by_role("button", name="Import 72 keys").click()
-    page.locator(".kv-status.kv-ok").filter(has_text="Imported 72 keys").wait_for()
+    page.locator(".kv-status.kv-ok").filter(has_text="Imported 72 keys under copy/ in 2 transactions.").wait_for()
     assert sorted(keys(other, "copy/")) == sorted("copy/" + k for k in originals)
 
 
@@ -386,3 +386,31 @@ def test_with_acls_the_page_takes_a_token_and_shows_only_what_it_may_read(browse
         assert "token" not in pg2.url.lower() and app not in pg2.url
     finally:
         context.close()
+
+
+MALFORMED = [
+    ("{not json", "not JSON"),
+    ('{"key": "a"}', "not a kv export: the top level must be an array"),
+    ("[1]", "entry 1: not an object"),
+    ('[{"key": "a", "value": ""}, {"value": "aGk="}]', 'entry 2: "key" must be a non-empty string'),
+    ('[{"key": "a\\nb", "value": ""}]', 'entry 1: "key" contains a newline or NUL'),
+    ('[{"key": "' + "k" * 513 + '", "value": ""}]', 'entry 1: "key" is over 512 bytes'),
+    ('[{"key": "a", "flags": -1, "value": ""}]', 'entry 1 (a): "flags" must be an unsigned integer'),
+    ('[{"key": "a", "flags": "3", "value": ""}]', 'entry 1 (a): "flags" must be an unsigned integer'),
+    ('[{"key": "a", "value": "aGk"}]', 'entry 1 (a): "value" must be base64'),
+    ('[{"key": "a", "value": 5}]', 'entry 1 (a): "value" must be base64'),
+]
+
+
+def test_import_file_checks_name_the_first_problem(page, nodes):
+    page_node, _, _ = nodes
+    open_kv(page, page_node)
+    messages = page.evaluate("""async (cases) => {
+        const m = await import('./kv.js');
+        return cases.map((text) => { try { m.parseExport(text); return 'accepted'; } catch (e) { return e.message; } });
+    }""", [text for text, _ in MALFORMED])
+    for (text, expected), got in zip(MALFORMED, messages, strict=True):
+        assert got.startswith(expected), (text, got)
+    ok = page.evaluate("""async () => (await import('./kv.js')).parseExport(
+        '[{"key":"a","flags":3,"value":"aGk="},{"key":"b","value":null}]')""")
+    assert ok == [{"key": "a", "flags": 3, "value": "aGk="}, {"key": "b", "flags": 0, "value": ""}]

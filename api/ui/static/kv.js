@@ -521,6 +521,7 @@ export function parseExport(text) {
     if (typeof item !== "object" || item === null || Array.isArray(item)) throw new Error(`${at}: not an object`);
     if (typeof item.key !== "string" || !item.key) throw new Error(`${at}: "key" must be a non-empty string`);
     if (/[\n\0]/.test(item.key)) throw new Error(`${at}: "key" contains a newline or NUL`);
+    if (new TextEncoder().encode(item.key).length > 512) throw new Error(`${at}: "key" is over 512 bytes`);
     const flags = item.flags ?? 0;
     if (!Number.isInteger(flags) || flags < 0) throw new Error(`${at} (${item.key}): "flags" must be an unsigned integer`);
     const value = item.value ?? "";
@@ -564,6 +565,7 @@ async function importChosen() {
   const progress = h("progress", { max: items.length, value: 0, "aria-label": "Import progress" });
   const line = h("p", { role: "status" }, `0 of ${items.length}`);
   S.els.detail.replaceChildren(h("h2", { class: "kv-h" }, "Import"), progress, line);
+  setStatus(`Importing ${items.length} keys…`);
   let done = 0;
   for (let i = 0; i < groups.length; i++) {
     const ops = groups[i].map((it) => ({ KV: { Verb: "set", Key: prefix + it.key, Value: it.value, Flags: it.flags } }));
@@ -580,7 +582,7 @@ async function importChosen() {
     progress.value = done;
     line.textContent = `${done} of ${items.length}`;
   }
-  const msg = `Imported ${done} keys in ${groups.length} transaction${groups.length === 1 ? "" : "s"}.`;
+  const msg = `Imported ${done} keys${prefix ? " under " + prefix : ""} in ${groups.length} transaction${groups.length === 1 ? "" : "s"}.`;
   line.textContent = msg;
   setStatus(msg, "ok");
   loadTree(S.folder); // the new keys in the tree; the result stays in view
