@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from api import ui_kv
 from api.context import ApiConfig
 from tests.api.test_acl import fronts
 
@@ -20,7 +21,9 @@ async def search(api, secret=None, **params):
     return json.loads(body)
 
 
-async def test_search_stops_at_each_bound_says_so_and_resumes_to_every_match_once():
+@pytest.mark.parametrize("chunk", [256, 3, 1])  # the scan's lock holds: the answers must not depend on them
+async def test_search_stops_at_each_bound_says_so_and_resumes_to_every_match_once(chunk, monkeypatch):
+    monkeypatch.setattr(ui_kv, "CHUNK_KEYS", chunk)
     async with fronts(ApiConfig(request_timeout_s=2.0)) as (node, _lean, aio, _t):
         for i in range(30):  # s/00..s/29, 100 bytes each; the odd ones contain "needle"
             node.put(f"s/{i:02d}", (b"needle" if i % 2 else b"hay---").ljust(100, b"."), flags=i)
