@@ -21,7 +21,7 @@ function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (value === false || value == null) continue;
-    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), (ev) => { value(ev)?.catch?.(failed); });
     else if (name === "class") el.className = value;
     else if (name in el && typeof value !== "string") el[name] = value;
     else el.setAttribute(name, value === true ? "" : value);
@@ -44,6 +44,11 @@ function setStatus(text, kind = "") {
   const el = S.els.status;
   el.textContent = text;
   el.className = "kv-status" + (kind ? " kv-" + kind : "");
+}
+
+// An action that failed on its way (the node unreachable): one line, never an unhandled rejection.
+function failed(err) {
+  setStatus(`Failed: ${err && err.message ? err.message : err}`, "bad");
 }
 
 async function problem(resp) {
@@ -384,7 +389,7 @@ function editor({ key, text, flags, title, onSave, keyEditable = false }) {
       keyInput.focus();
       return;
     }
-    onSave(keyInput.value, area.value, f);
+    onSave(keyInput.value, area.value, f).catch(failed);
   } },
   h("h2", { class: "kv-h" }, title),
   h("label", {}, "Key ", keyInput), h("label", {}, "Value", area), h("label", {}, "Flags ", flagsInput),
