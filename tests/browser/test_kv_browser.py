@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import shutil
+import urllib.parse
 
 import pytest
 import requests
@@ -414,3 +415,23 @@ def test_import_file_checks_name_the_first_problem(page, nodes):
     ok = page.evaluate("""async () => (await import('./kv.js')).parseExport(
         '[{"key":"a","flags":3,"value":"aGk="},{"key":"b","value":null}]')""")
     assert ok == [{"key": "a", "flags": 3, "value": "aGk="}, {"key": "b", "flags": 0, "value": ""}]
+
+
+def test_a_key_with_url_characters_opens_edits_and_deep_links(page, nodes):
+    page_node, other, _ = nodes
+    key = "odd/a b%20c?#&é"
+    quoted = "odd/" + urllib.parse.quote(key[4:], safe="")
+    put(other, quoted, b"odd value")
+    open_kv(page, page_node, "odd/")
+    page.locator(".kv-tree a").filter(has_text="a b%20c?#&é").click()
+    page.locator(".kv-value", has_text="odd value").wait_for()
+    assert page.locator(".kv-detail h2").inner_text() == key
+    deep_link = page.url
+    page.get_by_role("button", name="Edit").click()
+    page.get_by_label("Value", exact=True).fill("edited")
+    page.get_by_role("button", name="Save").click()
+    page.locator(".kv-status.kv-ok").wait_for()
+    assert get(other, quoted)["Bytes"] == b"edited"
+    page.goto("about:blank")
+    page.goto(deep_link)  # the address opens the same key again
+    page.locator(".kv-value", has_text="edited").wait_for()

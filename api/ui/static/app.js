@@ -3,7 +3,8 @@
 let kv = null;
 
 async function route() {
-  const hash = location.hash || "#/cluster";
+  let hash = location.hash || "#/cluster";
+  try { hash = decodeURIComponent(hash); } catch { /* a malformed escape: taken as typed */ }
   const isKV = hash === "#/kv" || hash.startsWith("#/kv/");
   for (const id of ["view-cluster", "view-kv", "view-ops"]) document.getElementById(id).hidden = true;
   if (isKV) {

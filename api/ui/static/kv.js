@@ -36,9 +36,6 @@ export const kvPath = (key) => "/v1/kv/" + encodeKey(key);
 const kvHash = (key) => "#/kv/" + encodeKey(key);
 const parentOf = (key) => key.slice(0, key.lastIndexOf("/", key.length - 2) + 1);
 
-function decodeRoute(raw) {
-  try { return decodeURIComponent(raw || ""); } catch { return raw || ""; }
-}
 
 function setStatus(text, kind = "") {
   const el = S.els.status;
@@ -128,9 +125,10 @@ export function mountKV(root, prefix) {
   showPrefix(prefix);
 }
 
-// A route: "" or "a/b/" is a folder, "a/b/c" a key (shown in its folder).
-export function showPrefix(raw) {
-  const route = decodeRoute(raw);
+// A route, as app.js passes it (already decoded from the hash): "" or "a/b/" is a folder,
+// "a/b/c" a key (shown in its folder).
+export function showPrefix(prefix) {
+  const route = prefix || "";
   const isFolder = route === "" || route.endsWith("/");
   const folder = isFolder ? route : parentOf(route);
   if (folder !== S.folder) {
@@ -200,7 +198,7 @@ function tokenNote() {
     setToken(input.value.trim());
     const folder = S.folder;
     S.folder = null;
-    showPrefix(encodeKey(folder));
+    showPrefix(folder);
   } }, h("span", { class: "kv-warn" }, "ACLs are on: without a token you see only what anonymous may read."),
   input, h("button", { type: "submit", class: "btn" }, "Use token"));
 }
@@ -418,7 +416,7 @@ async function save(base, value, flags) {
   if (await resp.json() === true) {
     setStatus(`Saved ${base.Key}.`, "ok");
     if (base.ModifyIndex === 0) S.folder = null; // a new key: its folder's tree is loaded again
-    if (location.hash === kvHash(base.Key)) showPrefix(encodeKey(base.Key));
+    if (location.hash === kvHash(base.Key)) showPrefix(base.Key);
     else location.hash = kvHash(base.Key);
     return;
   }
