@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import pathlib
 
 from aiohttp import web
 
@@ -68,27 +67,5 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     acl_routes.register(app)
     sessions.register(app)
     ui_kv.register(app)
-    _serve_ui(app)
     return app
 
-
-# THROWAWAY (ui-kv branch): a minimal /ui/ so the KV browser can be tested before the console
-# helper's serving (with its own module and CSP) is merged; the lead keeps that one.
-_UI_DIR = pathlib.Path(__file__).parent / "ui" / "static"
-_UI_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-           "connect-src 'self'; frame-ancestors 'none'")
-
-
-def _serve_ui(app: web.Application) -> None:
-    async def ui_file(request: web.Request) -> web.StreamResponse:
-        name = request.match_info.get("name") or "index.html"
-        path = (_UI_DIR / name).resolve()
-        if path.parent != _UI_DIR.resolve() or not path.is_file():
-            raise web.HTTPNotFound()
-        return web.FileResponse(path, headers={"Content-Security-Policy": _UI_CSP, "Cache-Control": "no-cache"})
-
-    async def ui_root(_request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound("/ui/")
-
-    app.router.add_get("/ui", ui_root)
-    app.router.add_get("/ui/{name:[^/]*}", ui_file)

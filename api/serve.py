@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from api import cluster_secret, logs
+from api import cluster_secret, logs, ui_static_throwaway
 from api.acl import initial as acl_initial
 from api.addresses import AddressError, parse_hostport, parse_peer_list, unresolved
 from api.app import make_app
@@ -210,6 +210,7 @@ async def _serve(node: RaftNode, config: ApiConfig, http_bind: str, lean: bool =
                  join_urls: list[str] | None = None, server_ssl: ssl.SSLContext | None = None,
                  acl_secret: str | None = None) -> int:
     app = make_app(node, config)
+    ui_static_throwaway.register(app)  # THROWAWAY (ui-kv branch): the console's own serving replaces it
     runner = web.AppRunner(app, handle_signals=False, access_log=logs.HTTP_LOG, access_log_class=logs.AiohttpRequestLog)
     await runner.setup()
     host, _, port = http_bind.rpartition(":")
