@@ -375,7 +375,7 @@ def test_with_acls_the_page_takes_a_token_and_shows_only_what_it_may_read(browse
         pg2 = context.new_page()  # a new page has no token: a denied read asks for one (http.js), then retries
         pg2.goto(f"{page_node.url}/ui/#/kv/app/x")
         dialog = pg2.get_by_role("dialog")
-        dialog.get_by_label("ACL token").fill(app)
+        dialog.locator('input[type="password"]').fill(app)  # the console's prompt (http.js)
         dialog.get_by_role("button", name="Use token").click()
         pg2.locator(".kv-value", has_text="one").wait_for()
         pg2.get_by_role("button", name="Edit").click()
