@@ -129,7 +129,7 @@ def test_create_edit_conflict_and_delete_a_key_seen_from_another_node(page, node
     page.get_by_role("button", name="Edit").click()
     page.get_by_label("Value", exact=True).fill("hello again")
     page.get_by_role("button", name="Save").click()
-    page.locator(".kv-status.kv-ok").wait_for()
+    page.locator(".kv-value", has_text="hello again").wait_for()
     assert get(other, "web/greeting")["Bytes"] == b"hello again"
 
     # A conflicting edit: the key changes behind the page's back before the page saves.
@@ -144,7 +144,8 @@ def test_create_edit_conflict_and_delete_a_key_seen_from_another_node(page, node
     screenshot(page, "conflict")
     assert get(other, "web/greeting")["Bytes"] == b"theirs"  # nothing was overwritten
     conflict.get_by_role("button", name="Save mine over it").click()  # the user's choice
-    page.locator(".kv-status.kv-ok").wait_for()
+    conflict.wait_for(state="detached")
+    page.locator(".kv-value", has_text="mine").wait_for()
     assert get(other, "web/greeting")["Bytes"] == b"mine"
 
     # A creation that would overwrite a key someone else made meanwhile is a conflict too.
@@ -381,7 +382,7 @@ def test_with_acls_the_page_takes_a_token_and_shows_only_what_it_may_read(browse
         pg2.get_by_role("button", name="Edit").click()
         pg2.get_by_label("Value", exact=True).fill("two")
         pg2.get_by_role("button", name="Save").click()
-        pg2.locator(".kv-status.kv-ok").wait_for()
+        pg2.locator(".kv-value", has_text="two").wait_for()
         got = requests.get(f"{other.url}/v1/kv/app/x?raw", headers=mgmt, timeout=10)
         assert got.content == b"two"
         assert "token" not in pg2.url.lower() and app not in pg2.url
@@ -430,7 +431,7 @@ def test_a_key_with_url_characters_opens_edits_and_deep_links(page, nodes):
     page.get_by_role("button", name="Edit").click()
     page.get_by_label("Value", exact=True).fill("edited")
     page.get_by_role("button", name="Save").click()
-    page.locator(".kv-status.kv-ok").wait_for()
+    page.locator(".kv-value", has_text="edited").wait_for()
     assert get(other, quoted)["Bytes"] == b"edited"
     page.goto("about:blank")
     page.goto(deep_link)  # the address opens the same key again

@@ -410,6 +410,7 @@ function newKey() {
 // PUT ?cas=<the ModifyIndex the edit started from> (0 for a new key: only if absent). A false
 // answer means someone else wrote meanwhile: nothing was written, and the user chooses.
 async function save(base, value, flags) {
+  setStatus(`Saving ${base.Key}…`);
   const q = `?cas=${base.ModifyIndex}&flags=${flags}`;
   const resp = await api("PUT", kvPath(base.Key) + q, { body: new TextEncoder().encode(value) });
   if (!resp.ok) { setStatus(`Not saved: ${await problem(resp)}`, "bad"); return; }
@@ -458,6 +459,7 @@ async function deleteKey(entry) {
   const yes = await confirmDialog({ title: "Delete key", confirmLabel: "Delete", danger: true,
     body: [h("p", {}, "Delete ", h("code", {}, entry.Key), "?")] });
   if (!yes) return;
+  setStatus(`Deleting ${entry.Key}…`);
   const resp = await api("DELETE", `${kvPath(entry.Key)}?cas=${entry.ModifyIndex}`);
   if (!resp.ok) { setStatus(`Not deleted: ${await problem(resp)}`, "bad"); return; }
   if (await resp.json() !== true) {
@@ -486,6 +488,7 @@ async function deletePrefix() {
       h("p", {}, `Type ${n} or the prefix to confirm.`)],
     expect: (typed) => typed === n || (typed === prefix && prefix !== "") });
   if (!yes) return;
+  setStatus(`Deleting ${n} keys under ${prefix}…`);
   const resp = await api("DELETE", kvPath(prefix) + "?recurse");
   if (!resp.ok || await resp.json() !== true) {
     setStatus(`Not deleted: ${resp.ok ? "refused" : await problem(resp)}`, "bad");
