@@ -160,7 +160,8 @@ def test_create_edit_conflict_and_delete_a_key_seen_from_another_node(page, node
     page.get_by_role("button", name="Delete…").click()
     dialog = page.get_by_role("dialog")
     assert "web/greeting" in dialog.inner_text()
-    dialog.get_by_role("button", name="Cancel").click()
+    page.keyboard.press("Escape")  # the dialog is modal and Esc cancels it
+    dialog.wait_for(state="detached")
     assert get(other, "web/greeting") is not None  # cancelled: still there
     page.get_by_role("button", name="Delete…").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
