@@ -437,3 +437,18 @@ def test_a_key_with_url_characters_opens_edits_and_deep_links(page, nodes):
     page.goto("about:blank")
     page.goto(deep_link)  # the address opens the same key again
     page.locator(".kv-value", has_text="edited").wait_for()
+
+
+def test_an_edit_keeps_flags_past_2_to_the_53(page, nodes):
+    page_node, other, _ = nodes
+    top = 2**64 - 1
+    put(other, "flags/big", b"v1", flags=top)
+    open_kv(page, page_node, "flags/big")
+    page.locator('td[data-field="Flags"]', has_text=str(top)).wait_for()
+    page.get_by_role("button", name="Edit").click()
+    assert page.get_by_label("Flags", exact=True).input_value() == str(top)
+    page.get_by_label("Value", exact=True).fill("v2")
+    page.get_by_role("button", name="Save").click()
+    page.locator(".kv-value", has_text="v2").wait_for()
+    entry = get(other, "flags/big")
+    assert entry["Bytes"] == b"v2" and entry["Flags"] == top

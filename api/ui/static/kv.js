@@ -60,6 +60,15 @@ async function getJSON(path, emptyOn404) {
   return resp.json();
 }
 
+// A key's entries with Flags as the exact digits (a uint64 past 2^53 would be rounded as a
+// number, and an edit would then write the rounded flags back).
+async function getEntries(key, emptyOn404) {
+  const resp = await api("GET", kvPath(key));
+  if (resp.status === 404) return emptyOn404;
+  if (!resp.ok) throw new Error(await problem(resp));
+  return JSON.parse(await resp.text(), (name, value, ctx) => (name === "Flags" && ctx?.source ? ctx.source : value));
+}
+
 function download(blob, name) {
   const url = URL.createObjectURL(blob);
   const a = h("a", { href: url, download: name });
@@ -271,7 +280,7 @@ async function openKey(key) {
   S.els.detail.replaceChildren(h("p", { class: "kv-muted" }, "loading " + key + "…"));
   let entries;
   try {
-    entries = await getJSON(kvPath(key), null);
+    entries = await getEntries(key, null);
   } catch (err) {
     S.els.detail.replaceChildren(h("p", { class: "kv-bad" }, `Cannot read ${key}: ${err.message}`));
     return;
@@ -427,7 +436,7 @@ async function save(base, value, flags) {
 async function showConflict(base, mine, flags) {
   let current = null;
   try {
-    current = (await getJSON(kvPath(base.Key), [null]))[0];
+    current = (await getEntries(base.Key, [null]))[0];
   } catch (err) {
     setStatus(`Not saved (the key changed) and the current value cannot be read: ${err.message}`, "bad");
     return;
