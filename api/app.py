@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from api import health, kv, metrics_routes, operator, sessions, snapshot, status, txn, ui
+from api import health, kv, metrics_routes, operator, sessions, snapshot, status, txn, ui, ui_kv
 from api.acl import routes as acl_routes
 from api.acl.authz import DEFAULT_POLICY_HEADER, AclEnforcer
 from api.acl.guards import operator_only
@@ -67,4 +67,6 @@ def make_app(node: Node, config: ApiConfig | None = None) -> web.Application:
     acl_routes.register(app)
     sessions.register(app)
     ui.register(app)
+    ui_kv.register(app)
     return app
+

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Iterator
 from typing import Protocol
 
 from node.acl import AclState
@@ -85,6 +86,10 @@ class ReadView:
 
     def prefix_index(self, prefix: str, items: list[tuple[str, KVEntry]]) -> int:
         return self.state.prefix_index(prefix, items)
+
+    def iter_items(self, prefix: str, after: str | None = None) -> Iterator[tuple[str, KVEntry]]:
+        """Entries under `prefix` past `after`, lazily: consume them inside the `with`."""
+        return self.state.iter_items(prefix, after)
 
     def acl(self) -> AclState:
         """The ACL records (node/acl.py): read them inside the `with`, copy out what is needed."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from node.acl import AclState
@@ -451,6 +451,19 @@ class KVStateMachine:
             if entry is not None:
                 result.append((key, entry))
         return result
+
+    def iter_items(self, prefix: str, after: str | None = None) -> Iterator[tuple[str, KVEntry]]:
+        """Entries under `prefix` in key order, lazily (a bounded scan stops early), starting
+        past `after` when given (a scan resumed from where the last one stopped)."""
+        start = prefix if after is None or after < prefix else after
+        for key in self.entries.irange(minimum=start):
+            if not key.startswith(prefix):
+                break
+            if key == after:
+                continue
+            entry = self.entries.get(key)
+            if entry is not None:
+                yield key, entry
 
     def _keys_with_prefix(self, prefix: str, table: LayeredSortedMap | None = None) -> list[str]:
         table = self.entries if table is None else table
