@@ -1,7 +1,7 @@
 """The web console in a real browser: Playwright for Python driving Debian's chromium
 (/usr/bin/chromium, never a downloaded browser) against real node processes.
 
-Fixtures: `browser` (one chromium per session; the tests skip, saying why, when Playwright or
+Fixtures: `browser` (one chromium per module; the tests skip, saying why, when Playwright or
 chromium is missing: `.ci/run` installs chromium when it can), `console_cluster` (a 3-node
 cluster per module, taking snapshots every 20 entries so the operations view has files to
 list), `page` (1280x800, collecting the page's errors: a Content-Security-Policy violation or
@@ -22,8 +22,10 @@ CHROMIUM = os.environ.get("RAFTKV_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Per module, not per session: a running sync Playwright holds an asyncio loop in this thread,
+    # and the asyncio tests a worker runs next could not start theirs.
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

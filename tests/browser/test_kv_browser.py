@@ -3,8 +3,8 @@ against a real 3-node cluster. The page is served by a follower (so its reads an
 forwarded or carried to the leader); every change made in the page is checked by reading it
 over HTTP from ANOTHER node, and changes made behind the page's back go through a third.
 
-The fixtures are this module's own (the console's conftest.py holds the shared ones; the lead
-merges them). Screenshots go to tests/browser/artifacts/ (git-ignored).
+The browser and page come from tests/browser/conftest.py; the clusters are this module's own.
+Screenshots go to tests/browser/artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -39,17 +39,6 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        args = ["--no-sandbox"] if os.geteuid() == 0 else []  # chromium refuses its sandbox as root
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
 def nodes(cluster):
     """(the node serving the page: a follower, the node the test reads from, the node it writes
@@ -60,16 +49,11 @@ def nodes(cluster):
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP violations land here
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.set_default_timeout(10_000)
-    yield pg
-    context.close()
-    assert not [e for e in errors if "404" not in e], errors  # a missing key's 404 is logged by chromium
+def page(page):
+    """The conftest's page (one chromium per session: two sync Playwrights cannot run at once),
+    with this module's shorter wait."""
+    page.set_default_timeout(10_000)
+    return page
 
 
 def screenshot(pg, name: str) -> None:

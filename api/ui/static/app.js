@@ -1,11 +1,14 @@
 // The console's shell: a hash router (#/cluster, #/kv, #/kv/<prefix>, #/ops) over three
-// sections of index.html. Views load on first use; the cluster view's live stream runs
-// whatever view is shown, so the connection badge stays true.
+// sections of index.html. Views load on first use. The cluster view's live stream (which the
+// operations view reads too) starts the first time either is shown and then runs whatever view
+// is shown (the connection badge stays true); a page opened on #/kv never asks for it, so with
+// ACLs on a token that may read keys but not operator data is not prompted for more.
 import { startCluster } from "./cluster.js";
 
 const views = { cluster: "view-cluster", kv: "view-kv", ops: "view-ops" };
 let kvModule = null;
 let opsModule = null;
+let clusterStarted = false;
 
 function parse() {
   const raw = location.hash.replace(/^#\/?/, "");
@@ -22,6 +25,10 @@ async function route() {
   for (const a of document.querySelectorAll("[data-nav]")) {
     if (a.dataset.nav === view) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
+  }
+  if (view !== "kv" && !clusterStarted) {
+    clusterStarted = true;
+    startCluster(document.getElementById("view-cluster"), document.getElementById("conn"));
   }
   try {
     if (view === "kv") {
@@ -51,4 +58,3 @@ async function route() {
 
 window.addEventListener("hashchange", route);
 route();
-startCluster(document.getElementById("view-cluster"), document.getElementById("conn"));
