@@ -38,6 +38,7 @@ from node.codec import (
     TxnOp,
     decode,
 )
+from node.entries import EntryTable, KVEntry, pack_fields, unpack
 from node.layered import LayeredSortedMap
 from node.sessions import Session, SessionRefused, SessionState
 from snapshots.format import Payload, SnapshotCorrupt, read_bytes
@@ -48,15 +49,6 @@ MAX_TOMBSTONES = 10_000
 # What session reads wait on (node.watch): reported among an entry's changed keys whenever a
 # session is created or ends. No key can take this name (keys never hold a NUL).
 SESSIONS_WATCH_KEY = "\x00sessions"
-
-
-class KVEntry(NamedTuple):
-    value: bytes
-    flags: int
-    create_index: int
-    modify_index: int
-    lock_index: int = 0  # how many times a session acquired the key: the fencing token
-    session: str | None = None  # the session holding the key's lock
 
 
 class OpResult(NamedTuple):
@@ -76,7 +68,7 @@ SessionListener = Callable[[str, Session | None, tuple[str, ...]], None]
 
 class KVStateMachine:
     def __init__(self) -> None:
-        self.entries = LayeredSortedMap()  # key -> KVEntry
+        self.entries = EntryTable()  # key -> KVEntry, stored packed (node/entries.py)
         self.tombstones = LayeredSortedMap()  # deleted key -> index of the delete
         self._tombstone_order: deque = deque()  # (index, key) in delete order, for reaping
         self.applied_index = 0  # index of the last entry applied (any command)
@@ -474,7 +466,9 @@ def _cas_matches(entry: KVEntry | None, cas: int) -> bool:
 # the holding session's ID as a 7th field when the key is locked (older files stay as they were).
 
 
-def _row(key: str, e: KVEntry) -> tuple:
+def _row(key: str, stored) -> tuple:
+    """A snapshot record from an entry as the table stores it (node/entries.py)."""
+    e = unpack(stored)
     row = (key, e.value, e.flags, e.create_index, e.modify_index, e.lock_index)
     return row if e.session is None else (*row, e.session)
 
@@ -490,7 +484,7 @@ def freeze_image(sm: KVStateMachine) -> tuple[Payload, Callable[[], None]]:
     entries = entries_map.freeze()
     tombstones = tombstones_map.freeze()
     meta = _image_meta(sm, tombstones)
-    rows = (_row(k, e) for k, e in entries.items())
+    rows = (_row(k, s) for k, s in entries.items())  # the frozen SortedDict: stored entries
 
     def thaw() -> None:
         entries_map.thaw()
@@ -503,7 +497,7 @@ def to_image(sm: KVStateMachine) -> Payload:
     """What a snapshot stores of `sm`. Iterates live structures: call it where nothing mutates
     them (on the tick thread, or in tests)."""
     meta = _image_meta(sm, sm.tombstones)
-    entries = (_row(k, e) for k, e in sm.entries.items())
+    entries = (_row(k, s) for k, s in sm.entries.raw_items())
     return Payload(meta, entries)
 
 
@@ -537,9 +531,10 @@ def from_image(meta: dict, entries) -> KVStateMachine:
     """The state machine an image describes; SnapshotCorrupt, saying what, for anything that is
     not what `to_image` writes (a checksum proves the bytes intact, not who made them)."""
     sm = KVStateMachine()
+    held: list[tuple[str, str]] = []  # (key, session) of every locked key
     try:
         _check_image_meta(meta)
-        sm.entries = LayeredSortedMap(_record(i, item) for i, item in enumerate(entries))
+        sm.entries = EntryTable(_record(i, item, held) for i, item in enumerate(entries))
     finally:
         if hasattr(entries, "close"):
             entries.close()  # snapshots.format.read's records hold the file open until closed
@@ -557,11 +552,10 @@ def from_image(meta: dict, entries) -> KVStateMachine:
             sm.sessions = SessionState.from_meta(meta["sessions"])
         except ValueError as exc:
             raise SnapshotCorrupt(f"malformed snapshot metadata: {exc}") from None
-    for key, entry in sm.entries.items():
-        if entry.session is not None:
-            if sm.sessions.get(entry.session) is None:
-                raise SnapshotCorrupt(f"malformed snapshot: key {key!r:.100} is held by an unknown session")
-            sm.sessions.hold(entry.session, key)
+    for key, session in held:
+        if sm.sessions.get(session) is None:
+            raise SnapshotCorrupt(f"malformed snapshot: key {key!r:.100} is held by an unknown session")
+        sm.sessions.hold(session, key)
     for key, index in meta["tombstones"]:
         sm.tombstones[key] = index
         sm._tombstone_order.append((index, key))
@@ -576,11 +570,14 @@ def _is_str_list(value) -> bool:
     return isinstance(value, list) and all(type(v) is str for v in value)
 
 
-def _record(i: int, item: tuple) -> tuple[str, KVEntry]:
+def _record(i: int, item: tuple, held: list[tuple[str, str]]):
+    """(key, the entry as the table stores it): packed straight from the record's fields."""
     if (len(item) not in (5, 6, 7) or type(item[0]) is not str or type(item[1]) is not bytes
             or not all(_is_index(n) for n in item[2:6]) or (len(item) == 7 and type(item[6]) is not str)):
         raise SnapshotCorrupt(f"malformed snapshot record {i}: {item!r:.100}")
-    return item[0], KVEntry(*item[1:])
+    if len(item) == 7:
+        held.append((item[0], item[6]))
+    return item[0], pack_fields(*item[1:])
 
 
 def _check_image_meta(meta: dict) -> None:
