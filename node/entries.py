@@ -16,6 +16,7 @@ writer unpacks rows itself).
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -75,6 +76,21 @@ def unpack(s: Stored) -> KVEntry:
         return KVEntry(s[17:], 0, c, m, 0)
     c, m, f, lock = _U4.unpack_from(s, 1)
     return KVEntry(s[33:], f, c, m, lock)
+
+
+_HEADER_BYTES = (_K0.size, _K1.size, _K2.size)  # by kind
+
+
+def all_packed(stored: list) -> bool:
+    """Whether every item of `stored` is a packed entry `unpack` can read (a snapshot's entries
+    are checked, not trusted); in C loops, as a million of them are checked at start-up."""
+    if not set(map(type, stored)) <= {bytes}:
+        return False
+    try:
+        heads = map(_HEADER_BYTES.__getitem__, map(operator.itemgetter(0), stored))
+        return all(map(operator.le, heads, map(len, stored)))
+    except IndexError:  # an empty item, or an unknown kind
+        return False
 
 
 class EntryTable(LayeredSortedMap):

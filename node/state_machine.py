@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
+
+from sortedcontainers import SortedDict
 
 from node.acl import AclState
 from node.codec import (
@@ -38,7 +40,7 @@ from node.codec import (
     TxnOp,
     decode,
 )
-from node.entries import EntryTable, KVEntry, pack_fields, unpack
+from node.entries import EntryTable, KVEntry, all_packed, pack_fields, unpack
 from node.layered import LayeredSortedMap
 from node.sessions import Session, SessionRefused, SessionState
 from snapshots.format import Payload, SnapshotCorrupt, read_bytes
@@ -484,13 +486,32 @@ def freeze_image(sm: KVStateMachine) -> tuple[Payload, Callable[[], None]]:
     entries = entries_map.freeze()
     tombstones = tombstones_map.freeze()
     meta = _image_meta(sm, tombstones)
-    rows = (_row(k, s) for k, s in entries.items())  # the frozen SortedDict: stored entries
 
     def thaw() -> None:
         entries_map.thaw()
         tombstones_map.thaw()
 
-    return Payload(meta, rows), thaw
+    return Payload(meta, _chunks(entries), chunked=True), thaw
+
+
+CHUNK_KEYS = 4096
+
+
+def _chunks(table: SortedDict) -> Iterator[tuple[list, list, list]]:
+    """A frozen table as format 2's chunks: [keys], [their packed entries], [wide records] (the
+    entries node/entries.py keeps unpacked, as version 1 records). Slices and C loops: the
+    writer thread holds the GIL the Raft and HTTP threads need."""
+    keys_view = table.keys()
+    for start in range(0, len(table), CHUNK_KEYS):
+        keys = keys_view[start:start + CHUNK_KEYS]
+        stored = list(map(table.__getitem__, keys))
+        wide = []
+        if not set(map(type, stored)) <= {bytes}:
+            at = [i for i, s in enumerate(stored) if type(s) is not bytes]
+            wide = [_row(keys[i], stored[i]) for i in at]
+            for i in reversed(at):
+                del keys[i], stored[i]
+        yield keys, stored, wide
 
 
 def to_image(sm: KVStateMachine) -> Payload:
@@ -534,7 +555,10 @@ def from_image(meta: dict, entries) -> KVStateMachine:
     held: list[tuple[str, str]] = []  # (key, session) of every locked key
     try:
         _check_image_meta(meta)
-        sm.entries = EntryTable(_record(i, item, held) for i, item in enumerate(entries))
+        if getattr(entries, "chunked", False):
+            sm.entries = EntryTable(_from_chunks(entries, held))
+        else:
+            sm.entries = EntryTable(_record(i, item, held) for i, item in enumerate(entries))
     finally:
         if hasattr(entries, "close"):
             entries.close()  # snapshots.format.read's records hold the file open until closed
@@ -578,6 +602,22 @@ def _record(i: int, item: tuple, held: list[tuple[str, str]]):
     if len(item) == 7:
         held.append((item[0], item[6]))
     return item[0], pack_fields(*item[1:])
+
+
+def _from_chunks(chunks, held: list[tuple[str, str]]) -> dict:
+    """Format 2's chunks (`_chunks`) as key -> stored entry: the packed entries are kept as read,
+    each checked in C loops; only the wide records go through `_record`."""
+    table: dict = {}
+    count = 0
+    for keys, stored, wide in chunks:
+        if not set(map(type, keys)) <= {str} or not all_packed(stored):
+            raise SnapshotCorrupt(f"malformed snapshot: a chunk after record {count} holds a bad key or entry")
+        table.update(zip(keys, stored, strict=True))  # format.read checked the lengths
+        table.update(_record(count + i, tuple(row) if type(row) is list else (), held) for i, row in enumerate(wide))
+        count += len(keys) + len(wide)
+    if len(table) != count:
+        raise SnapshotCorrupt(f"malformed snapshot: {count - len(table)} duplicate keys")
+    return table
 
 
 def _check_image_meta(meta: dict) -> None:
