@@ -46,7 +46,11 @@ Stored = bytes | KVEntry
 
 
 def pack(e: KVEntry) -> Stored:
-    return pack_fields(*e)
+    value, flags, create, modify, lock, session = e
+    if session is None and flags == 0 and lock == 0 and create == modify and type(value) is bytes \
+            and len(value) <= PACK_MAX_VALUE and 0 <= modify < _U64:
+        return _K0.pack(0, modify) + value  # the common case, without a second call
+    return pack_fields(value, flags, create, modify, lock, session)
 
 
 def pack_fields(value: bytes, flags: int, create: int, modify: int, lock: int = 0,
@@ -98,7 +102,12 @@ class EntryTable(LayeredSortedMap):
 
     def get(self, key, default=None):
         stored = self._raw(key)
-        return default if stored is None else unpack(stored)
+        if stored is None:
+            return default
+        if type(stored) is bytes and stored[0] == 0:  # unpack's common case, without a second call
+            (m,) = _U1.unpack_from(stored, 1)
+            return KVEntry(stored[9:], 0, m, m, 0)
+        return unpack(stored)
 
     def __setitem__(self, key, entry: KVEntry) -> None:
         self._set_raw(key, pack(entry))

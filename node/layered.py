@@ -71,13 +71,16 @@ class LayeredSortedMap:
         return self._raw(key, _DELETED) is not _DELETED
 
     def _set_raw(self, key, value) -> None:
-        existed = key in self
-        if self._delta is None:
-            self._base[key] = value
-        else:
-            self._delta[key] = value
-        if not existed:
+        delta = self._delta
+        if delta is None:
+            base = self._base
+            if key not in base:  # dict's test, in C: this is every write's path
+                self._len += 1
+            base[key] = value
+            return
+        if self._raw(key, _DELETED) is _DELETED:
             self._len += 1
+        delta[key] = value
 
     def __setitem__(self, key, value) -> None:
         self._set_raw(key, value)
