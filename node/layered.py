@@ -50,12 +50,16 @@ class LayeredSortedMap:
 
     # -- mapping -------------------------------------------------------------------------------
 
-    def get(self, key, default=None):
+    def _raw(self, key, default=None):
+        """The stored value (a subclass may store values encoded: node.entries)."""
         delta = self._delta
         if delta is not None and key in delta:
             value = delta[key]
             return default if value is _DELETED else value
         return self._base.get(key, default)
+
+    def get(self, key, default=None):
+        return self._raw(key, default)
 
     def __getitem__(self, key):
         value = self.get(key, _DELETED)
@@ -64,16 +68,22 @@ class LayeredSortedMap:
         return value
 
     def __contains__(self, key) -> bool:
-        return self.get(key, _DELETED) is not _DELETED
+        return self._raw(key, _DELETED) is not _DELETED
+
+    def _set_raw(self, key, value) -> None:
+        delta = self._delta
+        if delta is None:
+            base = self._base
+            if key not in base:  # dict's test, in C: this is every write's path
+                self._len += 1
+            base[key] = value
+            return
+        if self._raw(key, _DELETED) is _DELETED:
+            self._len += 1
+        delta[key] = value
 
     def __setitem__(self, key, value) -> None:
-        existed = key in self
-        if self._delta is None:
-            self._base[key] = value
-        else:
-            self._delta[key] = value
-        if not existed:
-            self._len += 1
+        self._set_raw(key, value)
 
     def __delitem__(self, key) -> None:
         if key not in self:
@@ -85,11 +95,11 @@ class LayeredSortedMap:
         self._len -= 1
 
     def pop(self, key, default=None):
-        if key in self:
-            value = self[key]
-            del self[key]
-            return value
-        return default
+        value = self._raw(key, _DELETED)
+        if value is _DELETED:
+            return default
+        del self[key]
+        return value
 
     def __len__(self) -> int:
         return self._len
@@ -121,9 +131,12 @@ class LayeredSortedMap:
     def __iter__(self) -> Iterator:
         return self.irange()
 
-    def items(self) -> Iterator:
+    def raw_items(self) -> Iterator:
         for key in self.irange():
-            yield key, self.get(key)
+            yield key, self._raw(key)
+
+    def items(self) -> Iterator:
+        return self.raw_items()
 
     def __eq__(self, other) -> bool:
         return dict(self.items()) == dict(other.items() if hasattr(other, "items") else other)

@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+from sortedcontainers import SortedDict
+
 from node.acl import AclState
 from node.codec import (
     AclOp,
@@ -38,6 +40,7 @@ from node.codec import (
     TxnOp,
     decode,
 )
+from node.entries import EntryTable, KVEntry, all_packed, pack_fields, unpack
 from node.layered import LayeredSortedMap
 from node.sessions import Session, SessionRefused, SessionState
 from snapshots.format import Payload, SnapshotCorrupt, read_bytes
@@ -48,15 +51,6 @@ MAX_TOMBSTONES = 10_000
 # What session reads wait on (node.watch): reported among an entry's changed keys whenever a
 # session is created or ends. No key can take this name (keys never hold a NUL).
 SESSIONS_WATCH_KEY = "\x00sessions"
-
-
-class KVEntry(NamedTuple):
-    value: bytes
-    flags: int
-    create_index: int
-    modify_index: int
-    lock_index: int = 0  # how many times a session acquired the key: the fencing token
-    session: str | None = None  # the session holding the key's lock
 
 
 class OpResult(NamedTuple):
@@ -76,7 +70,7 @@ SessionListener = Callable[[str, Session | None, tuple[str, ...]], None]
 
 class KVStateMachine:
     def __init__(self) -> None:
-        self.entries = LayeredSortedMap()  # key -> KVEntry
+        self.entries = EntryTable()  # key -> KVEntry, stored packed (node/entries.py)
         self.tombstones = LayeredSortedMap()  # deleted key -> index of the delete
         self._tombstone_order: deque = deque()  # (index, key) in delete order, for reaping
         self.applied_index = 0  # index of the last entry applied (any command)
@@ -487,7 +481,9 @@ def _cas_matches(entry: KVEntry | None, cas: int) -> bool:
 # the holding session's ID as a 7th field when the key is locked (older files stay as they were).
 
 
-def _row(key: str, e: KVEntry) -> tuple:
+def _row(key: str, stored) -> tuple:
+    """A snapshot record from an entry as the table stores it (node/entries.py)."""
+    e = unpack(stored)
     row = (key, e.value, e.flags, e.create_index, e.modify_index, e.lock_index)
     return row if e.session is None else (*row, e.session)
 
@@ -503,20 +499,39 @@ def freeze_image(sm: KVStateMachine) -> tuple[Payload, Callable[[], None]]:
     entries = entries_map.freeze()
     tombstones = tombstones_map.freeze()
     meta = _image_meta(sm, tombstones)
-    rows = (_row(k, e) for k, e in entries.items())
 
     def thaw() -> None:
         entries_map.thaw()
         tombstones_map.thaw()
 
-    return Payload(meta, rows), thaw
+    return Payload(meta, _chunks(entries), chunked=True), thaw
+
+
+CHUNK_KEYS = 4096
+
+
+def _chunks(table: SortedDict) -> Iterator[tuple[list, list, list]]:
+    """A frozen table as format 2's chunks: [keys], [their packed entries], [wide records] (the
+    entries node/entries.py keeps unpacked, as version 1 records). Slices and C loops: the
+    writer thread holds the GIL the Raft and HTTP threads need."""
+    keys_view = table.keys()
+    for start in range(0, len(table), CHUNK_KEYS):
+        keys = keys_view[start:start + CHUNK_KEYS]
+        stored = list(map(table.__getitem__, keys))
+        wide = []
+        if not set(map(type, stored)) <= {bytes}:
+            at = [i for i, s in enumerate(stored) if type(s) is not bytes]
+            wide = [_row(keys[i], stored[i]) for i in at]
+            for i in reversed(at):
+                del keys[i], stored[i]
+        yield keys, stored, wide
 
 
 def to_image(sm: KVStateMachine) -> Payload:
     """What a snapshot stores of `sm`. Iterates live structures: call it where nothing mutates
     them (on the tick thread, or in tests)."""
     meta = _image_meta(sm, sm.tombstones)
-    entries = (_row(k, e) for k, e in sm.entries.items())
+    entries = (_row(k, s) for k, s in sm.entries.raw_items())
     return Payload(meta, entries)
 
 
@@ -550,9 +565,13 @@ def from_image(meta: dict, entries) -> KVStateMachine:
     """The state machine an image describes; SnapshotCorrupt, saying what, for anything that is
     not what `to_image` writes (a checksum proves the bytes intact, not who made them)."""
     sm = KVStateMachine()
+    held: list[tuple[str, str]] = []  # (key, session) of every locked key
     try:
         _check_image_meta(meta)
-        sm.entries = LayeredSortedMap(_record(i, item) for i, item in enumerate(entries))
+        if getattr(entries, "chunked", False):
+            sm.entries = EntryTable(_from_chunks(entries, held))
+        else:
+            sm.entries = EntryTable(_record(i, item, held) for i, item in enumerate(entries))
     finally:
         if hasattr(entries, "close"):
             entries.close()  # snapshots.format.read's records hold the file open until closed
@@ -570,11 +589,10 @@ def from_image(meta: dict, entries) -> KVStateMachine:
             sm.sessions = SessionState.from_meta(meta["sessions"])
         except ValueError as exc:
             raise SnapshotCorrupt(f"malformed snapshot metadata: {exc}") from None
-    for key, entry in sm.entries.items():
-        if entry.session is not None:
-            if sm.sessions.get(entry.session) is None:
-                raise SnapshotCorrupt(f"malformed snapshot: key {key!r:.100} is held by an unknown session")
-            sm.sessions.hold(entry.session, key)
+    for key, session in held:
+        if sm.sessions.get(session) is None:
+            raise SnapshotCorrupt(f"malformed snapshot: key {key!r:.100} is held by an unknown session")
+        sm.sessions.hold(session, key)
     for key, index in meta["tombstones"]:
         sm.tombstones[key] = index
         sm._tombstone_order.append((index, key))
@@ -589,11 +607,30 @@ def _is_str_list(value) -> bool:
     return isinstance(value, list) and all(type(v) is str for v in value)
 
 
-def _record(i: int, item: tuple) -> tuple[str, KVEntry]:
+def _record(i: int, item: tuple, held: list[tuple[str, str]]):
+    """(key, the entry as the table stores it): packed straight from the record's fields."""
     if (len(item) not in (5, 6, 7) or type(item[0]) is not str or type(item[1]) is not bytes
             or not all(_is_index(n) for n in item[2:6]) or (len(item) == 7 and type(item[6]) is not str)):
         raise SnapshotCorrupt(f"malformed snapshot record {i}: {item!r:.100}")
-    return item[0], KVEntry(*item[1:])
+    if len(item) == 7:
+        held.append((item[0], item[6]))
+    return item[0], pack_fields(*item[1:])
+
+
+def _from_chunks(chunks, held: list[tuple[str, str]]) -> dict:
+    """Format 2's chunks (`_chunks`) as key -> stored entry: the packed entries are kept as read,
+    each checked in C loops; only the wide records go through `_record`."""
+    table: dict = {}
+    count = 0
+    for keys, stored, wide in chunks:
+        if not set(map(type, keys)) <= {str} or not all_packed(stored):
+            raise SnapshotCorrupt(f"malformed snapshot: a chunk after record {count} holds a bad key or entry")
+        table.update(zip(keys, stored, strict=True))  # format.read checked the lengths
+        table.update(_record(count + i, tuple(row) if type(row) is list else (), held) for i, row in enumerate(wide))
+        count += len(keys) + len(wide)
+    if len(table) != count:
+        raise SnapshotCorrupt(f"malformed snapshot: {count - len(table)} duplicate keys")
+    return table
 
 
 def _check_image_meta(meta: dict) -> None:

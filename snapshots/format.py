@@ -1,7 +1,7 @@
-"""The checkpoint file format, version 1 (documented in snapshots/FORMAT.md).
+"""The checkpoint file format, versions 1 and 2 (documented in snapshots/FORMAT.md).
 
     offset 0   8 bytes   magic b"RAFTKVSN"
-    offset 8   u32 LE    format version (1)
+    offset 8   u32 LE    format version (1 or 2)
     offset 12  u32 LE    header length H
     offset 16  H bytes   header: UTF-8 JSON object (see FORMAT.md)
     16+H       P bytes   payload: a stream of msgpack objects
@@ -9,7 +9,8 @@
     end-40     u64 LE    key count
     end-32     32 bytes  SHA-256 of every byte before it
 
-The payload is one msgpack map of metadata followed by one msgpack array per record. What
+The payload is one msgpack map of metadata followed by one msgpack array per record (version
+1), or per chunk of records (version 2: [keys, packed entries, wide records]). What
 the metadata and the records mean is the state machine's business (node/state_machine.py:
 one record per key, in key order); this module owns the framing, the checksum and the checks.
 
@@ -29,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 import msgpack
 
 MAGIC = b"RAFTKVSN"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this raftkv reads and writes; version 1 files are still read (and written
+# for an image of single records, Payload.chunked False)
 PREFIX = struct.Struct("<8sII")
 DIGEST_BYTES = 32
 TRAILER = struct.Struct("<QQ")  # payload bytes, key count
@@ -91,7 +93,13 @@ class Payload:
     Their layout is the state machine's (node/state_machine.py: `freeze_image`, `from_image`)."""
 
     meta: dict
-    entries: Iterable[tuple]  # records, in the order they are to be read back
+    entries: Iterable[tuple]  # records (or chunks, when chunked), in the order they are to be read back
+    chunked: bool = False  # version 2: each item is a chunk ([keys], [packed], [wide records])
+
+
+def chunk_keys(chunk) -> int:
+    """How many keys a version 2 chunk holds."""
+    return len(chunk[0]) + len(chunk[2])
 
 
 def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[[int], None] | None = None) -> int:
@@ -99,13 +107,16 @@ def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[
     digest = hashlib.sha256()
     packer = msgpack.Packer(use_bin_type=True)
     count = 0
+    chunked = image.chunked or getattr(image.entries, "chunked", False)  # a file read back is written as read
+    version = 2 if chunked else 1
+    header.format_version = version
     with open(path, "wb") as f:
         def out(data: bytes) -> None:
             digest.update(data)
             f.write(data)
 
         header_json = header.to_json()
-        out(PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_json)))
+        out(PREFIX.pack(MAGIC, version, len(header_json)))
         out(header_json)
         payload = 0
         chunk = [packer.pack(image.meta)]
@@ -114,7 +125,7 @@ def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[
             data = packer.pack(entry)
             chunk.append(data)
             size += len(data)
-            count += 1
+            count += chunk_keys(entry) if chunked else 1
             if size >= CHUNK_BYTES:
                 out(b"".join(chunk))
                 payload += size
@@ -214,10 +225,10 @@ def read(path: str, verified: tuple[int, int] | None = None) -> tuple[SnapshotHe
         st = os.fstat(f.fileno())
         trusted = verified is not None and verified == (st.st_ino, st.st_mtime_ns)
         header = _header_of(f, path) if trusted else _verified_header(f, path)
-        _, _, header_len = PREFIX.unpack(_pread(f, 0, PREFIX.size))
+        _, version, header_len = PREFIX.unpack(_pread(f, 0, PREFIX.size))
         f.seek(PREFIX.size + header_len)
         meta, entries = _decode(_unpacker(header.payload_bytes, _Limited(f, header.payload_bytes)), header, path,
-                                f.close)
+                                f.close, version)
     except BaseException:
         f.close()
         raise
@@ -244,8 +255,9 @@ class Records:
     """A payload's records, read as they are iterated; the file closes when they are exhausted,
     on an error, or on `close()` (also before the first record)."""
 
-    def __init__(self, records: Iterator[tuple], close: Callable[[], None]) -> None:
+    def __init__(self, records: Iterator[tuple], close: Callable[[], None], chunked: bool = False) -> None:
         self._records, self._close = records, close
+        self.chunked = chunked  # version 2: the items are chunks (Payload.chunked)
 
     def __iter__(self) -> Records:
         return self
@@ -262,7 +274,7 @@ class Records:
 
 
 def _decode(unpacker: msgpack.Unpacker, header: SnapshotHeader, where: str,
-            close: Callable[[], None]) -> tuple[dict, Records]:
+            close: Callable[[], None], version: int) -> tuple[dict, Records]:
     """The payload's metadata map, and its records (arrays), checked at the end to be exactly
     `header.key_count` with nothing after them. Every failure is a SnapshotCorrupt naming `where`."""
     try:
@@ -280,15 +292,22 @@ def _decode(unpacker: msgpack.Unpacker, header: SnapshotHeader, where: str,
             for item in unpacker:
                 if not isinstance(item, list):
                     raise SnapshotCorrupt(f"{where}: record {count} is not an array")
-                count += 1
-                yield tuple(item)
+                if chunked:
+                    if len(item) != 3 or not all(type(part) is list for part in item) or len(item[0]) != len(item[1]):
+                        raise SnapshotCorrupt(f"{where}: the chunk after record {count} is not [keys, entries, wide]")
+                    count += chunk_keys(item)
+                    yield item  # type: ignore[misc]
+                else:
+                    count += 1
+                    yield tuple(item)
         except _UNDECODABLE as exc:
             raise SnapshotCorrupt(f"{where}: undecodable record {count} ({exc})") from None
         if count != header.key_count or unpacker.tell() != header.payload_bytes:
             raise SnapshotCorrupt(f"{where}: {count} records in {unpacker.tell()} bytes, the header says "
                                   f"{header.key_count} records in {header.payload_bytes} bytes")
 
-    return meta, Records(entries(), close)
+    chunked = version == 2
+    return meta, Records(entries(), close, chunked)
 
 
 class _Limited:
@@ -325,5 +344,5 @@ def read_bytes(data: bytes) -> tuple[SnapshotHeader, dict, Records]:
     start = PREFIX.size + header_len
     unpacker = _unpacker(header.payload_bytes)
     unpacker.feed(data[start:start + header.payload_bytes])
-    meta, entries = _decode(unpacker, header, where, lambda: None)
+    meta, entries = _decode(unpacker, header, where, lambda: None, version)
     return header, meta, entries
