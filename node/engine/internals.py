@@ -29,6 +29,11 @@ def is_leader(syncobj: SyncObj) -> bool:
     return syncobj._isLeader()
 
 
+def received_transmission(syncobj: SyncObj):
+    """Follower: the pieces of an entry sent in pieces received so far ('' between entries)."""
+    return syncobj._SyncObj__recvTransmission
+
+
 def last_known_leader(syncobj: SyncObj):
     """The leader PySyncObj last heard of (a Node), or None; kept until it starts an election."""
     return syncobj._getLeader()

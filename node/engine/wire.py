@@ -141,6 +141,20 @@ def loads(data) -> object:
     return _PlainUnpickler(io.BytesIO(data)).load()
 
 
+def is_cut_short(data) -> bool:
+    """`data` is the start of a pickle whose rest has not arrived (it reads to its end and finds
+    no STOP); False for a whole pickle and for one that is wrong in any other way."""
+    try:
+        loads(data)
+    except EOFError:
+        return True
+    except pickle.UnpicklingError as exc:
+        return "truncated" in str(exc)
+    except Exception:
+        return False
+    return False
+
+
 def decompress(data) -> bytes:
     """zlib.decompress that stops at `max_message_bytes` (a zlib bomb costs nothing)."""
     decompressor = zlib.decompressobj()

@@ -8,6 +8,7 @@ replicated entry point), ticked by hand.
 """
 
 import inspect
+import os
 import pickle
 import re
 import select
@@ -566,3 +567,28 @@ def test_peers_are_looked_up_through_the_process_wide_resolver_the_engine_replac
     assert "_g_resolver is None" in inspect.getsource(pysyncobj.dns_resolver.globalDnsResolver)
     assert "globalDnsResolver().setTimeouts(self.__conf.dnsCacheTime, self.__conf.dnsFailCacheTime)" in SYNCOBJ_SOURCE
     assert "host = globalDnsResolver().resolve(host)" in inspect.getsource(TCPTransport._createServer)
+
+
+# -- entries in pieces ------------------------------------------------------------------------------
+
+
+def test_the_leader_labels_the_last_piece_by_the_commands_length_not_the_pickles():
+    """Why DurableTransport._finish_comes_early exists (NOTES.md, "Entries in pieces"): the pickle
+    of (command, index, term) is longer than the command, yet 'finish' is decided on the command."""
+    send = source_of("_SyncObj__sendAppendEntries")
+    assert in_order(send, "entry = pickle.dumps(entries[0])", "for pos in xrange(0, len(entry), batchSizeBytes):",
+                    "elif pos + batchSizeBytes >= len(entries[0][0]):", "transmission = 'finish'")
+    receive = source_of("_SyncObj__onMessageReceived")
+    assert in_order(receive, "self.__recvTransmission = message['data']", "elif transmission == 'finish':",
+                    "newEntries = [pickle.loads(self.__recvTransmission)]", "self.__recvTransmission = ''")
+
+
+def test_a_pickle_cut_short_is_told_from_a_whole_or_a_wrong_one():
+    entry = (b"\x00" + os.urandom(70_000), 12345, 7)
+    for protocol in (2, 4):
+        whole = pickle.dumps(entry, protocol)
+        assert not wire.is_cut_short(whole)
+        for cut in (1, 64 * 1024, len(whole) - 30, len(whole) - 1):
+            assert wire.is_cut_short(whole[:cut]), (protocol, cut)
+    assert not wire.is_cut_short(b"not a pickle at all")
+    assert not wire.is_cut_short(pickle.dumps(entry, 4) + b"trailing")
