@@ -31,7 +31,7 @@ raftkv bench --nodes 5 --value-bytes 4096 --workloads put get-stale --concurrenc
 python -m loadtest.bench.compare               # raftkv and etcd 3.4 side by side, Python and wrk generators
 python -m loadtest.bench.compare --rounds 2 --raftkv-build before=/path/old/.venv/bin/raftkv \\
     --raftkv-build after=.venv/bin/raftkv       # builds before/after a change, in the same run
-python -m loadtest.bench.snapshot_bench --keys 100000 1000000
+python -m loadtest.bench.snapshot_bench --keys 1000000 --raftkv /path/to/other/venv/bin/raftkv --label before
 python -m loadtest.bench.raft_only > loadtest/results/raft-only.json   # the Raft layer alone, no HTTP
 python -m loadtest.bench.cpu_account --out loadtest/results/cpu-put-32.json   # CPU per write, raftkv and etcd
 raftkv loadtest --scenario mixed --time 60s    # locust, CSV and HTML reports
@@ -287,17 +287,20 @@ def section_snapshots(results: str) -> str:
     runs = result(results, "snapshots.json")
     if runs is None:
         return ""
+    builds = any("build" in r for r in runs)
     lines = ["\n## Snapshots, restart and memory per key (3 nodes, 128-byte values)\n",
              "Snapshot time is the writer thread's; the capture (freezing the tables) is the only pause "
-             "of the node's Raft thread. "
+             "of the node's Raft thread. Restart: every node has a snapshot, the restarted node loads it "
+             "and replays the log after it. RSS is the largest node's peak (bytes/key from it). "
              "Write latency: 4 clients on the leader, without and while a snapshot is taken.\n",
-             "| keys | snapshot s | capture pause ms | file MB | restart to serving s | RSS MB | bytes/key | "
-             "write p99 ms | p99 during snapshot | max during |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             ("| build " if builds else "") + "| keys | snapshot s | capture pause ms | file MB | restart to serving s "
+             "| RSS MB | bytes/key | write p99 ms | p99 during snapshot | max during |",
+             ("| --- " if builds else "") + "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in runs:
         rss = max(r["peak_rss_mb"].values())
         pause = r.get("capture_pause_ms", r.get("fork_pause_ms", "–"))
-        lines.append(f"| {r['keys']:,} | {r['snapshot_s']} | {pause} | "
+        build = f"| {r.get('build', '–')} " if builds else ""
+        lines.append(build + f"| {r['keys']:,} | {r['snapshot_s']} | {pause} | "
                      f"{r['snapshot_file_bytes'] / 1e6:.1f} | {r['restart_to_serving_s']} | {rss:.0f} | "
                      f"{rss * 1024 * 1024 / r['keys']:.0f} | {r['write_p99_ms']} | "
                      f"{r['write_p99_during_snapshot_ms']} | {r['write_max_during_snapshot_ms']} |")

@@ -81,9 +81,10 @@ def p(lat: list[float], q: float) -> float:
     return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
 
 
-def run_one(keys: int, value_bytes: int, root: str) -> dict:
+def run_one(keys: int, value_bytes: int, root: str, command: list[str] | None = None) -> dict:
     cluster = Cluster(os.path.join(root, f"k{keys}"),
-                      extra_args=["--snapshot-entries", "1000000000", "--snapshot-interval", "1000000"]).start()
+                      extra_args=["--snapshot-entries", "1000000000", "--snapshot-interval", "1000000"],
+                      **({"command": command} if command else {})).start()
     try:
         leader = cluster.leader(timeout=60)
         urls = [n.url for n in cluster.nodes]
@@ -158,12 +159,19 @@ def main(argv=None) -> int:
     ap.add_argument("--keys", type=int, nargs="+", default=[100_000])
     ap.add_argument("--value-bytes", type=int, default=128)
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--raftkv", metavar="PATH", help="a build to measure (a venv's bin/raftkv)")
+    ap.add_argument("--label", default="", help="what the results call this build (e.g. 'before')")
     args = ap.parse_args(argv)
+    if args.raftkv and not os.access(args.raftkv, os.X_OK):
+        print(f"snapshot_bench: --raftkv {args.raftkv}: not an executable", file=sys.stderr)
+        return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="raftkv-snapbench-") as root:
         for keys in args.keys:
             print(f"{keys} keys of {args.value_bytes} bytes:", file=sys.stderr, flush=True)
-            results.append(run_one(keys, args.value_bytes, root))
+            results.append(run_one(keys, args.value_bytes, root, [args.raftkv] if args.raftkv else None))
+            if args.label:
+                results[-1]["build"] = args.label
             print(json.dumps(results[-1]), flush=True)
     print(f"{'keys':>9} {'snap s':>7} {'pause ms':>8} {'file MB':>8} {'restart s':>9} {'peak RSS MB':>11} "
           f"{'RSS after snap':>14} {'p99 ms':>7} {'p99 during':>10} {'max during':>10}")
