@@ -156,8 +156,11 @@ def test_exit_removes_namespaces_links_routes_and_leaves_the_host_firewall_alone
 # --- labs owned by another process ----------------------------------------------------------------------------------
 
 OWNER = """
-import sys, time
+import signal, sys, time
 from loadtest.chaos.network.netlab import NetLab
+# Python leaves SIGINT ignored when it started ignored (a shell's background job, as CI may run
+# the suite): the owner must take it as Ctrl-C does, whoever started the tests.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with NetLab(["n1", "n2", "n3"], run_id=sys.argv[1]) as lab:
     print(lab.address("n1"), flush=True)
     time.sleep(30)  # not synchronisation: the owner holds its lab until the test kills or signals it
