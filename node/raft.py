@@ -661,6 +661,7 @@ class RaftNode:
                 "rounds": self.read_barrier.rounds,
                 "led_rounds": self.engine.read_index_rounds()[0],
                 "led_confirmed": self.engine.read_index_rounds()[1],
+                "asks_at_once": self.engine.read_index_rounds()[2],
             },
             "watchers": self.watch_hub.waiting,
             "sessions": {"timers": self.session_keeper.timer_count(),

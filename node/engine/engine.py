@@ -233,10 +233,11 @@ class RaftEngine:
         (node.engine.read_index), or `on_read(error)` (node.errors.NoLeaderError)."""
         self._ri.request(on_read)
 
-    def read_index_rounds(self) -> tuple[int, int]:
-        """ReadIndex rounds this node started as leader, and those a majority confirmed."""
+    def read_index_rounds(self) -> tuple[int, int, int]:
+        """ReadIndex rounds this node started as leader, those a majority confirmed, and the
+        followers' asks it answered without a round."""
         ri = self._read_index
-        return (ri.rounds, ri.confirmed) if ri is not None else (0, 0)
+        return (ri.rounds, ri.confirmed, ri.asks_at_once) if ri is not None else (0, 0, 0)
 
     # -- what this node knows -------------------------------------------------------------------
 

@@ -21,9 +21,12 @@ A paused (SIGSTOP) or cut-off old leader therefore never passes a read once a ma
 moved to a newer term: the majority answers with that term, or not at all.
 
 Follower (`consistent` on a follower, etcd's follower read): it sends the leader a
-`raftkv_ri_ask` {id} and the leader serves it as one of its reads, answering
-`raftkv_ri_answer` {id, index} (or {id, error}); the follower waits until it has applied that
-index and answers from its own store. Over the Raft link rather than HTTP forwarding
+`raftkv_ri_ask` {id, term: its current term} and the leader serves it as one of its reads,
+answering `raftkv_ri_answer` {id, index} (or {id, error}); the follower waits until it has
+applied that index and answers from its own store. The ask counts as the asker's pong: with 3
+voters or fewer the leader and the asker are a majority, so an ask in the leader's term is
+answered at once with the commit index, one round trip in all (`_ask_confirms`); with more
+voters, or an ask of another term or from a learner, the ask waits for a round. Over the Raft link rather than HTTP forwarding
 (api/forward.py): the link is open, authenticated and ordered, and it costs one small frame
 each way instead of an HTTP request to parse and route on the leader. An ask not answered
 within RETRY_S is sent again (the first answer counts); one open when the leader changes fails
@@ -78,6 +81,7 @@ class ReadIndex:
         self._ask_ids = itertools.count(1)
         self.rounds = 0  # rounds started (a retry counts as one)
         self.confirmed = 0  # rounds a majority confirmed
+        self.asks_at_once = 0  # followers' asks answered without a round (_ask_confirms)
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -125,11 +129,14 @@ class ReadIndex:
             self._on_pong(link, message)
         elif kind == ASK:
             ask_id = message.get("id")
-            if internals.is_leader(so):
+            if not internals.is_leader(so):
+                self._send(link, {"type": ANSWER, "id": ask_id, "error": "not the leader"})
+            elif self._ask_confirms(link, message):
+                self.asks_at_once += 1
+                self._send(link, {"type": ANSWER, "id": ask_id, "index": so.raftCommitIndex})
+            else:
                 self._queued.append(self._remote_answer(link, ask_id))
                 self._start_round()
-            else:
-                self._send(link, {"type": ANSWER, "id": ask_id, "error": "not the leader"})
         elif kind == ANSWER:
             ask_id = message.get("id")
             asked = self._asked.get(ask_id)  # type: ignore[arg-type]
@@ -171,6 +178,20 @@ class ReadIndex:
         if term == round_.term == so.raftCurrentTerm and seq >= round_.seq and link in internals.other_voters(so):
             round_.acks.add(link)
             self._confirm_if_majority()
+
+    def _ask_confirms(self, link, message: dict) -> bool:
+        """An ask is itself a pong: the voter sent it after its read arrived, in the term it
+        carries. If that is this leader's term and this leader and the asker are a majority
+        (3 voters or fewer), no leader of a newer term can have been elected before the read
+        arrived (its voters would include one of the two, whose term was still ours after it):
+        the commit index now covers every write acknowledged before the read, without a round."""
+        so = self._so
+        voters = internals.other_voters(so)
+        noop = internals.leader_noop_index(so)
+        term = message.get("term")
+        return (type(term) is int and term == so.raftCurrentTerm
+                and link in voters and (1 + 1) * 2 > len(voters) + 1
+                and noop is not None and so.raftCommitIndex >= noop)
 
     def _confirm_if_majority(self) -> None:
         round_, so = self._round, self._so
@@ -218,7 +239,7 @@ class ReadIndex:
         ask_id = next(self._ask_ids)
         now = time.monotonic()
         self._asked[ask_id] = [on_read, leader, now, now]
-        self._send(leader, {"type": ASK, "id": ask_id})
+        self._send(leader, {"type": ASK, "id": ask_id, "term": self._so.raftCurrentTerm})
 
     def _forget_asks(self) -> None:
         """Fail the asks of a leader that is no longer ours; drop those never answered; ask again
@@ -233,7 +254,8 @@ class ReadIndex:
                 del self._asked[ask_id]
             elif now - sent > RETRY_S:
                 asked[3] = now
-                self._send(link, {"type": ASK, "id": ask_id})  # the first answer counts, a later one is dropped
+                # the first answer counts, a later one is dropped
+                self._send(link, {"type": ASK, "id": ask_id, "term": self._so.raftCurrentTerm})
 
     # -- both ----------------------------------------------------------------------------------
 

@@ -187,3 +187,44 @@ def test_a_follower_asks_again_until_answered_and_takes_the_first_answer(env, mo
     ri.on_message(A, {"type": ANSWER, "id": asks[0]["id"], "index": 9})
     ri.tick()
     assert done == [None]
+
+
+def test_an_ask_in_the_leaders_term_is_answered_at_once_when_leader_and_asker_are_a_majority(env):
+    so, ri, sent, done = env
+    ri.on_message(C, {"type": ASK, "id": 5, "term": 3})
+    assert sent == [(C, {"type": ANSWER, "id": 5, "index": 10})]  # no ping: the ask was the pong
+    assert ri.asks_at_once == 1 and ri.rounds == 0
+
+
+@pytest.mark.parametrize("why", ["older term", "learner", "five voters", "noop not committed"])
+def test_an_ask_that_does_not_prove_a_majority_waits_for_a_round(env, why):
+    so, ri, sent, done = env
+    asker, term = C, 3
+    if why == "older term":
+        term = 2
+    elif why == "learner":
+        asker = D
+    elif why == "five voters":  # the leader and one asker are 2 of 5
+        so._SyncObj__otherNodes = {B, C, D, TCPNode("127.0.0.1:7005")}
+    else:
+        so._SyncObj__noopIDx = 11
+    ri.on_message(asker, {"type": ASK, "id": 5, "term": term})
+    assert not [m for _, m in sent if m["type"] == ANSWER] and ri.asks_at_once == 0
+    if why == "noop not committed":
+        assert pings(sent) == []
+        return
+    seq = pings(sent)[0][1]["seq"]
+    for voter in so._SyncObj__otherNodes:
+        ri.on_message(voter, {"type": PONG, "seq": seq, "term": 3})
+    assert sent[-1] == (asker, {"type": ANSWER, "id": 5, "index": 10})
+
+
+def test_a_followers_ask_carries_its_term_and_so_does_its_retry(env, monkeypatch):
+    so, ri, sent, done = env
+    so.leader = False
+    ri.request(done.append)
+    ri.tick()
+    so.raftCurrentTerm = 4
+    monkeypatch.setattr(read_index, "RETRY_S", 0.0)
+    ri.tick()
+    assert [m["term"] for _, m in sent if m["type"] == ASK] == [3, 4]
