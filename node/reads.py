@@ -12,7 +12,8 @@ A ReadIndex round (Raft thesis §6.4; node.engine.read_index) writes nothing: th
 records its commit index, confirms with a majority that it still leads in its term (its own
 ping, answered by each voter with its term, sent after the read arrived), and the read is
 answered once this node has applied that index. A follower asks the leader for the index over
-the Raft link and answers from its own store once it has applied that far. The leader serves
+the Raft link and answers from its own store once it has applied that far; with 3 voters or
+fewer the ask itself confirms the leader (the two are a majority), so no round is needed. The leader serves
 none before the no-op of its election is committed, and a deposed leader (paused, cut off) can
 never pass one: a majority answers it with a newer term, or not at all. Reads that arrive
 during a round share the next one (node.proposer.ReadBarrier).

@@ -26,12 +26,12 @@ answering `raftkv_ri_answer` {id, index} (or {id, error}); the follower waits un
 applied that index and answers from its own store. The ask counts as the asker's pong: with 3
 voters or fewer the leader and the asker are a majority, so an ask in the leader's term is
 answered at once with the commit index, one round trip in all (`_ask_confirms`); with more
-voters, or an ask of another term or from a learner, the ask waits for a round. Over the Raft link rather than HTTP forwarding
-(api/forward.py): the link is open, authenticated and ordered, and it costs one small frame
-each way instead of an HTTP request to parse and route on the leader. An ask not answered
-within RETRY_S is sent again (the first answer counts); one open when the leader changes fails
-at once; one never answered is dropped after ASK_FORGET_S (the read itself has timed out on
-the event loop long before).
+voters, or an ask of another term or from a learner, the ask waits for a round. Over the
+Raft link rather than HTTP forwarding (api/forward.py): the link is open, authenticated and
+ordered, and it costs one small frame each way instead of an HTTP request to parse and route
+on the leader. An ask not answered within RETRY_S is sent again (the first answer counts); one
+open when the leader changes fails at once; one never answered is dropped after ASK_FORGET_S
+(the read itself has timed out on the event loop long before).
 
 Everything here runs on PySyncObj's tick thread except `request`, which any thread calls; the
 engine wakes the tick thread for it (`internals.wake`), so a read does not wait for a tick.
