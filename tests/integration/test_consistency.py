@@ -44,6 +44,20 @@ def test_consistent_reads_on_a_follower_are_served_by_the_follower(shared_cluste
     assert after["proposals"]["entries"] == before["proposals"]["entries"]
 
 
+def test_a_followers_consistent_read_sees_every_write_acknowledged_before_it_without_a_round(shared_cluster):
+    """With 3 voters the follower's ask is the leader's confirmation (node/engine/read_index.py,
+    `_ask_confirms`): each read must still see the write the leader acknowledged just before."""
+    leader, follower = shared_cluster.leader(), shared_cluster.followers()[0]
+    before = leader.status()["reads"]
+    for i in range(30):
+        assert requests.put(f"{leader.url}/v1/kv/fresh", data=str(i).encode(), timeout=10).json() is True
+        r = requests.get(f"{follower.url}/v1/kv/fresh", params={"consistent": "", "raw": ""}, timeout=10)
+        assert (r.status_code, r.content) == (200, str(i).encode())
+    after = leader.status()["reads"]
+    assert after["asks_at_once"] - before["asks_at_once"] >= 30
+    assert after["led_rounds"] == before["led_rounds"], "no confirmation round for an ask"
+
+
 def test_stale_reads_answer_without_a_leader_and_max_stale_bounds_them(cluster):
     leader = cluster.leader()
     r = requests.put(f"{leader.url}/v1/kv/s", data=b"kept", timeout=10)
