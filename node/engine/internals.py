@@ -135,3 +135,9 @@ def on_wake(syncobj: SyncObj, callback: Callable[[], None]) -> None:
     tick thread that way, and a follower's acknowledgements then leave at once (NOTES.md,
     "Durability"). PySyncObj builds its `PipeNotifier` without a callback."""
     syncobj._SyncObj__pipeNotifier._PipeNotifier__callback = callback
+
+
+def commands_queued(syncobj: SyncObj) -> bool:
+    """Any thread: commands wait in PySyncObj's queue (proposed here or forwarded to this leader);
+    its tick appends them in `_checkCommandsToApply`."""
+    return bool(syncobj._SyncObj__commandsQueue._FastQueue__queue)

@@ -33,6 +33,9 @@ tick); a node in probation also drops entries, so it acknowledges nothing. A lea
 to every voter as PySyncObj's 'readonly' peer: it receives the log and the snapshots but is
 not counted in any majority.
 
+* an `append_entries` without entries is skipped while commands wait in PySyncObj's queue: the
+  one that carries them follows in the same tick with the same commit index (`_followed_at_once`).
+
 Incoming (`_onMessageReceived`, tick thread):
 * `append_entries` stamps the time of last contact with the leader (PySyncObj keeps none);
 * redundant entries are trimmed from `append_entries` before PySyncObj sees them. PySyncObj
@@ -111,7 +114,21 @@ class DurableTransport(TCPTransport):
             return self._acknowledge(node, message)
         if kind == "request_vote" and not self.standing.voting:
             return False
+        if kind == "append_entries" and self._followed_at_once(message):
+            return True
         return super().send(node, message)
+
+    def _followed_at_once(self, message) -> bool:
+        """Leader: an AppendEntries without entries (the commit index after an apply, or a
+        heartbeat) while commands wait in PySyncObj's queue. Later in this same tick
+        `_checkCommandsToApply` appends them and sends every connected peer an AppendEntries that
+        carries them and the same commit index (NOTES.md, "Tick order"), so this one is skipped:
+        under load nearly every tick that applied entries also appends new ones, and each empty
+        message cost both followers a message to decode and an acknowledgement to send, and the
+        leader two acknowledgements to read (32 writers, 4 alternating pairs: 1.06x to 1.54x
+        writes/s). Not while the disk is full (an append would fail and send nothing)."""
+        return (not message.get("entries") and "prevLogIdx" in message and "transmission" not in message
+                and internals.commands_queued(self._syncObj) and not self.journal.full)
 
     # -- acknowledgements after the sync that covers them (tick thread, but sync_completed) -------
 

@@ -347,6 +347,23 @@ def test_the_wake_pipe_runs_the_handler_we_give_it_inside_the_poll(make_peer):
     assert ran == [1] and time.monotonic() - started < 4.0, "a wake must end the poll and run the handler"
 
 
+def test_queued_commands_are_appended_and_shipped_after_this_ticks_append_entries(make_peer):
+    """DurableTransport skips an empty AppendEntries while commands are queued: the tick sends its
+    AppendEntries (commit index, heartbeat) before `_checkCommandsToApply`, which appends each
+    queued command and, batching off, ships it to every peer at once."""
+    tick = source_of("_onTick")
+    assert in_order(tick, "needSendAppendEntries = self.__applyLogEntries()", "self.__sendAppendEntries()",
+                    "self._checkCommandsToApply()", "self._poller.poll(timeToWait)")
+    check = source_of("_checkCommandsToApply")
+    assert in_order(check, "self.__commandsQueue.get_nowait()", "self.__raftLog.add(command, idx, term)",
+                    "if not self.__conf.appendEntriesUseBatch:", "self.__sendAppendEntries()")
+    assert "'commit_index': self.__raftCommitIndex" in source_of("_SyncObj__sendAppendEntries")
+    peer = make_peer()
+    assert internals.commands_queued(peer.syncobj) is False
+    peer.log.apply(b"payload", callback=None)
+    assert internals.commands_queued(peer.syncobj) is True
+
+
 # -- status and states --------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ transport ticked by hand; a tail cut or a new term voids the waiting ones."""
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.node import TCPNode
+from pysyncobj.transport import TCPTransport
 
 from node.engine import internals
 from node.engine.journal import DurableJournal
@@ -148,3 +149,27 @@ def test_an_ack_queued_as_its_sync_ends_leaves_without_a_wake(follower):
     finally:
         transport.journal = journal
     assert acks == [base + 1]  # sent by the re-check: no wake would ever have come for it
+
+
+def test_an_empty_append_entries_waits_for_the_one_that_carries_the_queued_commands(follower, monkeypatch):
+    """A leader skips an AppendEntries without entries while commands are queued: the one that
+    carries them, sent later in the same tick, has the same commit index."""
+    _journal, transport, _acks, peer = follower
+    sent = []
+    monkeypatch.setattr(TCPTransport, "send", lambda self, node, message: sent.append(message) or True)
+    empty = {"type": "append_entries", "term": 1, "commit_index": 1, "entries": [], "prevLogIdx": 1,
+             "prevLogTerm": 1}
+    transport.send(peer, dict(empty))
+    assert sent == [empty]  # nothing queued: a heartbeat leaves
+    queue_command(transport, b"payload")
+    transport.send(peer, dict(empty))
+    assert sent == [empty]  # skipped: the commands' own AppendEntries follows in this tick
+    carrying = {**empty, "entries": [(b"\x00payload", 2, 1)]}
+    transport.send(peer, carrying)
+    transport.send(peer, {"type": "append_entries", "term": 1, "commit_index": 1, "serialized": b"x"})
+    assert sent[1:] == [carrying, {"type": "append_entries", "term": 1, "commit_index": 1, "serialized": b"x"}]
+
+
+def queue_command(transport, payload):
+    """Queue a command as the event loop does (appended at the next tick)."""
+    transport._syncObj._SyncObj__consumers[0].apply(payload, callback=None)
