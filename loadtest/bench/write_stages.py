@@ -241,6 +241,15 @@ def table(rows: list[list[tuple[str, int | None]]], title: str) -> str:
             lines.append(f"{name:<46} {'-':>8} {'-':>8} {0:6d}")
     totals = sorted((dict(r)["client received"] - dict(r)["client sent"]) / 1e6 for r in rows)
     lines.append(f"{'total (client)':<46} {statistics.median(totals):8.3f} {totals[int(0.9 * (len(totals) - 1))]:8.3f}")
+    slowest = sorted(rows, key=lambda r: dict(r)["client received"] - dict(r)["client sent"])[-3:]
+    for row in reversed(slowest):  # where a stall sat: the widest gap of each of the 3 slowest writes
+        d, widest = dict(row), (0.0, "")
+        for i, name in enumerate(chain[1:], 1):
+            prev = next((d[p] for p in reversed(chain[:i]) if d[p] is not None), None)
+            if d[name] is not None and prev is not None:
+                widest = max(widest, ((d[name] - prev) / 1e6, name))
+        lines.append(f"  a slow write: {(d['client received'] - d['client sent']) / 1e6:.3f} ms, of which "
+                     f"{widest[0]:.3f} ms before '{widest[1]}'")
     for side in ("(leader sync end)",):
         ds = sorted((dict(r)[side] - dict(r)["leader: journal add"]) / 1e6 for r in rows
                     if dict(r)[side] is not None and dict(r)["leader: journal add"] is not None)
