@@ -34,6 +34,7 @@ python -m loadtest.bench.compare --rounds 2 --raftkv-build before=/path/old/.ven
 python -m loadtest.bench.snapshot_bench --keys 1000000 --raftkv /path/to/other/venv/bin/raftkv --label before
 python -m loadtest.bench.raft_only > loadtest/results/raft-only.json   # the Raft layer alone, no HTTP
 python -m loadtest.bench.cpu_account --out loadtest/results/cpu-put-32.json   # CPU per write, raftkv and etcd
+python -m loadtest.bench.write_stages --writes 500   # one write's time, stage by stage, on every node
 raftkv loadtest --scenario mixed --time 60s    # locust, CSV and HTML reports
 python -m loadtest.bench.report                # rewrite this file
 ```

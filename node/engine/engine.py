@@ -136,6 +136,7 @@ class RaftEngine:
                 consumers=[self._log],
                 transportClass=self._make_transport,
             )
+        internals.on_wake(syncobj, self._tr.send_synced_acks)  # before `_syncobj` lets the sync thread wake it
         self._syncobj = syncobj
         self._read_index = ReadIndex(syncobj, self._tr.send_read_index)
         self._tr.read_index = self._read_index
@@ -179,10 +180,12 @@ class RaftEngine:
         return self._transport
 
     def _journal_synced(self) -> None:
-        """The journal's sync thread: more entries are durable; wake the tick thread."""
+        """The journal's sync thread: more entries are durable; wake the tick thread if that
+        lets it act (DurableTransport.sync_completed). Before SyncObj's constructor has returned
+        there is no pipe to wake it with yet: the tick callbacks send what is covered."""
         transport = self._transport
-        if transport is not None:
-            transport.wake_tick_thread()
+        if transport is not None and self._syncobj is not None:
+            transport.sync_completed()
 
     @property
     def _so(self) -> SyncObj:

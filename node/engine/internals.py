@@ -127,3 +127,17 @@ def wake(syncobj: SyncObj) -> None:
     command is queued; it exists because node.engine.conf turns batching off)."""
     with contextlib.suppress(BlockingIOError):  # the pipe is full: the tick thread wakes anyway
         syncobj._SyncObj__pipeNotifier.notify()
+
+
+def on_wake(syncobj: SyncObj, callback: Callable[[], None]) -> None:
+    """Run `callback()` on the tick thread, inside its poll, whenever the pipe `wake` writes to
+    (or PySyncObj's own queueing of a command) ends a poll: the journal's sync thread wakes the
+    tick thread that way, and a follower's acknowledgements then leave at once (NOTES.md,
+    "Durability"). PySyncObj builds its `PipeNotifier` without a callback."""
+    syncobj._SyncObj__pipeNotifier._PipeNotifier__callback = callback
+
+
+def commands_queued(syncobj: SyncObj) -> bool:
+    """Any thread: commands wait in PySyncObj's queue (proposed here or forwarded to this leader);
+    its tick appends them in `_checkCommandsToApply`."""
+    return bool(syncobj._SyncObj__commandsQueue._FastQueue__queue)

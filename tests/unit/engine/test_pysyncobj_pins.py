@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pysyncobj
 import pysyncobj.journal
 import pysyncobj.pickle
+import pysyncobj.pipe_notifier
 import pysyncobj.poller
 import pysyncobj.serializer
 import pysyncobj.syncobj
@@ -331,15 +332,36 @@ def test_the_leader_commits_only_what_its_syncs_cover(make_peer):
     assert results and peer.syncobj.raftCommitIndex == last and peer.applied[-1][1] == b"payload"
 
 
-def test_the_wake_socket_can_join_the_poller_the_transport_is_built_with(make_peer):
-    transport = make_peer().transport
-    poller = transport._syncObj._poller
-    assert isinstance(poller, pysyncobj.poller.Poller)
-    assert list(inspect.signature(poller.subscribe).parameters) == ["descr", "callback", "eventMask"]
-    assert in_order(SYNCOBJ_SOURCE, "self._poller = createPoller(", "self.__transport = transportClass(")
-    transport.wake_tick_thread()
-    transport._syncObj.doTick(0.5)  # returns at once: the wake is read by our handler
-    assert transport._wake_pending is False
+def test_the_wake_pipe_runs_the_handler_we_give_it_inside_the_poll(make_peer):
+    """The journal's sync thread wakes the tick thread through PySyncObj's own pipe, and a
+    follower's acknowledgements leave from its handler (internals.on_wake)."""
+    peer = make_peer()
+    assert "self.__callback()" in inspect.getsource(pysyncobj.pipe_notifier.PipeNotifier)
+    assert in_order(SYNCOBJ_SOURCE, "self.__transport = transportClass(", "PipeNotifier(self._poller)",
+                    "self.__thread.start()")
+    ran = []
+    internals.on_wake(peer.syncobj, lambda: ran.append(1))
+    internals.wake(peer.syncobj)
+    started = time.monotonic()
+    peer.syncobj.doTick(5.0)
+    assert ran == [1] and time.monotonic() - started < 4.0, "a wake must end the poll and run the handler"
+
+
+def test_queued_commands_are_appended_and_shipped_after_this_ticks_append_entries(make_peer):
+    """DurableTransport skips an empty AppendEntries while commands are queued: the tick sends its
+    AppendEntries (commit index, heartbeat) before `_checkCommandsToApply`, which appends each
+    queued command and, batching off, ships it to every peer at once."""
+    tick = source_of("_onTick")
+    assert in_order(tick, "needSendAppendEntries = self.__applyLogEntries()", "self.__sendAppendEntries()",
+                    "self._checkCommandsToApply()", "self._poller.poll(timeToWait)")
+    check = source_of("_checkCommandsToApply")
+    assert in_order(check, "self.__commandsQueue.get_nowait()", "self.__raftLog.add(command, idx, term)",
+                    "if not self.__conf.appendEntriesUseBatch:", "self.__sendAppendEntries()")
+    assert "'commit_index': self.__raftCommitIndex" in source_of("_SyncObj__sendAppendEntries")
+    peer = make_peer()
+    assert internals.commands_queued(peer.syncobj) is False
+    peer.log.apply(b"payload", callback=None)
+    assert internals.commands_queued(peer.syncobj) is True
 
 
 # -- status and states --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ transport ticked by hand; a tail cut or a new term voids the waiting ones."""
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.node import TCPNode
+from pysyncobj.transport import TCPTransport
 
 from node.engine import internals
 from node.engine.journal import DurableJournal
@@ -34,7 +35,8 @@ def follower(tmp_path):
     with journal_installed(journal):
         syncobj = SyncObj(address, [leader], conf=conf, consumers=[ReplicatedLog(lambda i, p: i)],
                           transportClass=make_transport)
-    journal.start_syncing(made[0].wake_tick_thread)
+    internals.on_wake(syncobj, made[0].send_synced_acks)  # as the engine does
+    journal.start_syncing(made[0].sync_completed)
     yield journal, made[0], acks, TCPNode(leader)
     syncobj.destroy()
 
@@ -105,34 +107,69 @@ def test_a_failed_ack_is_never_sent_while_no_sync_covers_it(follower, monkeypatc
     assert acks == []
 
 
-class _WakeArrivingMidDrain:
-    """The wake socket's reading end, as `_on_wake` drains it, while the sync thread completes
-    another sync and wakes the tick thread in the middle of that drain."""
+def test_a_sync_wakes_the_follower_only_when_an_ack_waits_for_it(follower, monkeypatch):
+    journal, transport, acks, leader = follower
+    wakes = []
+    real_wake = internals.wake
+    monkeypatch.setattr(internals, "wake", lambda so: wakes.append(1) or real_wake(so))
+    base = journal.last_index
+    add(journal, base + 1, base + 1)
+    wait_until("the sync", lambda: journal.synced_index == base + 1, 5)
+    with held_sync(journal):  # the first sync's thread has told the transport by the time this one runs
+        add(journal, base + 2, base + 2)
+        ack(transport, leader, base + 2)
+    wait_until("the ack", lambda: wakes and (transport._syncObj.doTick(0.0) or acks == [base + 2]), 5)
+    assert len(wakes) == 1  # the first sync had no acknowledgement waiting: no tick for nothing
 
-    def __init__(self, sock, transport):
-        self.sock, self.transport, self.fired = sock, transport, False
 
-    def recv(self, size):
-        if not self.fired:
-            self.fired = True
-            self.transport.wake_tick_thread()  # the sync thread's wake, between two reads
-        return self.sock.recv(size)
+class _SyncEndsDuringTheCheck:
+    """The journal as `_acknowledge` reads it: the sync covering the entry completes (and finds
+    no acknowledgement waiting, so wakes nobody) between its first look and the queueing."""
+
+    def __init__(self, journal, index):
+        self._journal, self._index, self._looks = journal, index, 0
+
+    def __getattr__(self, name):
+        return getattr(self._journal, name)
+
+    @property
+    def synced_index(self):
+        self._looks += 1
+        return self._index - 1 if self._looks == 1 else self._index
 
 
-def test_a_wake_sent_while_the_handler_drains_is_never_lost(follower):
-    """Found by the etcd comparison: after a burst of writes every later write waited a whole tick
-    (p50 55 ms at one client), because the handler had cleared the pending flag before draining
-    and swallowed a wake sent in between: the flag stayed set, and no wake was ever sent again."""
-    _journal, transport, _acks, _leader = follower
-    real = transport._wake_r
-    transport.wake_tick_thread()
-    transport._wake_r = _WakeArrivingMidDrain(real, transport)
+def test_an_ack_queued_as_its_sync_ends_leaves_without_a_wake(follower):
+    journal, transport, acks, leader = follower
+    base = journal.last_index
+    add(journal, base + 1, base + 1)
+    wait_until("the sync", lambda: journal.synced_index == base + 1, 5)
+    transport.journal = _SyncEndsDuringTheCheck(journal, base + 1)
     try:
-        transport._on_wake(real.fileno(), 0)
+        ack(transport, leader, base + 1)
     finally:
-        transport._wake_r = real
-    # Whatever the interleaving: a wake still pending must still have its byte on the way.
-    if transport._wake_pending:
-        assert real.recv(4096), "the pending flag is set but no wake is left to clear it"
-    transport.wake_tick_thread()
-    assert transport._wake_pending and real.recv(4096)  # the next sync's wake goes out
+        transport.journal = journal
+    assert acks == [base + 1]  # sent by the re-check: no wake would ever have come for it
+
+
+def test_an_empty_append_entries_waits_for_the_one_that_carries_the_queued_commands(follower, monkeypatch):
+    """A leader skips an AppendEntries without entries while commands are queued: the one that
+    carries them, sent later in the same tick, has the same commit index."""
+    _journal, transport, _acks, peer = follower
+    sent = []
+    monkeypatch.setattr(TCPTransport, "send", lambda self, node, message: sent.append(message) or True)
+    empty = {"type": "append_entries", "term": 1, "commit_index": 1, "entries": [], "prevLogIdx": 1,
+             "prevLogTerm": 1}
+    transport.send(peer, dict(empty))
+    assert sent == [empty]  # nothing queued: a heartbeat leaves
+    queue_command(transport, b"payload")
+    transport.send(peer, dict(empty))
+    assert sent == [empty]  # skipped: the commands' own AppendEntries follows in this tick
+    carrying = {**empty, "entries": [(b"\x00payload", 2, 1)]}
+    transport.send(peer, carrying)
+    transport.send(peer, {"type": "append_entries", "term": 1, "commit_index": 1, "serialized": b"x"})
+    assert sent[1:] == [carrying, {"type": "append_entries", "term": 1, "commit_index": 1, "serialized": b"x"}]
+
+
+def queue_command(transport, payload):
+    """Queue a command as the event loop does (appended at the next tick)."""
+    transport._syncObj._SyncObj__consumers[0].apply(payload, callback=None)
