@@ -178,7 +178,7 @@ class LogSlice(Sequence):
     def __len__(self) -> int:
         return self._count
 
-    def __getitem__(self, item):  # type: ignore[override]
+    def __getitem__(self, item):
         if isinstance(item, slice):
             return [self._journal.entry(self._first + i) for i in range(*item.indices(self._count))]
         if item < 0:
