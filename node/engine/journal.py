@@ -21,6 +21,10 @@ installs it through PySyncObj's module-level `createJournal` (node.engine.journa
 * `deleteEntriesTo` (log compaction) first makes the snapshot PySyncObj just wrote durable,
   then rewrites the kept tail to a new file atomically.
 
+In memory the log is numbers only (index, term and file offset of each record, in arrays) and
+the newest commands; older commands are read back from the file when PySyncObj asks for them,
+and a slice of the journal is a `LogSlice` read as it is used (NOTES.md, "The log in memory").
+
 A full disk (node.disk): an append that finds no space is cut back off the file, reported to
 the `DiskMonitor` and raised as `NoSpaceError`, so PySyncObj's log in memory never holds an
 entry the file lacks (the leader counts its own copy toward a commit without asking us). The
