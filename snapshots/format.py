@@ -102,18 +102,27 @@ def chunk_keys(chunk) -> int:
     return len(chunk[0]) + len(chunk[2])
 
 
-def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[[int], None] | None = None) -> int:
-    """Write a complete snapshot file at `path` (no fsync, no rename: see store.py). Returns its size."""
+def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[[int], None] | None = None,
+          sync_every: int = 0) -> int:
+    """Write a complete snapshot file at `path` (no rename: see store.py). Returns its size.
+    `sync_every`: fdatasync after every that many bytes, so that the file's dirty pages never
+    pile up (store.py says why)."""
     digest = hashlib.sha256()
     packer = msgpack.Packer(use_bin_type=True)
     count = 0
     chunked = image.chunked or getattr(image.entries, "chunked", False)  # a file read back is written as read
     version = 2 if chunked else 1
     header.format_version = version
+    unsynced = [0]
     with open(path, "wb") as f:
         def out(data: bytes) -> None:
             digest.update(data)
             f.write(data)
+            unsynced[0] += len(data)
+            if sync_every and unsynced[0] >= sync_every:
+                f.flush()
+                os.fdatasync(f.fileno())  # without the GIL
+                unsynced[0] = 0
 
         header_json = header.to_json()
         out(PREFIX.pack(MAGIC, version, len(header_json)))

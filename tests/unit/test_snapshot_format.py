@@ -118,3 +118,18 @@ def test_golden_file_is_byte_identical_to_what_the_writer_produces(tmp_path):
     with open(GOLDEN, "rb") as golden:
         assert out.read_bytes() == golden.read()
     shutil.rmtree(tmp_path)
+
+
+def test_snapshot_synced_as_it_is_written_is_the_same_file(tmp_path, monkeypatch):
+    """Syncing every few bytes (store.SYNC_EVERY_BYTES) changes when the data reaches the disk,
+    never the bytes: every sync is counted, and the file reads back as the one written at once."""
+    synced = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    sm = sample_state(200)
+    header = lambda: fmt.SnapshotHeader(index=60, term=3, key_count=len(sm.entries), created_unix=0.0)  # noqa: E731
+    fmt.write(str(tmp_path / "once"), header(), to_image(sm))
+    assert synced == []
+    size = fmt.write(str(tmp_path / "synced"), header(), to_image(sm), sync_every=1024)
+    assert synced and size > 1024
+    assert (tmp_path / "once").read_bytes() == (tmp_path / "synced").read_bytes()
