@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -180,12 +181,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--raftkv", metavar="PATH", help="a build to measure (a venv's bin/raftkv)")
     ap.add_argument("--label", default="", help="what the results call this build (e.g. 'before')")
+    ap.add_argument("--keep-in", metavar="DIR", help="keep the nodes' data folders and logs here (default: removed)")
     args = ap.parse_args(argv)
     if args.raftkv and not os.access(args.raftkv, os.X_OK):
         print(f"snapshot_bench: --raftkv {args.raftkv}: not an executable", file=sys.stderr)
         return 2
     results = []
-    with tempfile.TemporaryDirectory(prefix="raftkv-snapbench-") as root:
+    with contextlib.ExitStack() as stack:
+        root = args.keep_in or stack.enter_context(tempfile.TemporaryDirectory(prefix="raftkv-snapbench-"))
         for keys in args.keys:
             print(f"{keys} keys of {args.value_bytes} bytes:", file=sys.stderr, flush=True)
             results.append(run_one(keys, args.value_bytes, root, [args.raftkv] if args.raftkv else None))
