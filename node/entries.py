@@ -12,6 +12,11 @@ An entry held by a session, or with a large value (slicing a packed value copies
 every read), or with a number past u64, stays a `KVEntry`. Readers never see the packing:
 `get`, `items` and `[]` give `KVEntry`s; `raw_items` gives what is stored (the snapshot
 writer unpacks rows itself).
+
+The key and its packed entry are then one object too (`RecordTable`): `key UTF-8, NUL, packed
+entry` in a sorted list (node/sorted_records.py). For 10^6 keys of 16 bytes with 128-byte
+values in one process: 209 bytes a key, against 288 with a `SortedDict` of key str -> packed
+entry (the str 64, the dict slot ~42 and the sorted key list ~9 are gone; the record is 192).
 """
 
 from __future__ import annotations
