@@ -247,6 +247,7 @@ class Checkpointer:
             self._report_failure(exc, self.store.folder)
         finally:
             sys.setswitchinterval(switch_interval)
+            release_free_memory()  # here, not on the tick thread: the encoding's pieces are freed
             self._on_written()
 
     def progress(self) -> Progress:
@@ -266,7 +267,6 @@ class Checkpointer:
         self._writer = None
         with self._replica.lock:
             self._thaw()  # tick thread: fold the writes made meanwhile back into the tables
-        release_free_memory()
         self.last_duration_s = time.monotonic() - self._started
         if self._writer_ok:
             self.snapshots_taken += 1
