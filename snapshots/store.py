@@ -26,10 +26,11 @@ DUMP_FILE = "raft.dump"  # PySyncObj's fullDumpFile: a link to the newest snapsh
 
 NAME = re.compile(r"^snap-(\d{20})-(\d{10})\.rkvs$")
 DEFAULT_RETAIN = 3
-# A snapshot is synced every this many bytes while it is written. On ext4 (data=ordered) an
-# fdatasync of the journal commits the file system's journal, which first writes out every
-# file's dirty data: a 150 MB snapshot left to one fsync at its end made the journal syncs of
-# every write wait behind it (write latency max 400 ms during a snapshot of 10^6 keys).
+# A snapshot is handed to the disk every this many bytes while it is written (sync_file_range,
+# fsutil.write_back). On ext4 (data=ordered) an fdatasync of the journal commits the file
+# system's journal, which first writes out every file's dirty data: a 150 MB snapshot left to
+# one fsync at its end made the journal syncs of the writes wait behind it (writes that
+# overlapped the snapshot: p99 211 ms, max 404 ms, at 10^6 keys).
 SYNC_EVERY_BYTES = 4 << 20
 
 
