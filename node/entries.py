@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import operator
 import struct
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from itertools import repeat
 from typing import NamedTuple
@@ -131,15 +132,22 @@ class RecordTable:
         return len(self._records)
 
     def get(self, key, default=None):
+        # SortedRecords.find inlined: every read and write of a key comes here
         prefix = key_bytes(key) + b"\0"
-        found = self._records.find(prefix)
-        if found is None:
+        records = self._records
+        maxes = records._maxes
+        pos = bisect_left(maxes, prefix)
+        if pos == len(maxes):
             return default
-        stored = found[2][len(prefix):]
+        part = records._lists[pos]
+        record = part[bisect_left(part, prefix)]
+        if not record.startswith(prefix):
+            return default
+        stored = record[len(prefix):]
         return self._wide[key] if stored == WIDE else stored
 
     def __contains__(self, key) -> bool:
-        return self._records.find(key_bytes(key) + b"\0") is not None
+        return self.get(key) is not None
 
     def __setitem__(self, key, stored) -> None:
         prefix = key_bytes(key) + b"\0"

@@ -76,9 +76,8 @@ class LayeredSortedMap:
         delta = self._delta
         if delta is None:
             base = self._base
-            if key not in base:  # dict's test, in C: this is every write's path
-                self._len += 1
             base[key] = value
+            self._len = len(base)  # not a `key in base` first: a lookup of the RecordTable is a bisect
             return
         if self._raw(key, _DELETED) is _DELETED:
             self._len += 1

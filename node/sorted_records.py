@@ -20,10 +20,9 @@ LOAD = 1000
 
 
 def key_bytes(key: str) -> bytes:
-    data = key.encode("utf-8", "surrogatepass")
-    if b"\x00" in data or b"\x01" in data:  # never from the API: kept in order, and unambiguous
-        data = data.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
-    return data
+    if "\x00" in key or "\x01" in key:  # never from the API: kept in order, and unambiguous
+        return key.encode("utf-8", "surrogatepass").replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
+    return key.encode("utf-8", "surrogatepass")
 
 
 def key_str(data: bytes) -> str:
