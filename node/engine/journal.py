@@ -216,6 +216,7 @@ class DurableJournal:
         self._offsets = array("Q")  # file offset where each entry's record starts
         self._tail: dict[int, bytes] = {}  # Raft index -> command, the newest entries
         self._tail_bytes = 0
+        self._head: tuple[int, bytes] | None = None  # the first entry's: PySyncObj reads log[0] many times a tick
         self._lock = threading.Lock()  # the bookkeeping below, between the tick and sync threads
         self._sync_lock = threading.RLock()  # one sync at a time; no fd swap or close during one
         self._dirty = False
@@ -405,6 +406,7 @@ class DurableJournal:
         self._cleared = list(self)  # read back before the file is cut (rare: a snapshot replacing the log)
         with self._lock:
             del self._indexes[:], self._terms[:], self._offsets[:]
+            self._head = None
             self._tail.clear()
             self._tail_bytes = 0
             self._end = HEADER.size
@@ -448,12 +450,16 @@ class DurableJournal:
     def _entry_at(self, pos: int) -> Entry:
         index = self._indexes[pos]
         command = self._tail.get(index)
+        if command is None and pos == 0 and self._head is not None and self._head[0] == index:
+            command = self._head[1]
         if command is None:  # an older entry: read back (from the page cache, usually)
             start = self._offsets[pos] + RECORD_HEAD.size
             end = self._offsets[pos + 1] if pos + 1 < len(self._offsets) else self._end
             command = os.pread(self._fd, end - start, start)
             if len(command) != end - start:
                 raise JournalError(f"{self.path}: the record of index {index} was cut short under us")
+            if pos == 0:
+                self._head = (index, command)
         return command, index, self._terms[pos]
 
     def _cache(self, index: int, command: bytes) -> None:
@@ -477,6 +483,8 @@ class DurableJournal:
             self._end = self._offsets[entry_from]
             cut = self._indexes[entry_from]
             del self._indexes[entry_from:], self._terms[entry_from:], self._offsets[entry_from:]
+            if entry_from == 0:
+                self._head = None
             self._forget_cached(lambda i: i < cut)
             os.ftruncate(self._fd, self._end)
             self._dirty = True

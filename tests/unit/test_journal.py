@@ -167,3 +167,20 @@ def test_journal_compaction_of_every_entry_leaves_an_empty_log(path):
     j.add(b"six", 6, 1)
     j._destroy()
     assert list(DurableJournal(path)) == [(b"six", 6, 1)]
+
+
+def test_journal_first_entry_is_read_once_and_forgotten_when_replaced(path, monkeypatch):
+    monkeypatch.setattr("node.engine.journal.TAIL_CACHE_ENTRIES", 2)
+    j = DurableJournal(path)
+    fill(j, 1, 10)
+    reads = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: (reads.append(off), real(fd, n, off))[1])
+    assert j[0] == (b"cmd1", 1, 1) and j[0] == (b"cmd1", 1, 1) and len(reads) == 1  # PySyncObj reads log[0] a lot
+    j.deleteEntriesFrom(0)
+    j.add(b"other", 1, 2)
+    j.add(b"two", 2, 2)
+    j.add(b"three", 3, 2)
+    assert j[0] == (b"other", 1, 2)
+    j.deleteEntriesTo(1)
+    assert j[0] == (b"two", 2, 2) and j[-1] == (b"three", 3, 2)
