@@ -39,6 +39,8 @@ caught up (it never serves an empty store as if it were the data).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import enum
 import logging
 import os
@@ -62,6 +64,22 @@ log = logging.getLogger(__name__)
 Entry = tuple[bytes, int, int]  # a log entry: (command, index, term)
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 60.0
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's malloc_trim(0), or nothing elsewhere (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+# Hands the heap's free pages back to the system (about 1 ms, without the GIL). glibc keeps what a
+# load or a compaction freed (the transient chunks of a snapshot, a whole state replaced) in the
+# process otherwise: 8 MB of 10^6 keys' load stayed in RSS.
+release_free_memory = _malloc_trim()
 
 
 class Progress(enum.Enum):
@@ -229,6 +247,7 @@ class Checkpointer:
             self._report_failure(exc, self.store.folder)
         finally:
             sys.setswitchinterval(switch_interval)
+            release_free_memory()  # here, not on the tick thread: the encoding's pieces are freed
             self._on_written()
 
     def progress(self) -> Progress:
@@ -279,6 +298,7 @@ class Checkpointer:
         self._on_written()
         prev, last = (tuple(e) for e in _raft_entries(meta, header))
         self._replica.install(state)
+        release_free_memory()  # the state it replaced, and the file's chunks
         self.last_index = header.index
         log.info("snapshot at index %d loaded (term %d, %d keys) in %.2f s", header.index, header.term,
                  header.key_count, time.monotonic() - started,

@@ -19,14 +19,16 @@ _DELETED = object()
 
 
 class LayeredSortedMap:
+    _base_type: Any = SortedDict  # what the frozen table is: a sorted mapping (node.entries.RecordTable)
+
     def __init__(self, items=None) -> None:
-        self._base = SortedDict(items or ())
+        self._base = items if isinstance(items, self._base_type) else self._base_type(items or ())
         self._delta: SortedDict | None = None  # key -> value or _DELETED, while frozen
         self._len = len(self._base)
 
     # -- snapshots -----------------------------------------------------------------------------
 
-    def freeze(self) -> SortedDict:
+    def freeze(self):
         """The table as it is now; it is not modified until `thaw()`."""
         if self._delta is None:
             self._delta = SortedDict()
@@ -74,9 +76,8 @@ class LayeredSortedMap:
         delta = self._delta
         if delta is None:
             base = self._base
-            if key not in base:  # dict's test, in C: this is every write's path
-                self._len += 1
             base[key] = value
+            self._len = len(base)  # not a `key in base` first: a lookup of the RecordTable is a bisect
             return
         if self._raw(key, _DELETED) is _DELETED:
             self._len += 1

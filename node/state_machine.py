@@ -21,8 +21,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from sortedcontainers import SortedDict
-
 from node.acl import AclState
 from node.codec import (
     AclOp,
@@ -40,9 +38,10 @@ from node.codec import (
     TxnOp,
     decode,
 )
-from node.entries import EntryTable, KVEntry, all_packed, pack_fields, unpack
+from node.entries import WIDE, EntryTable, KVEntry, RecordTable, all_packed, pack_fields, records_of, unpack
 from node.layered import LayeredSortedMap
 from node.sessions import Session, SessionRefused, SessionState
+from node.sorted_records import LOAD, SortedRecords, key_bytes
 from snapshots.format import Payload, SnapshotCorrupt, read_bytes
 
 log = logging.getLogger(__name__)
@@ -507,24 +506,15 @@ def freeze_image(sm: KVStateMachine) -> tuple[Payload, Callable[[], None]]:
     return Payload(meta, _chunks(entries), chunked=True), thaw
 
 
-CHUNK_KEYS = 4096
+CHUNK_KEYS = 2 * LOAD  # the most keys one chunk holds: a piece of the table (node/sorted_records.py)
 
 
-def _chunks(table: SortedDict) -> Iterator[tuple[list, list, list]]:
+def _chunks(table: RecordTable) -> Iterator[tuple[list, list, list]]:
     """A frozen table as format 2's chunks: [keys], [their packed entries], [wide records] (the
-    entries node/entries.py keeps unpacked, as version 1 records). Slices and C loops: the
-    writer thread holds the GIL the Raft and HTTP threads need."""
-    keys_view = table.keys()
-    for start in range(0, len(table), CHUNK_KEYS):
-        keys = keys_view[start:start + CHUNK_KEYS]
-        stored = list(map(table.__getitem__, keys))
-        wide = []
-        if not set(map(type, stored)) <= {bytes}:
-            at = [i for i, s in enumerate(stored) if type(s) is not bytes]
-            wide = [_row(keys[i], stored[i]) for i in at]
-            for i in reversed(at):
-                del keys[i], stored[i]
-        yield keys, stored, wide
+    entries node/entries.py keeps unpacked, as version 1 records), one per piece of the table
+    (at most 2,000 keys: the writer thread hands the GIL over between two)."""
+    for keys, stored, wide in table.chunks():
+        yield keys, stored, [_row(key, entry) for key, entry in wide]
 
 
 def to_image(sm: KVStateMachine) -> Payload:
@@ -617,20 +607,29 @@ def _record(i: int, item: tuple, held: list[tuple[str, str]]):
     return item[0], pack_fields(*item[1:])
 
 
-def _from_chunks(chunks, held: list[tuple[str, str]]) -> dict:
-    """Format 2's chunks (`_chunks`) as key -> stored entry: the packed entries are kept as read,
-    each checked in C loops; only the wide records go through `_record`."""
-    table: dict = {}
+def _from_chunks(chunks, held: list[tuple[str, str]]) -> RecordTable:
+    """Format 2's chunks (`_chunks`) as the key table: the packed entries are kept as read, each
+    checked and made a record in C loops; only the wide records go through `_record`."""
+    records: list[bytes] = []
+    wide: dict = {}
     count = 0
-    for keys, stored, wide in chunks:
+    for keys, stored, rows in chunks:
         if not set(map(type, keys)) <= {str} or not all_packed(stored):
             raise SnapshotCorrupt(f"malformed snapshot: a chunk after record {count} holds a bad key or entry")
-        table.update(zip(keys, stored, strict=True))  # format.read checked the lengths
-        table.update(_record(count + i, tuple(row) if type(row) is list else (), held) for i, row in enumerate(wide))
-        count += len(keys) + len(wide)
-    if len(table) != count:
-        raise SnapshotCorrupt(f"malformed snapshot: {count - len(table)} duplicate keys")
-    return table
+        records.extend(records_of(keys, stored))  # format.read checked the lengths agree
+        for i, row in enumerate(rows):
+            key, entry = _record(count + len(keys) + i, tuple(row) if type(row) is list else (), held)
+            if type(entry) is bytes:
+                records.append(key_bytes(key) + b"\0" + entry)
+            else:
+                records.append(key_bytes(key) + b"\0" + WIDE)
+                wide[key] = entry
+        count += len(keys) + len(rows)
+    table = SortedRecords(records)
+    del records
+    if table.has_twins():
+        raise SnapshotCorrupt("malformed snapshot: a key twice")
+    return RecordTable.of(table, wide)
 
 
 def _check_image_meta(meta: dict) -> None:

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 
 import msgpack
 
+from snapshots.fsutil import write_back
+
 MAGIC = b"RAFTKVSN"
 FORMAT_VERSION = 2  # the newest this raftkv reads and writes; version 1 files are still read (and written
 # for an image of single records, Payload.chunked False)
@@ -102,18 +104,27 @@ def chunk_keys(chunk) -> int:
     return len(chunk[0]) + len(chunk[2])
 
 
-def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[[int], None] | None = None) -> int:
-    """Write a complete snapshot file at `path` (no fsync, no rename: see store.py). Returns its size."""
+def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[[int], None] | None = None,
+          sync_every: int = 0) -> int:
+    """Write a complete snapshot file at `path` (no rename: see store.py). Returns its size.
+    `sync_every`: hand every that many bytes to the disk as they are written, so that the file's
+    dirty pages never pile up (store.py says why; fsutil.write_back)."""
     digest = hashlib.sha256()
     packer = msgpack.Packer(use_bin_type=True)
     count = 0
     chunked = image.chunked or getattr(image.entries, "chunked", False)  # a file read back is written as read
     version = 2 if chunked else 1
     header.format_version = version
+    flushed: list = [0, None]  # bytes handed to the disk so far, and the last range handed
     with open(path, "wb") as f:
         def out(data: bytes) -> None:
             digest.update(data)
             f.write(data)
+            if sync_every and f.tell() - flushed[0] >= sync_every:
+                f.flush()
+                span = (flushed[0], f.tell() - flushed[0])
+                write_back(f.fileno(), span[0], span[1], flushed[1])
+                flushed[0], flushed[1] = f.tell(), span
 
         header_json = header.to_json()
         out(PREFIX.pack(MAGIC, version, len(header_json)))

@@ -26,6 +26,12 @@ DUMP_FILE = "raft.dump"  # PySyncObj's fullDumpFile: a link to the newest snapsh
 
 NAME = re.compile(r"^snap-(\d{20})-(\d{10})\.rkvs$")
 DEFAULT_RETAIN = 3
+# A snapshot is handed to the disk every this many bytes while it is written (sync_file_range,
+# fsutil.write_back). On ext4 (data=ordered) an fdatasync of the journal commits the file
+# system's journal, which first writes out every file's dirty data: a 150 MB snapshot left to
+# one fsync at its end made the journal syncs of the writes wait behind it (writes that
+# overlapped the snapshot: p99 211 ms, max 404 ms, at 10^6 keys).
+SYNC_EVERY_BYTES = 4 << 20
 
 
 class SnapshotStore:
@@ -60,7 +66,7 @@ class SnapshotStore:
         final = os.path.join(self.folder, self.name_for(header.index, header.term))
         tmp = final + f".{os.getpid()}.tmp"
         try:
-            fmt.write(tmp, header, image, progress)
+            fmt.write(tmp, header, image, progress, sync_every=SYNC_EVERY_BYTES)
             fsync_file(tmp)
         except BaseException:
             with contextlib.suppress(OSError):

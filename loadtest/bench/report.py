@@ -292,19 +292,27 @@ def section_snapshots(results: str) -> str:
     lines = ["\n## Snapshots, restart and memory per key (3 nodes, 128-byte values)\n",
              "Snapshot time is the writer thread's; the capture (freezing the tables) is the only pause "
              "of the node's Raft thread. Restart: every node has a snapshot, the restarted node loads it "
-             "and replays the log after it. RSS is the largest node's peak (bytes/key from it). "
-             "Write latency: 4 clients on the leader, without and while a snapshot is taken.\n",
+             "and replays the log after it. RSS is the largest node's: its peak while loading (automatic "
+             "snapshots off, so the whole log is in the journal), after every node took a snapshot, and "
+             "restarted from its snapshot and serving (bytes/key from the peak and from the restarted node). "
+             "Write latency: 4 clients on the leader, without and during a 6 s window in which a snapshot is "
+             "taken and downloaded; *p99 writing*: the writes that overlapped the snapshot being written.\n",
              ("| build " if builds else "") + "| keys | snapshot s | capture pause ms | file MB | restart to serving s "
-             "| RSS MB | bytes/key | write p99 ms | p99 during snapshot | max during |",
-             ("| --- " if builds else "") + "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| peak RSS MB | bytes/key | RSS after snapshots MB | RSS restarted MB | bytes/key restarted "
+             "| write p99 ms | p99 during snapshot | max during | p99 writing |",
+             ("| --- " if builds else "") + "|" + " ---: |" * 14]
     for r in runs:
         rss = max(r["peak_rss_mb"].values())
         pause = r.get("capture_pause_ms", r.get("fork_pause_ms", "–"))
         build = f"| {r.get('build', '–')} " if builds else ""
+        after = max(r["rss_after_snapshots_mb"].values()) if "rss_after_snapshots_mb" in r else "–"
+        restarted = max(r["rss_after_restart_mb"].values()) if "rss_after_restart_mb" in r else None
         lines.append(build + f"| {r['keys']:,} | {r['snapshot_s']} | {pause} | "
                      f"{r['snapshot_file_bytes'] / 1e6:.1f} | {r['restart_to_serving_s']} | {rss:.0f} | "
-                     f"{rss * 1024 * 1024 / r['keys']:.0f} | {r['write_p99_ms']} | "
-                     f"{r['write_p99_during_snapshot_ms']} | {r['write_max_during_snapshot_ms']} |")
+                     f"{rss * 1024 * 1024 / r['keys']:.0f} | {after} | {restarted or '–'} | "
+                     + (f"{restarted * 1024 * 1024 / r['keys']:.0f}" if restarted else "–")
+                     + f" | {r['write_p99_ms']} | {r['write_p99_during_snapshot_ms']} | "
+                     f"{r['write_max_during_snapshot_ms']} | {r.get('write_p99_while_writing_ms', '–')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,10 @@ installs it through PySyncObj's module-level `createJournal` (node.engine.journa
 * `deleteEntriesTo` (log compaction) first makes the snapshot PySyncObj just wrote durable,
   then rewrites the kept tail to a new file atomically.
 
+In memory the log is numbers only (index, term and file offset of each record, in arrays) and
+the newest commands; older commands are read back from the file when PySyncObj asks for them,
+and a slice of the journal is a `LogSlice` read as it is used (NOTES.md, "The log in memory").
+
 A full disk (node.disk): an append that finds no space is cut back off the file, reported to
 the `DiskMonitor` and raised as `NoSpaceError`, so PySyncObj's log in memory never holds an
 entry the file lacks (the leader counts its own copy toward a commit without asking us). The
@@ -64,7 +68,8 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from node.disk import DiskMonitor, NoSpaceError, free_bytes, is_no_space
@@ -83,6 +88,12 @@ SYNC_DELAY_ENV = "RAFTKV_TEST_SYNC_DELAY_MS"  # fault injection: a slow disk (mo
 SYNC_RETRY_S = 1.0  # the sync thread tries a failed sync again after this long (or the next add)
 
 Entry = tuple[bytes, int, int]  # (command, index, term), PySyncObj's shape
+# The newest entries' commands are kept in memory (the leader ships them, every node applies
+# them right after they arrive); older ones are read back from the file (NOTES.md, "The log in
+# memory"). Bounded by both a count and bytes.
+TAIL_CACHE_ENTRIES = 4096
+TAIL_CACHE_BYTES = 8 << 20
+COPY_CHUNK_BYTES = 1 << 20  # compaction copies the kept tail in pieces this big
 
 
 class JournalError(Exception):
@@ -157,6 +168,34 @@ def _sync_delay_s() -> float:
         return 0.0
 
 
+class LogSlice(Sequence):
+    """Consecutive entries of the journal, read when indexed or iterated (what a slice of the
+    journal returns: PySyncObj slices the log from an index to its end to ship or compare a few
+    entries). A slice of a slice is a list: PySyncObj takes one only to cut a batch it has just
+    measured, or the conflicting tail a follower drops."""
+
+    __slots__ = ("_journal", "_first", "_count")
+
+    def __init__(self, journal: DurableJournal, first: int, count: int) -> None:
+        self._journal, self._first, self._count = journal, first, count  # first: a Raft index
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return [self._journal.entry(self._first + i) for i in range(*item.indices(self._count))]
+        if item < 0:
+            item += self._count
+        if not 0 <= item < self._count:
+            raise IndexError("log slice index out of range")
+        return self._journal.entry(self._first + item)
+
+    def __iter__(self) -> Iterator[Entry]:
+        for i in range(self._count):
+            yield self._journal.entry(self._first + i)
+
+
 class DurableJournal:
     def __init__(
         self,
@@ -170,8 +209,14 @@ class DurableJournal:
         self.meta_path = path + ".meta"
         self.dump_path = dump_path
         self._on_sync = on_sync  # (synced_index, monotonic time) after each sync: the durability observer
-        self._entries: list[Entry] = []
-        self._offsets: list[int] = []  # file offset where each entry's record starts
+        # The log held as numbers, one per entry in each array (24 bytes an entry); the commands
+        # stay in the file, the newest few in `_tail` (NOTES.md, "The log in memory").
+        self._indexes = array("Q")
+        self._terms = array("Q")
+        self._offsets = array("Q")  # file offset where each entry's record starts
+        self._tail: dict[int, bytes] = {}  # Raft index -> command, the newest entries
+        self._tail_bytes = 0
+        self._head: tuple[int, bytes] | None = None  # the first entry's: PySyncObj reads log[0] many times a tick
         self._lock = threading.Lock()  # the bookkeeping below, between the tick and sync threads
         self._sync_lock = threading.RLock()  # one sync at a time; no fd swap or close during one
         self._dirty = False
@@ -226,16 +271,17 @@ class DurableJournal:
                     problem = "torn record"
                 elif zlib.crc32(memoryview(data)[pos + 8 : body_end]) != crc:
                     problem = "checksum mismatch"
-                elif self._entries and index != self._entries[-1][1] + 1:
-                    problem = f"index {index} does not follow {self._entries[-1][1]}"
+                elif self._indexes and index != self._indexes[-1] + 1:
+                    problem = f"index {index} does not follow {self._indexes[-1]}"
             if problem:
                 self._cut_damaged_tail(fd, data, pos, problem)
                 break
             self._offsets.append(pos)
-            self._entries.append((bytes(data[pos + 24 : body_end]), index, term))
+            self._indexes.append(index)
+            self._terms.append(term)
             pos = body_end
         self._end = pos
-        self._synced_index = self._entries[-1][1] if self._entries else 0
+        self._synced_index = self.last_index
         self._synced_offset = pos
         return fd
 
@@ -247,8 +293,8 @@ class DurableJournal:
         the indexes) damaged entries that were synced and may have been acknowledged: the cut
         is recorded in `damage`, and the node must not vote until it holds them again.
         """
-        kept = self._entries[-1] if self._entries else (b"", 0, 0)
-        later, gave_up = _valid_records_after(data, pos, (kept[1], kept[2]))
+        kept = (self._indexes[-1], self._terms[-1]) if self._indexes else (0, 0)
+        later, gave_up = _valid_records_after(data, pos, kept)
         torn = not later and not gave_up and problem in ("torn record header", "torn record", "checksum mismatch")
         broken = f"{self.path}.{int(time.time())}.tail.broken"
         with open(broken, "wb") as f:
@@ -260,8 +306,8 @@ class DurableJournal:
                         "acknowledged); %d bytes moved to %s", self.path, problem, pos, len(data) - pos,
                         os.path.basename(broken))
         else:
-            last = self._entries[-1][1] if self._entries else 0
-            high = max(later, default=(last, self._entries[-1][2] if self._entries else 0))
+            last = kept[0]
+            high = max(later, default=kept)
             self.damage = JournalDamage(f"{problem} at byte {pos}", last, high[0], high[1])
             log.error("journal %s damaged: %s, %d valid records after it; the log is cut after index %d (the rest "
                       "kept in %s) and this node will not vote until it holds index %d again from a leader",
@@ -301,7 +347,7 @@ class DurableJournal:
 
     def add(self, command: bytes, idx: int, term: int) -> None:
         self._append(command, idx, term)
-        if self._cleared is not None and len(self._entries) == 2:
+        if self._cleared is not None and len(self._indexes) == 2:
             self._keep_tail_after_snapshot()
         self._wake.set()  # the sync thread starts at once; more adds meanwhile join the next sync
 
@@ -314,7 +360,8 @@ class DurableJournal:
         cleared, self._cleared = self._cleared, None
         if cleared is None:
             return
-        last = self._entries[-1]
+        last = self.last_entry
+        assert last is not None
         for pos, entry in enumerate(cleared):
             if entry[1] == last[1] and entry[2] == last[2]:
                 for kept in cleared[pos + 1 :]:
@@ -328,8 +375,10 @@ class DurableJournal:
         self._write_record(record)
         with self._lock:
             self._offsets.append(self._end)
-            self._entries.append((command, idx, term))
+            self._indexes.append(idx)
+            self._terms.append(term)
             self._end += len(record)
+            self._cache(idx, command)
             self._dirty = True
             self.entries_appended += 1
             self.bytes_written += len(record)
@@ -354,10 +403,12 @@ class DurableJournal:
         # Called when PySyncObj replaces the log by a snapshot it just loaded: make that
         # snapshot durable first, or a power loss could leave neither.
         self._sync_dump()
-        self._cleared = list(self._entries)
+        self._cleared = list(self)  # read back before the file is cut (rare: a snapshot replacing the log)
         with self._lock:
-            self._entries.clear()
-            self._offsets.clear()
+            del self._indexes[:], self._terms[:], self._offsets[:]
+            self._head = None
+            self._tail.clear()
+            self._tail_bytes = 0
             self._end = HEADER.size
             os.ftruncate(self._fd, self._end)
             self._dirty = True
@@ -367,19 +418,74 @@ class DurableJournal:
         self._wake.set()  # the cut itself is made durable too
 
     def __getitem__(self, item):
-        return self._entries[item]
+        """The entry at list position `item` as PySyncObj's (command, index, term); a slice is a
+        `LogSlice`, read as it is used."""
+        n = len(self._indexes)
+        if isinstance(item, slice):
+            start, stop, step = item.indices(n)
+            if step != 1:
+                return [self._entry_at(pos) for pos in range(start, stop, step)]
+            return LogSlice(self, self._indexes[start] if start < n else 0, max(0, stop - start))
+        if item < 0:
+            item += n
+        if not 0 <= item < n:
+            raise IndexError("journal index out of range")
+        return self._entry_at(item)
+
+    def __iter__(self) -> Iterator[Entry]:
+        for pos in range(len(self._indexes)):
+            yield self._entry_at(pos)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._indexes)
+
+    def entry(self, index: int) -> Entry:
+        """The entry of Raft `index` (tick thread); IndexError when the log does not hold it."""
+        indexes = self._indexes
+        pos = index - indexes[0] if indexes else -1
+        if not (0 <= pos < len(indexes) and indexes[pos] == index):
+            raise IndexError(f"the journal does not hold index {index}")
+        return self._entry_at(pos)
+
+    def _entry_at(self, pos: int) -> Entry:
+        index = self._indexes[pos]
+        command = self._tail.get(index)
+        if command is None and pos == 0 and self._head is not None and self._head[0] == index:
+            command = self._head[1]
+        if command is None:  # an older entry: read back (from the page cache, usually)
+            start = self._offsets[pos] + RECORD_HEAD.size
+            end = self._offsets[pos + 1] if pos + 1 < len(self._offsets) else self._end
+            command = os.pread(self._fd, end - start, start)
+            if len(command) != end - start:
+                raise JournalError(f"{self.path}: the record of index {index} was cut short under us")
+            if pos == 0:
+                self._head = (index, command)
+        return command, index, self._terms[pos]
+
+    def _cache(self, index: int, command: bytes) -> None:
+        """Under `_lock`: keep a new entry's command; forget the oldest beyond the bounds."""
+        tail = self._tail
+        tail[index] = command
+        self._tail_bytes += len(command)
+        while len(tail) > TAIL_CACHE_ENTRIES or (self._tail_bytes > TAIL_CACHE_BYTES and len(tail) > 1):
+            self._tail_bytes -= len(tail.pop(next(iter(tail))))
+
+    def _forget_cached(self, keep) -> None:
+        """Under `_lock`: drop the cached commands whose index `keep` refuses."""
+        for index in [i for i in self._tail if not keep(i)]:
+            self._tail_bytes -= len(self._tail.pop(index))
 
     def deleteEntriesFrom(self, entry_from: int) -> None:  # noqa: N802 - PySyncObj's name
         """Drop the entries at list positions >= entry_from (a Raft log conflict)."""
-        if entry_from >= len(self._entries):
+        if entry_from >= len(self._indexes):
             return
         with self._lock:
             self._end = self._offsets[entry_from]
-            del self._entries[entry_from:]
-            del self._offsets[entry_from:]
+            cut = self._indexes[entry_from]
+            del self._indexes[entry_from:], self._terms[entry_from:], self._offsets[entry_from:]
+            if entry_from == 0:
+                self._head = None
+            self._forget_cached(lambda i: i < cut)
             os.ftruncate(self._fd, self._end)
             self._dirty = True
             self._synced_index = min(self._synced_index, self.last_index)
@@ -395,20 +501,20 @@ class DurableJournal:
     def _delete_entries_to(self, entry_to: int) -> None:
         self._sync_dump()
         self.sync()
-        kept = self._entries[entry_to:]
+        # The kept records are copied as they are (they name their own index and term), in pieces.
+        start = self._offsets[entry_to] if entry_to < len(self._offsets) else self._end
+        shift = start - HEADER.size
+        offsets = array("Q", (offset - shift for offset in self._offsets[entry_to:]))
+        end = self._end - shift
         tmp = self.path + ".tmp"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        chunks = [HEADER.pack(MAGIC, FORMAT_VERSION, 0)]
-        offsets = []
-        end = HEADER.size
-        for command, idx, term in kept:
-            body = INDEX_TERM.pack(idx, term) + command
-            record = struct.pack("<II", len(body), zlib.crc32(body)) + body
-            offsets.append(end)
-            chunks.append(record)
-            end += len(record)
         try:
-            _write_all(fd, b"".join(chunks))
+            _write_all(fd, HEADER.pack(MAGIC, FORMAT_VERSION, 0))
+            for pos in range(start, self._end, COPY_CHUNK_BYTES):
+                piece = os.pread(self._fd, min(COPY_CHUNK_BYTES, self._end - pos), pos)
+                if not piece:
+                    raise OSError(errno.EIO, f"{self.path} ends before byte {self._end}")
+                _write_all(fd, piece)
             os.fsync(fd)
         except OSError as exc:
             os.close(fd)
@@ -425,12 +531,19 @@ class DurableJournal:
         with self._lock:
             os.close(self._fd)
             self._fd = fd
-            self._entries = list(kept)
+            self._indexes = self._indexes[entry_to:]
+            self._terms = self._terms[entry_to:]
             self._offsets = offsets
+            if self._indexes:
+                first = self._indexes[0]
+                self._forget_cached(lambda i: i >= first)
+            else:
+                self._tail.clear()
+                self._tail_bytes = 0
             self._end = end
-            self._synced_offset = end  # the new file holds exactly `kept`, fsynced
-            if kept:
-                self._synced_index = kept[-1][1]
+            self._synced_offset = end  # the new file holds exactly the kept entries, fsynced
+            if self._indexes:
+                self._synced_index = self._indexes[-1]
             self._dirty = False
 
     def _destroy(self) -> None:  # PySyncObj's name for close()
@@ -495,13 +608,12 @@ class DurableJournal:
 
     @property
     def first_index(self) -> int | None:
-        entries = self._entries
-        return entries[0][1] if entries else None
+        indexes = self._indexes
+        return indexes[0] if indexes else None
 
     @property
     def last_entry(self) -> Entry | None:
-        entries = self._entries
-        return entries[-1] if entries else None
+        return self[-1] if self._indexes else None
 
     @property
     def commit_index_hint(self) -> int:
@@ -626,8 +738,10 @@ class DurableJournal:
 
     @property
     def last_index(self) -> int:
-        entries = self._entries
-        return entries[-1][1] if entries else 0
+        try:
+            return self._indexes[-1]
+        except IndexError:  # empty (or emptied by the tick thread meanwhile)
+            return 0
 
     @property
     def synced_index(self) -> int:
@@ -640,10 +754,9 @@ class DurableJournal:
 
     def entry_term(self, index: int) -> int | None:
         """Term of the entry at Raft `index`, or None when we do not hold it."""
-        entries = self._entries
-        if not entries:
-            return None
-        pos = index - entries[0][1]
-        if 0 <= pos < len(entries):
-            return entries[pos][2]
+        with self._lock:  # any thread: a compaction replaces both arrays under it
+            indexes = self._indexes
+            pos = index - indexes[0] if indexes else -1
+            if 0 <= pos < len(indexes) and indexes[pos] == index:
+                return self._terms[pos]
         return None

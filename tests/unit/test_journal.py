@@ -131,3 +131,56 @@ def test_journal_drops_its_log_for_a_snapshot_it_does_not_match(path):
     j.add(b"other", 19, 2)
     j.add(b"other", 40, 2)  # the leader's snapshot is ahead of us, or of another term
     assert [e[1] for e in j] == [19, 40]
+
+
+def test_journal_reads_back_entries_past_its_tail_cache(path, monkeypatch):
+    """Only the newest commands stay in memory; older ones are read back from the file, through
+    every way PySyncObj reads the log (index, negative index, slices, iteration), across a tail
+    cut and a compaction."""
+    monkeypatch.setattr("node.engine.journal.TAIL_CACHE_ENTRIES", 4)
+    j = DurableJournal(path)
+    fill(j, 1, 30)
+    assert len(j._tail) == 4 and sorted(j._tail) == [27, 28, 29, 30]
+    assert j[0] == (b"cmd1", 1, 1) and j[-1] == (b"cmd30", 30, 1) and j[9] == (b"cmd10", 10, 1)
+    tail = j[5:]
+    assert len(tail) == 25 and tail[0] == (b"cmd6", 6, 1) and tail[-1] == (b"cmd30", 30, 1)
+    assert [e[1] for e in tail] == list(range(6, 31)) and tail[:2] == [(b"cmd6", 6, 1), (b"cmd7", 7, 1)]
+    assert list(reversed(j[27:29])) == [(b"cmd29", 29, 1), (b"cmd28", 28, 1)]
+    assert not j[30:] and j[::10] == [(b"cmd1", 1, 1), (b"cmd11", 11, 1), (b"cmd21", 21, 1)]
+    with pytest.raises(IndexError):
+        j[30]
+    j.deleteEntriesFrom(25)  # index 26 on: a conflict
+    j.add(b"new26", 26, 2)
+    assert j[-1] == (b"new26", 26, 2) and j[-2] == (b"cmd25", 25, 1) and 27 not in j._tail
+    j.deleteEntriesTo(20)  # compaction: index 21 first
+    assert j[0] == (b"cmd21", 21, 1) and j.entry(26) == (b"new26", 26, 2) and j.entry_term(21) == 1
+    assert [e[0] for e in j] == [b"cmd21", b"cmd22", b"cmd23", b"cmd24", b"cmd25", b"new26"]
+    j._destroy()
+    assert list(DurableJournal(path)) == [(f"cmd{i}".encode(), i, 1) for i in range(21, 26)] + [(b"new26", 26, 2)]
+
+
+def test_journal_compaction_of_every_entry_leaves_an_empty_log(path):
+    j = DurableJournal(path)
+    fill(j, 1, 5)
+    j.deleteEntriesTo(5)
+    assert len(j) == 0 and not j._tail and j.last_index == 0 and j.entry_term(5) is None
+    j.add(b"six", 6, 1)
+    j._destroy()
+    assert list(DurableJournal(path)) == [(b"six", 6, 1)]
+
+
+def test_journal_first_entry_is_read_once_and_forgotten_when_replaced(path, monkeypatch):
+    monkeypatch.setattr("node.engine.journal.TAIL_CACHE_ENTRIES", 2)
+    j = DurableJournal(path)
+    fill(j, 1, 10)
+    reads = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: (reads.append(off), real(fd, n, off))[1])
+    assert j[0] == (b"cmd1", 1, 1) and j[0] == (b"cmd1", 1, 1) and len(reads) == 1  # PySyncObj reads log[0] a lot
+    j.deleteEntriesFrom(0)
+    j.add(b"other", 1, 2)
+    j.add(b"two", 2, 2)
+    j.add(b"three", 3, 2)
+    assert j[0] == (b"other", 1, 2)
+    j.deleteEntriesTo(1)
+    assert j[0] == (b"two", 2, 2) and j[-1] == (b"three", 3, 2)

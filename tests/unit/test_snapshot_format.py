@@ -118,3 +118,26 @@ def test_golden_file_is_byte_identical_to_what_the_writer_produces(tmp_path):
     with open(GOLDEN, "rb") as golden:
         assert out.read_bytes() == golden.read()
     shutil.rmtree(tmp_path)
+
+
+def test_snapshot_synced_as_it_is_written_is_the_same_file(tmp_path, monkeypatch):
+    """Handing the file to the disk every few bytes (store.SYNC_EVERY_BYTES) changes when the
+    data reaches the disk, never the bytes: every range is handed once, in order, each after the
+    one before it was waited for, and the file reads back as the one written at once."""
+    calls = []
+    real = fmt.write_back
+
+    def write_back(fd, off, n, prev):
+        calls.append((off, n, prev))
+        real(fd, off, n, prev)
+
+    monkeypatch.setattr(fmt, "write_back", write_back)
+    monkeypatch.setattr(fmt, "CHUNK_BYTES", 2048)  # many pieces written
+    sm = sample_state(2000)
+    header = lambda: fmt.SnapshotHeader(index=60, term=3, key_count=len(sm.entries), created_unix=0.0)  # noqa: E731
+    fmt.write(str(tmp_path / "once"), header(), to_image(sm))
+    assert calls == []
+    fmt.write(str(tmp_path / "synced"), header(), to_image(sm), sync_every=1024)
+    assert len(calls) >= 2 and calls[0] == (0, calls[0][1], None)
+    assert all(c[0] == p[0] + p[1] and c[2] == (p[0], p[1]) for p, c in zip(calls, calls[1:], strict=False))
+    assert (tmp_path / "once").read_bytes() == (tmp_path / "synced").read_bytes()
