@@ -15,8 +15,8 @@ answered once this node has applied that index. A follower asks the leader for t
 the Raft link and answers from its own store once it has applied that far; with 3 voters or
 fewer the ask itself confirms the leader (the two are a majority), so no round is needed. The leader serves
 none before the no-op of its election is committed, and a deposed leader (paused, cut off) can
-never pass one: a majority answers it with a newer term, or not at all. Reads that arrive
-during a round share the next one (node.proposer.ReadBarrier).
+never pass one: a majority answers it with a newer term, or not at all. Reads coalesce into
+rounds, at most two in flight per node (node.proposer.ReadBarrier).
 
 No leader lease for default reads: a lease lets the leader answer without the round, which is
 safe only if no other node can be elected while it runs. PySyncObj's followers grant a vote to

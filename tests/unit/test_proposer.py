@@ -167,7 +167,7 @@ async def test_a_barrier_rides_with_the_writes_of_its_turn(submit, bridge):
 
 async def test_barriers_arriving_during_a_round_share_exactly_one_more_round(submit, bridge):
     proposer = Proposer(submit, bridge)
-    barrier = ReadBarrier(lambda timeout_s: proposer.propose(None, timeout_s))
+    barrier = ReadBarrier(lambda timeout_s: proposer.propose(None, timeout_s), max_in_flight=1)
     first = asyncio.create_task(barrier.wait(5))
     await submit.wait_for(1)
     assert submit.ops(0) == []  # an empty entry
@@ -181,6 +181,36 @@ async def test_barriers_arriving_during_a_round_share_exactly_one_more_round(sub
     submit.answer(1)
     await asyncio.gather(*later)
     assert len(submit.entries) == 2 and proposer.barrier_entries == 2
+
+
+async def test_a_read_during_a_round_starts_a_second_at_once_and_later_reads_wait_for_a_newer_round():
+    rounds: list[asyncio.Future] = []  # one per round started; the test ends each by hand
+
+    async def run_round(timeout_s: float) -> None:
+        rounds.append(asyncio.get_running_loop().create_future())
+        await rounds[-1]
+
+    barrier = ReadBarrier(run_round)  # two rounds in flight at most
+    first = asyncio.create_task(barrier.wait(5))
+    await wait_until_async("the first round", lambda: len(rounds) == 1, timeout=5, interval=0.002)
+    second = asyncio.create_task(barrier.wait(5))
+    await wait_until_async("a second round at once", lambda: len(rounds) == 2, timeout=5, interval=0.002)
+    later = [asyncio.create_task(barrier.wait(5)) for _ in range(3)]
+    await wait_until_async("three more reads", lambda: barrier.reads == 5, timeout=5, interval=0.002)
+    await asyncio.sleep(0.02)
+    assert len(rounds) == 2  # never a third while two fly
+    rounds[1].set_result(None)
+    await second
+    assert not first.done()  # each read is answered by its own round, not by a later one's end
+    await wait_until_async("one round for the three later reads", lambda: len(rounds) == 3, timeout=5,
+                           interval=0.002)
+    rounds[0].set_result(None)
+    await first
+    await asyncio.sleep(0.02)
+    assert not any(t.done() for t in later)  # their round began after they arrived, and has not ended
+    rounds[2].set_result(None)
+    await asyncio.gather(*later)
+    assert (barrier.rounds, len(rounds)) == (3, 3)
 
 
 async def test_a_failed_barrier_round_fails_its_readers(submit, bridge):
