@@ -170,12 +170,21 @@ def _build_line(s: dict) -> str:
     return f"`{s['label']}` ({where})"
 
 
-def section_compare_run(results: str) -> str:
-    """The one-run comparison of `python -m loadtest.bench.compare` (compare.json)."""
-    doc = result(results, "compare.json")
+def section_compare_runs(results: str) -> str:
+    """The newest one-run comparison (compare.json), then the earlier ones kept beside it
+    (compare-run-*.json, newest first: each was the before and after of its own changes)."""
+    earlier = sorted(glob.glob(os.path.join(results, "compare-run-*.json")), reverse=True)
+    return section_compare_run(results, "compare.json", "raftkv against etcd 3.4: one run, two load generators") + \
+        "".join(section_compare_run(results, os.path.basename(path),
+                                    "Earlier run: raftkv against etcd 3.4, two load generators") for path in earlier)
+
+
+def section_compare_run(results: str, name: str, title: str) -> str:
+    """One run of `python -m loadtest.bench.compare` (its JSON, and the PNG of the same name)."""
+    doc = result(results, name)
     if doc is None:
         return ""
-    lines = ["\n## raftkv against etcd 3.4: one run, two load generators\n"]
+    lines = [f"\n## {title}\n"]
     if doc.get("note"):
         lines.append(f"**{doc['note']}**\n")
     rounds = f"{doc['rounds']} rounds in alternating order (medians shown)" if doc["rounds"] > 1 else "1 round"
@@ -203,7 +212,7 @@ def section_compare_run(results: str) -> str:
                      f"{max(p['concurrency'] for p in doc['ceiling'].values())} clients: " + ", ".join(
                          f"{g} {p['ops_per_s']:,.0f} req/s ({fmt(p.get('generator_cores'))} generator cores)"
                          for g, p in doc["ceiling"].items()) + ".\n")
-    png = "compare.png"
+    png = name.replace(".json", ".png")
     if os.path.exists(os.path.join(results, png)):
         lines.append(f"![ops/s per workload, system and load generator](loadtest/results/{png})\n")
     return "\n".join(lines) + compare_tables(doc)
@@ -394,7 +403,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "..", "results"))
     ap.add_argument("--out", default="BENCHMARKS.md")
     args = ap.parse_args(argv)
-    text = "".join([HEADER, section_machine(args.results), section_compare_run(args.results),
+    text = "".join([HEADER, section_machine(args.results), section_compare_runs(args.results),
                     section_compare(args.results),
                     section_sweep(args.results), section_raft_only(args.results), section_scaling(args.results),
                     section_snapshots(args.results), section_cpu(args.results), section_notes(args.results)])

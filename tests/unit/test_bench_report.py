@@ -68,6 +68,8 @@ def test_report_writes_the_compare_section_with_its_note_and_marks_the_earlier_r
               "comparison": [{"workload": "put", "concurrency": 1, "raftkv_ops": 437, "etcd_ops": 423, "ratio": 1.03,
                               "raftkv_p50": 2.21, "etcd_p50": 2.18, "raftkv_p99": 4.18, "etcd_p99": 5.33}]}
     (results / "compare-etcd.json").write_text(json.dumps(legacy))
+    (results / "compare-run-stop20.json").write_text(json.dumps(doc(pts, note="the run before")))
+    (results / "compare-run-stop20.png").write_bytes(b"\x89PNG")
     out = tmp_path / "B.md"
     assert report.main(["--results", str(results), "--out", str(out)]) == 0
     text = out.read_text()
@@ -76,6 +78,8 @@ def test_report_writes_the_compare_section_with_its_note_and_marks_the_earlier_r
     assert "`before` (commit abc1234)" in text and "`after` (commit abc1234 with local changes)" in text
     assert "## Earlier run: raftkv against etcd 3.4 (Python generator only" in text
     assert text.index("one run, two load generators") < text.index("Earlier run")
+    kept = text.index("## Earlier run: raftkv against etcd 3.4, two load generators")
+    assert text.index("**the run before**") > kept and "(loadtest/results/compare-run-stop20.png)" in text[kept:]
 
 
 @pytest.mark.parametrize("arg, why", [
