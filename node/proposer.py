@@ -165,13 +165,12 @@ class ReadBarrier:
     under load one round serves several reads. Each read still waits for a round that began
     after it arrived, which is what makes it linearizable. Two rounds rather than one: a read
     that arrived just after a round began waited for that round's end and then for a whole
-    round of its own; with two it starts its own (32 readers with wrk, one run: 7,229 -> 7,837
-    reads/s; 4 in flight gave 7,990; with the Python generator, which left no core idle, 4,700
-    -> 4,531 and 4,562, inside that run's noise). `run_round(timeout_s)` is one round: it
-    returns once every write committed before it began is applied on this node (node.raft: a
-    ReadIndex round, node.engine.read_index), or raises. A leader's engine runs its rounds one
-    after another (node.engine.read_index): there the second starts the moment the first is
-    confirmed, without a trip through the loop; a follower's asks fly side by side.
+    round of its own; with two it starts its own (BENCHMARKS.md, "Two read rounds in flight").
+    `run_round(timeout_s)` is one round: it returns once every write committed before it began
+    is applied on this node (node.raft: a ReadIndex round, node.engine.read_index), or raises.
+    A leader's engine runs its rounds one after another (node.engine.read_index): there the
+    second starts the moment the first is confirmed, without a trip through the loop; a
+    follower's asks fly side by side.
     """
 
     def __init__(self, run_round: Callable[[float], Awaitable[object]], max_in_flight: int = 2) -> None:

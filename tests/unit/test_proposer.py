@@ -183,6 +183,13 @@ async def test_barriers_arriving_during_a_round_share_exactly_one_more_round(sub
     assert len(submit.entries) == 2 and proposer.barrier_entries == 2
 
 
+async def loop_turns(n: int = 5) -> None:
+    """Let every task that could act do so: whether a round starts, or a read is answered, is
+    decided in the loop's next few turns, not after some time."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
 async def test_a_read_during_a_round_starts_a_second_at_once_and_later_reads_wait_for_a_newer_round():
     rounds: list[asyncio.Future] = []  # one per round started; the test ends each by hand
 
@@ -197,7 +204,7 @@ async def test_a_read_during_a_round_starts_a_second_at_once_and_later_reads_wai
     await wait_until_async("a second round at once", lambda: len(rounds) == 2, timeout=5, interval=0.002)
     later = [asyncio.create_task(barrier.wait(5)) for _ in range(3)]
     await wait_until_async("three more reads", lambda: barrier.reads == 5, timeout=5, interval=0.002)
-    await asyncio.sleep(0.02)
+    await loop_turns()
     assert len(rounds) == 2  # never a third while two fly
     rounds[1].set_result(None)
     await second
@@ -206,7 +213,7 @@ async def test_a_read_during_a_round_starts_a_second_at_once_and_later_reads_wai
                            interval=0.002)
     rounds[0].set_result(None)
     await first
-    await asyncio.sleep(0.02)
+    await loop_turns()
     assert not any(t.done() for t in later)  # their round began after they arrived, and has not ended
     rounds[2].set_result(None)
     await asyncio.gather(*later)
