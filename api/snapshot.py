@@ -58,7 +58,9 @@ async def stream_file(request: web.Request, path: str, headers: dict[str, str]) 
         await resp.write_eof()
         return resp
     finally:
-        os.unlink(export)
+        # Off the loop: when retention dropped the store's name meanwhile, this is the file's
+        # last link, and unlinking it frees its blocks (about 90 ms for 150 MB on ext4).
+        await asyncio.to_thread(os.unlink, export)
 
 
 async def put_snapshot(request: web.Request) -> web.Response:

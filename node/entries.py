@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import operator
 import struct
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from itertools import repeat
 from typing import NamedTuple
 
 from node.layered import LayeredSortedMap
-from node.sorted_records import SortedRecords, key_bytes, key_str, keys_str
+from node.sorted_records import SortedRecords, key_bytes, key_str
 
 PACK_MAX_VALUE = 1024  # larger values keep their own bytes object: a read then copies nothing
 _U64 = 1 << 64
@@ -106,6 +106,30 @@ def all_packed(stored: list) -> bool:
 
 
 WIDE = b"\xff"  # a record's entry part when the entry is a KVEntry, kept in RecordTable._wide
+
+
+def record_keys(records: list) -> list[bytes] | None:
+    """The keys (as stored, escaped) of `records` when every item is a record RecordTable keeps
+    of a packed entry: a key `key_str` reads back as written, NUL, an entry `unpack` can read;
+    None for anything else (a snapshot's records are checked, not trusted). In C loops, as a
+    million of them are checked at start-up."""
+    if not set(map(type, records)) <= {bytes}:
+        return None
+    try:
+        cut = list(map(bytes.index, records, repeat(0)))  # ValueError: no NUL
+        entry_at = list(map((1).__add__, cut))
+        kinds = map(bytes.__getitem__, records, entry_at)  # IndexError: nothing after the NUL
+        heads = map(_HEADER_BYTES.__getitem__, kinds)  # IndexError: an unknown kind, WIDE among them
+        if not all(map(operator.le, map(operator.add, entry_at, heads), map(len, records))):
+            return None
+        keys = list(map(bytes.__getitem__, records, map(slice, cut)))
+        joined = b"\n".join(keys)  # a separator, so that no key borrows another's bytes to decode
+        joined.decode("utf-8", "surrogatepass")
+    except (ValueError, IndexError):  # UnicodeDecodeError is a ValueError
+        return None
+    if b"\x01" in joined and not all(key_bytes(key_str(k)) == k for k in keys):  # escapes (never from the API)
+        return None
+    return keys
 
 
 class RecordTable:
@@ -190,21 +214,21 @@ class RecordTable:
         for key in self.irange():
             yield key, self.get(key)
 
-    def chunks(self) -> Iterator[tuple[list[str], list[bytes], list[tuple[str, KVEntry]]]]:
-        """The table in pieces of at most 2,000 keys, in key order: (keys, their packed entries,
-        (key, KVEntry) of the wide ones among them), split in C loops (the snapshot writer holds
-        the GIL the Raft and HTTP threads need)."""
+    def record_chunks(self) -> Iterator[tuple[list[bytes], list[tuple[str, KVEntry]]]]:
+        """The table in pieces of at most 2,000 keys, in key order, as format 3 stores them:
+        (the records of packed entries as the table holds them, (key, KVEntry) of the wide ones
+        among them). No per-key work unless a piece holds a wide entry: the snapshot writer
+        holds the GIL the Raft and HTTP threads need."""
+        placeholders = {key_bytes(k) + b"\0" + WIDE: k for k in self._wide}
+        ordered = sorted(placeholders)
         for part in self._records.parts():
-            cut = list(map(bytes.index, part, repeat(0)))
-            keys = keys_str(list(map(bytes.__getitem__, part, map(slice, cut))))
-            stored = list(map(bytes.__getitem__, part, map(slice, map((1).__add__, cut), repeat(None))))
-            wide = []
-            if WIDE in stored:
-                at = [i for i, s in enumerate(stored) if s == WIDE]
-                wide = [(keys[i], self._wide[keys[i]]) for i in at]
-                for i in reversed(at):
-                    del keys[i], stored[i]
-            yield keys, stored, wide
+            lo, hi = bisect_left(ordered, part[0]), bisect_right(ordered, part[-1])
+            if lo == hi:
+                yield part, []
+                continue
+            held = set(ordered[lo:hi])
+            yield [r for r in part if r not in held], [(placeholders[r], self._wide[placeholders[r]])
+                                                       for r in ordered[lo:hi]]
 
 
 def records_of(keys: list[str], stored: list[bytes]) -> list[bytes]:

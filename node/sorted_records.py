@@ -31,19 +31,6 @@ def key_str(data: bytes) -> str:
     return data.decode("utf-8", "surrogatepass")
 
 
-def keys_str(parts: list[bytes]) -> list[str]:
-    """`key_str` of many keys, in C loops when none needs unescaping (all of them, in practice)."""
-    joined = b"\n".join(parts)
-    if b"\x01" not in joined:
-        try:
-            keys = joined.decode().split("\n")
-            if len(keys) == len(parts):  # no key held a newline
-                return keys
-        except UnicodeDecodeError:  # a surrogate: surrogatepass, one by one
-            pass
-    return [key_str(p) for p in parts]
-
-
 class SortedRecords:
     """Bytes records in sorted order; the tick thread mutates, a reader holds the apply lock."""
 

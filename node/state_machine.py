@@ -17,8 +17,10 @@ queries). The newest MAX_TOMBSTONES are kept; older ones are reaped deterministi
 from __future__ import annotations
 
 import logging
+import operator
 from collections import deque
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import NamedTuple
 
 from node.acl import AclState
@@ -38,7 +40,17 @@ from node.codec import (
     TxnOp,
     decode,
 )
-from node.entries import WIDE, EntryTable, KVEntry, RecordTable, all_packed, pack_fields, records_of, unpack
+from node.entries import (
+    WIDE,
+    EntryTable,
+    KVEntry,
+    RecordTable,
+    all_packed,
+    pack_fields,
+    record_keys,
+    records_of,
+    unpack,
+)
 from node.layered import LayeredSortedMap
 from node.sessions import Session, SessionRefused, SessionState
 from node.sorted_records import LOAD, SortedRecords, key_bytes
@@ -503,18 +515,18 @@ def freeze_image(sm: KVStateMachine) -> tuple[Payload, Callable[[], None]]:
         entries_map.thaw()
         tombstones_map.thaw()
 
-    return Payload(meta, _chunks(entries), chunked=True), thaw
+    return Payload(meta, _chunks(entries), version=3), thaw
 
 
 CHUNK_KEYS = 2 * LOAD  # the most keys one chunk holds: a piece of the table (node/sorted_records.py)
 
 
-def _chunks(table: RecordTable) -> Iterator[tuple[list, list, list]]:
-    """A frozen table as format 2's chunks: [keys], [their packed entries], [wide records] (the
+def _chunks(table: RecordTable) -> Iterator[tuple[list, list]]:
+    """A frozen table as format 3's chunks: [its records as it holds them], [wide records] (the
     entries node/entries.py keeps unpacked, as version 1 records), one per piece of the table
     (at most 2,000 keys: the writer thread hands the GIL over between two)."""
-    for keys, stored, wide in table.chunks():
-        yield keys, stored, [_row(key, entry) for key, entry in wide]
+    for records, wide in table.record_chunks():
+        yield records, [_row(key, entry) for key, entry in wide]
 
 
 def to_image(sm: KVStateMachine) -> Payload:
@@ -558,8 +570,9 @@ def from_image(meta: dict, entries) -> KVStateMachine:
     held: list[tuple[str, str]] = []  # (key, session) of every locked key
     try:
         _check_image_meta(meta)
-        if getattr(entries, "chunked", False):
-            sm.entries = EntryTable(_from_chunks(entries, held))
+        version = getattr(entries, "version", 1)
+        if version > 1:
+            sm.entries = EntryTable(_from_chunks(entries, held, version))
         else:
             sm.entries = EntryTable(_record(i, item, held) for i, item in enumerate(entries))
     finally:
@@ -607,16 +620,32 @@ def _record(i: int, item: tuple, held: list[tuple[str, str]]):
     return item[0], pack_fields(*item[1:])
 
 
-def _from_chunks(chunks, held: list[tuple[str, str]]) -> RecordTable:
-    """Format 2's chunks (`_chunks`) as the key table: the packed entries are kept as read, each
-    checked and made a record in C loops; only the wide records go through `_record`."""
+def _from_chunks(chunks, held: list[tuple[str, str]], version: int) -> RecordTable:
+    """Format 2's or 3's chunks (`_chunks`) as the key table: the packed entries are kept as read
+    (format 3: the records themselves), checked in C loops; only the wide records go through
+    `_record`."""
     records: list[bytes] = []
     wide: dict = {}
     count = 0
-    for keys, stored, rows in chunks:
-        if not set(map(type, keys)) <= {str} or not all_packed(stored):
-            raise SnapshotCorrupt(f"malformed snapshot: a chunk after record {count} holds a bad key or entry")
-        records.extend(records_of(keys, stored))  # format.read checked the lengths agree
+    in_order = version == 3  # format 3's records in strictly increasing key order: no key twice
+    last_key = None
+    for chunk in chunks:
+        if version == 2:
+            keys, stored, rows = chunk
+            if not set(map(type, keys)) <= {str} or not all_packed(stored):
+                raise SnapshotCorrupt(f"malformed snapshot: a chunk after record {count} holds a bad key or entry")
+            records.extend(records_of(keys, stored))  # format.read checked the lengths agree
+        else:
+            keys, rows = chunk  # the records: their count is what matters below
+            stored_keys = record_keys(keys)
+            if stored_keys is None:
+                raise SnapshotCorrupt(f"malformed snapshot: a chunk after record {count} holds a bad record")
+            if stored_keys:
+                in_order = in_order and (last_key is None or last_key < stored_keys[0]) \
+                    and all(map(operator.lt, stored_keys, islice(stored_keys, 1, None)))
+                last_key = stored_keys[-1]
+            records.extend(keys)
+        in_order = in_order and not rows  # a wide record's key sorts among the records
         for i, row in enumerate(rows):
             key, entry = _record(count + len(keys) + i, tuple(row) if type(row) is list else (), held)
             if type(entry) is bytes:
@@ -627,7 +656,7 @@ def _from_chunks(chunks, held: list[tuple[str, str]]) -> RecordTable:
         count += len(keys) + len(rows)
     table = SortedRecords(records)
     del records
-    if table.has_twins():
+    if not in_order and table.has_twins():
         raise SnapshotCorrupt("malformed snapshot: a key twice")
     return RecordTable.of(table, wide)
 

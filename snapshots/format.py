@@ -1,7 +1,7 @@
-"""The checkpoint file format, versions 1 and 2 (documented in snapshots/FORMAT.md).
+"""The checkpoint file format, versions 1 to 3 (documented in snapshots/FORMAT.md).
 
     offset 0   8 bytes   magic b"RAFTKVSN"
-    offset 8   u32 LE    format version (1 or 2)
+    offset 8   u32 LE    format version (1, 2 or 3)
     offset 12  u32 LE    header length H
     offset 16  H bytes   header: UTF-8 JSON object (see FORMAT.md)
     16+H       P bytes   payload: a stream of msgpack objects
@@ -10,7 +10,8 @@
     end-32     32 bytes  SHA-256 of every byte before it
 
 The payload is one msgpack map of metadata followed by one msgpack array per record (version
-1), or per chunk of records (version 2: [keys, packed entries, wide records]). What
+1), or per chunk of records (version 2: [keys, packed entries, wide records]; version 3:
+[records of key and packed entry, wide records]). What
 the metadata and the records mean is the state machine's business (node/state_machine.py:
 one record per key, in key order); this module owns the framing, the checksum and the checks.
 
@@ -32,8 +33,8 @@ import msgpack
 from snapshots.fsutil import write_back
 
 MAGIC = b"RAFTKVSN"
-FORMAT_VERSION = 2  # the newest this raftkv reads and writes; version 1 files are still read (and written
-# for an image of single records, Payload.chunked False)
+FORMAT_VERSION = 3  # the newest this raftkv reads and writes; versions 1 and 2 are still read (and written
+# for an image in their layout: Payload.version)
 PREFIX = struct.Struct("<8sII")
 DIGEST_BYTES = 32
 TRAILER = struct.Struct("<QQ")  # payload bytes, key count
@@ -95,13 +96,17 @@ class Payload:
     Their layout is the state machine's (node/state_machine.py: `freeze_image`, `from_image`)."""
 
     meta: dict
-    entries: Iterable[tuple]  # records (or chunks, when chunked), in the order they are to be read back
-    chunked: bool = False  # version 2: each item is a chunk ([keys], [packed], [wide records])
+    entries: Iterable[tuple]  # records (or chunks, from version 2), in the order they are to be read back
+    version: int = 1  # 1: one record per key; 2: chunks [[keys], [packed], [wide records]];
+    # 3: chunks [[records: key NUL packed], [wide records]]
+
+
+CHUNK_SHAPES = {2: 3, 3: 2}  # a chunk's number of arrays, by version
 
 
 def chunk_keys(chunk) -> int:
-    """How many keys a version 2 chunk holds."""
-    return len(chunk[0]) + len(chunk[2])
+    """How many keys a chunk holds: its first array (keys or records) and its wide records."""
+    return len(chunk[0]) + len(chunk[-1])
 
 
 def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[[int], None] | None = None,
@@ -112,8 +117,8 @@ def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[
     digest = hashlib.sha256()
     packer = msgpack.Packer(use_bin_type=True)
     count = 0
-    chunked = image.chunked or getattr(image.entries, "chunked", False)  # a file read back is written as read
-    version = 2 if chunked else 1
+    version = getattr(image.entries, "version", image.version)  # a file read back is written as read
+    chunked = version > 1
     header.format_version = version
     flushed: list = [0, None]  # bytes handed to the disk so far, and the last range handed
     with open(path, "wb") as f:
@@ -266,9 +271,13 @@ class Records:
     """A payload's records, read as they are iterated; the file closes when they are exhausted,
     on an error, or on `close()` (also before the first record)."""
 
-    def __init__(self, records: Iterator[tuple], close: Callable[[], None], chunked: bool = False) -> None:
+    def __init__(self, records: Iterator[tuple], close: Callable[[], None], version: int = 1) -> None:
         self._records, self._close = records, close
-        self.chunked = chunked  # version 2: the items are chunks (Payload.chunked)
+        self.version = version  # from 2 the items are chunks (Payload.version)
+
+    @property
+    def chunked(self) -> bool:
+        return self.version > 1
 
     def __iter__(self) -> Records:
         return self
@@ -303,9 +312,11 @@ def _decode(unpacker: msgpack.Unpacker, header: SnapshotHeader, where: str,
             for item in unpacker:
                 if not isinstance(item, list):
                     raise SnapshotCorrupt(f"{where}: record {count} is not an array")
-                if chunked:
-                    if len(item) != 3 or not all(type(part) is list for part in item) or len(item[0]) != len(item[1]):
-                        raise SnapshotCorrupt(f"{where}: the chunk after record {count} is not [keys, entries, wide]")
+                if version > 1:
+                    if len(item) != CHUNK_SHAPES[version] or not all(type(part) is list for part in item) \
+                            or (version == 2 and len(item[0]) != len(item[1])):
+                        layout = "[keys, entries, wide]" if version == 2 else "[records, wide]"
+                        raise SnapshotCorrupt(f"{where}: the chunk after record {count} is not {layout}")
                     count += chunk_keys(item)
                     yield item  # type: ignore[misc]
                 else:
@@ -317,8 +328,7 @@ def _decode(unpacker: msgpack.Unpacker, header: SnapshotHeader, where: str,
             raise SnapshotCorrupt(f"{where}: {count} records in {unpacker.tell()} bytes, the header says "
                                   f"{header.key_count} records in {header.payload_bytes} bytes")
 
-    chunked = version == 2
-    return meta, Records(entries(), close, chunked)
+    return meta, Records(entries(), close, version)
 
 
 class _Limited:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import threading
 
 
 def fsync_dir(path: str) -> None:
@@ -22,6 +23,15 @@ def fsync_file(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def close_in_background(fd: int) -> threading.Thread:
+    """Close `fd` on a thread of its own. Closing the last reference to a large file that was
+    replaced or unlinked frees its blocks inside close(2): about 90 ms for 150 MB on ext4 here,
+    which would stall the Raft tick thread or the event loop that asked."""
+    closer = threading.Thread(target=os.close, args=(fd,), name="raftkv-close", daemon=True)
+    closer.start()
+    return closer
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:

@@ -74,7 +74,7 @@ from dataclasses import dataclass
 
 from node.disk import DiskMonitor, NoSpaceError, free_bytes, is_no_space
 from node.metrics import FSYNC_BUCKETS_S, Histogram
-from snapshots.fsutil import fsync_dir, fsync_file, write_atomic
+from snapshots.fsutil import close_in_background, fsync_dir, fsync_file, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -529,8 +529,7 @@ class DurableJournal:
         os.replace(tmp, self.path)
         fsync_dir(os.path.dirname(os.path.abspath(self.path)))
         with self._lock:
-            os.close(self._fd)
-            self._fd = fd
+            replaced, self._fd = self._fd, fd
             self._indexes = self._indexes[entry_to:]
             self._terms = self._terms[entry_to:]
             self._offsets = offsets
@@ -545,6 +544,7 @@ class DurableJournal:
             if self._indexes:
                 self._synced_index = self._indexes[-1]
             self._dirty = False
+        close_in_background(replaced)  # the old file's last reference: its blocks are freed in close(2)
 
     def _destroy(self) -> None:  # PySyncObj's name for close()
         self.close()

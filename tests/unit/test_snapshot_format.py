@@ -9,6 +9,7 @@ from snapshots import format as fmt
 from snapshots.store import SnapshotStore
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "golden", "snapshot-v1.rkvs")
+GOLDEN_V2 = os.path.join(os.path.dirname(__file__), "..", "golden", "snapshot-v2.rkvs")
 
 
 def sample_state(n=50) -> KVStateMachine:
@@ -68,6 +69,27 @@ def test_snapshot_format_v1_golden_file_stays_readable():
         "z": KVEntry(b"\x00\xff", 7, 3, 3, 0),
     }
     assert sm.tombstones == {"gone": 5} and sm.members == {"127.0.0.1:7001": ("n1", "127.0.0.1:8501")}
+
+
+def test_snapshot_format_v2_golden_file_stays_readable_and_is_copied_as_version_2(tmp_path):
+    """Written by raftkv up to format 2's last release: packed entries, a held lock, a large
+    value, flags, an escaped key and a non-ASCII one."""
+    header, meta, entries = fmt.read(GOLDEN_V2)
+    sm = from_image(meta, entries)
+    assert (header.format_version, header.index, header.term, header.key_count) == (2, 8, 2, 6)
+    assert dict(sm.entries) == {
+        "app/a": KVEntry(b"alpha", 1, 2, 2, 0),
+        "app/b": KVEntry(b"again", 0, 3, 4, 0),
+        "big": KVEntry(b"B" * 1100, 0, 6, 6, 0),
+        "esc\x01\x00": KVEntry(b"\x00\xff", 0, 7, 7, 0),
+        "lock/x": KVEntry(b"held", 0, 5, 5, 1, "s1"),
+        "\u00e9t\u00e9": KVEntry(b"u", 9, 8, 8, 0),
+    }
+    assert sm.sessions.held == {"s1": {"lock/x"}}
+    header, meta, entries = fmt.read(GOLDEN_V2)
+    fmt.write(str(tmp_path / "copy"), header, fmt.Payload(meta, entries))  # as `raftkv snapshot restore` copies
+    assert fmt.read_header(str(tmp_path / "copy")).format_version == 2
+    assert dict(from_image(*fmt.read(str(tmp_path / "copy"))[1:]).entries) == dict(sm.entries)
 
 
 def test_store_keeps_the_newest_and_quarantines_damaged_files(tmp_path):

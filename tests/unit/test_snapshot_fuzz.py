@@ -17,19 +17,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node.codec import RestoreOp, SetOp, encode
-from node.state_machine import KVStateMachine, from_image, to_image
+from node.entries import pack as pack_entry
+from node.sorted_records import key_bytes
+from node.state_machine import KVEntry, KVStateMachine, freeze_image, from_image, to_image
 from snapshots import format as fmt
 from tests.support.fuzz import fuzz_settings
 
 HEADER = {"index": 9, "term": 2, "key_count": 1, "created_unix": 0.0}
 META = {"applied_index": 9, "kv_index": 9, "members": {}, "tombstones": []}
 RECORD = ["k", b"v", 0, 3, 9, 0]
+RECORD3 = key_bytes("k") + b"\0" + pack_entry(KVEntry(b"v", 0, 3, 9))  # format 3's record of the same key
 
 
-def seal(header: bytes, payload: bytes, key_count: int = 1, payload_bytes: int | None = None) -> bytes:
+def seal(header: bytes, payload: bytes, key_count: int = 1, payload_bytes: int | None = None,
+         version: int = 1) -> bytes:
     """A snapshot file around `header` and `payload`, trailer and SHA-256 made to match."""
     size = len(payload) if payload_bytes is None else payload_bytes
-    body = fmt.PREFIX.pack(fmt.MAGIC, fmt.FORMAT_VERSION, len(header)) + header + payload
+    body = fmt.PREFIX.pack(fmt.MAGIC, version, len(header)) + header + payload
     body += fmt.TRAILER.pack(size, key_count)
     return body + hashlib.sha256(body).digest()
 
@@ -42,12 +46,16 @@ def header(**changes) -> bytes:
     return json.dumps({**HEADER, **changes}).encode()
 
 
-def valid_snapshot(tmp_path) -> bytes:
+def valid_snapshot(tmp_path, version: int = 1) -> bytes:
+    """Version 1 (`to_image`) or what a node writes (`freeze_image`, version 3)."""
     sm = KVStateMachine()
     for i in range(5):
         sm.apply(i + 2, encode([SetOp(f"k{i}", b"v" * i, i)]))
+    sm.apply(7, encode([SetOp("big", b"w" * 2000, 0)]))  # a wide entry
     path = tmp_path / "valid.rkvs"
-    fmt.write(str(path), fmt.SnapshotHeader(index=6, term=1, key_count=5, created_unix=0.0), to_image(sm))
+    image = to_image(sm) if version == 1 else freeze_image(sm)[0]
+    fmt.write(str(path), fmt.SnapshotHeader(index=7, term=1, key_count=6, created_unix=0.0), image)
+    assert fmt.read_header(str(path)).format_version == version
     return path.read_bytes()
 
 
@@ -88,6 +96,19 @@ FORGED = {
     "payload length past the end": seal(header(), pack(META, RECORD), payload_bytes=2**40),
     "a record cut short": seal(header(), pack(META) + pack(RECORD)[:-2]),
     "trailing bytes in the payload": seal(header(), pack(META, RECORD) + b"\xc1"),
+    "record is a chunk of version 3": seal(header(), pack(META, [[RECORD3], []])),
+    "version 3 chunk is a version 1 record": seal(header(), pack(META, RECORD), version=3),
+    "version 3 chunk of three arrays": seal(header(), pack(META, [[RECORD3], [], []]), version=3),
+    "record of version 3 is a str": seal(header(), pack(META, [["k\0v"], []]), version=3),
+    "record of version 3 without its entry": seal(header(), pack(META, [[b"k\0"], []]), version=3),
+    "record of version 3 cut in its entry header": seal(header(), pack(META, [[RECORD3[:6]], []]), version=3),
+    "record of version 3, wide, is a number": seal(header(), pack(META, [[], [5]]), version=3),
+    "records of version 3 hold a key twice": seal(header(key_count=2), pack(META, [[RECORD3, RECORD3], []]),
+                                                  key_count=2, version=3),
+    "records of version 3 hold a key as a record and as wide": seal(header(key_count=2),
+                                                                    pack(META, [[RECORD3], [RECORD]]), key_count=2,
+                                                                    version=3),
+    "version 4": seal(header(), pack(META, [[RECORD3], []]), version=4),
 }
 
 
@@ -113,12 +134,18 @@ def test_forged_snapshot_restore_is_refused_and_changes_nothing(name):
     assert dict(sm.entries.items()) == {"kept": sm.get("kept")} and sm.kv_index == 2
 
 
+@pytest.mark.parametrize("version", [1, 3])
+def test_the_fuzzed_originals_load(tmp_path, version):
+    sm = load_bytes(valid_snapshot(tmp_path, version))
+    assert len(sm.entries) == 6 and sm.get("k3").value == b"vvv" and sm.get("big").value == b"w" * 2000
+
+
 @fuzz_settings(150)
-@given(data=st.data())
-def test_resealed_random_damage_decodes_or_is_snapshot_corrupt(tmp_path_factory, data):
+@given(data=st.data(), version=st.sampled_from([1, 3]))
+def test_resealed_random_damage_decodes_or_is_snapshot_corrupt(tmp_path_factory, data, version):
     """Bytes flipped, cut, repeated or inserted anywhere after the prefix, then sealed with a valid
     checksum: decoding gives a state machine or SnapshotCorrupt, nothing else."""
-    original = valid_snapshot(tmp_path_factory.mktemp("s"))
+    original = valid_snapshot(tmp_path_factory.mktemp("s"), version)
     _, _, header_len = fmt.PREFIX.unpack_from(original)
     body = bytearray(original[fmt.PREFIX.size:-fmt.DIGEST_BYTES])
     for _ in range(data.draw(st.integers(1, 4), label="damages")):
@@ -132,7 +159,7 @@ def test_resealed_random_damage_decodes_or_is_snapshot_corrupt(tmp_path_factory,
             body[at:at] = data.draw(st.binary(min_size=1, max_size=16), label="inserted")
         else:
             body[at:at] = body[at:at + data.draw(st.integers(1, 32), label="repeated")]
-    sealed = fmt.PREFIX.pack(fmt.MAGIC, fmt.FORMAT_VERSION, header_len) + bytes(body)
+    sealed = fmt.PREFIX.pack(fmt.MAGIC, version, header_len) + bytes(body)
     sealed += hashlib.sha256(sealed).digest()
     try:
         sm = load_bytes(sealed)

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from node.entries import EntryTable, KVEntry
-from node.sorted_records import SortedRecords, key_bytes, key_str, keys_str
+from node.entries import EntryTable, KVEntry, pack, record_keys
+from node.sorted_records import SortedRecords, key_bytes, key_str
 from node.state_machine import KVStateMachine, freeze_image, from_image
 from snapshots import format as fmt
 from snapshots.format import SnapshotCorrupt
@@ -13,9 +13,16 @@ ODD_KEYS = ["", "a", "a\x00", "a\x00b", "a\x01", "a\x01\x01", "a\n", "a\nb", "ab
 
 def test_key_encoding_keeps_str_order_and_comes_back():
     encoded = [key_bytes(k) for k in ODD_KEYS]
-    assert [key_str(b) for b in encoded] == ODD_KEYS and keys_str(encoded) == ODD_KEYS
+    assert [key_str(b) for b in encoded] == ODD_KEYS
     assert sorted(ODD_KEYS, key=lambda k: key_bytes(k) + b"\0") == sorted(ODD_KEYS)
-    assert keys_str([b"x", b"y\xc3\xa9"]) == ["x", "yé"]
+
+
+def test_records_of_every_odd_key_pass_the_snapshot_check_and_forged_ones_do_not():
+    entry = pack(KVEntry(b"v\x00\xff", 0, 1, 1))
+    assert record_keys([key_bytes(k) + b"\0" + entry for k in ODD_KEYS]) == [key_bytes(k) for k in ODD_KEYS]
+    for bad in (b"no-nul", b"a\0", b"a\0\x07" + b"\0" * 40, b"a\0\x01\0", b"a\0\xff",  # no entry, unknown kind,
+                b"\xc3\0" + entry, b"a\x01\x03\0" + entry, "a\0text"):  # short, WIDE; not UTF-8, a bad escape, a str
+        assert record_keys([b"ok\0" + entry, bad]) is None, bad
 
 
 def test_sorted_records_stay_sorted_through_adds_replaces_and_deletes(monkeypatch):
@@ -70,12 +77,19 @@ def test_a_snapshot_with_a_key_twice_is_refused(tmp_path):
     meta = {"applied_index": 3, "kv_index": 3, "index_offset": 0, "members": {}, "tombstones": [],
             "raft_entries": [[b"", 2, 1], [b"", 3, 1]]}
     packed = b"\x00" + (3).to_bytes(8, "little") + b"v"
-    for chunks in ([[["a", "b"], [packed, packed], []], [["b"], [packed], []]],  # across chunks
-                   [[["a", "b", "a"], [packed] * 3, []]],  # out of order within one
-                   [[["a"], [packed], [["a", b"w", 0, 1, 1, 0, "s"]]]]):  # a wide record's key among the packed
+    a, b = b"a\0" + packed, b"b\0" + packed
+    held = ["a", b"w", 0, 1, 1, 0, "s"]
+    for version, chunks in (
+            (2, [[["a", "b"], [packed, packed], []], [["b"], [packed], []]]),  # across chunks
+            (2, [[["a", "b", "a"], [packed] * 3, []]]),  # out of order within one
+            (2, [[["a"], [packed], [held]]]),  # a wide record's key among the packed
+            (3, [[[a, b], []], [[b], []]]),
+            (3, [[[a, b, a], []]]),
+            (3, [[[a, b"a\0" + packed + b"x"], []]]),  # the same key, another entry
+            (3, [[[a], [held]]])):
         path = str(tmp_path / "dup")
-        fmt.write(path, fmt.SnapshotHeader(index=3, term=1, key_count=sum(len(c[0]) + len(c[2]) for c in chunks),
-                                           created_unix=0), Payload(meta, chunks, chunked=True))
+        fmt.write(path, fmt.SnapshotHeader(index=3, term=1, key_count=sum(map(fmt.chunk_keys, chunks)),
+                                           created_unix=0), Payload(meta, chunks, version=version))
         with pytest.raises(SnapshotCorrupt, match="a key twice"):
             from_image(*fmt.read(path)[1:])
 

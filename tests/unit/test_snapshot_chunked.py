@@ -1,8 +1,9 @@
-"""Format 2 (chunks of packed entries, snapshots/FORMAT.md) and the packed key table (node/entries.py)."""
+"""Formats 2 and 3 (chunks of packed entries, snapshots/FORMAT.md) and the packed key table (node/entries.py)."""
 import pytest
 
 from node.codec import LockOp, SessionOp, SetOp, encode
 from node.entries import PACK_MAX_VALUE, KVEntry, pack, unpack
+from node.sorted_records import key_bytes
 from node.state_machine import CHUNK_KEYS, KVStateMachine, freeze_image, from_image, to_image
 from snapshots import format as fmt
 
@@ -40,12 +41,12 @@ def write_frozen(path, sm: KVStateMachine) -> None:
     thaw()
 
 
-def test_format2_roundtrip_across_chunks_keeps_locks_large_values_and_flags(tmp_path):
+def test_format3_roundtrip_across_chunks_keeps_locks_large_values_and_flags(tmp_path):
     sm = busy_state(CHUNK_KEYS + 100)
     assert sm.get("k00001").session == "s1"
     write_frozen(tmp_path / "s", sm)
     header, meta, entries = fmt.read(str(tmp_path / "s"))
-    assert header.format_version == 2 and entries.chunked
+    assert header.format_version == 3 and entries.chunked
     back = from_image(meta, entries)
     assert dict(back.entries.items()) == dict(sm.entries.items()) and len(back.entries) == CHUNK_KEYS + 100
     assert back.sessions.held == {"s1": {"k00001"}} and back.get("k00003") == KVEntry(b"again", 4, 5, sm.kv_index, 0)
@@ -60,12 +61,24 @@ def test_format1_image_is_still_written_and_read(tmp_path):
     assert dict(from_image(meta, entries).entries.items()) == dict(sm.entries.items())
 
 
-def forged(path, chunks, key_count) -> None:
-    """A format 2 file with these chunks, its checksum intact (a forgery, not damage)."""
+def test_format3_writes_the_table_s_records_as_they_are_and_holds_every_wide_entry_once(tmp_path):
+    sm = busy_state(CHUNK_KEYS + 100)
+    write_frozen(tmp_path / "s", sm)
+    _, _, entries = fmt.read(str(tmp_path / "s"))
+    chunks = list(entries)
+    records = [r for c in chunks for r in c[0]]
+    wide = [row[0] for c in chunks for row in c[1]]
+    assert sorted(wide) == ["k00001", "k00002"] and len(records) + len(wide) == len(sm.entries)
+    assert records == sorted(records) and not any(r.endswith(b"\0\xff") for r in records)
+    assert records[0] == key_bytes("k00000") + b"\0" + pack(sm.get("k00000"))
+
+
+def forged(path, chunks, key_count, version=2) -> None:
+    """A file of this format with these chunks, its checksum intact (a forgery, not damage)."""
     sm = KVStateMachine()
     meta = to_image(sm).meta
     header = fmt.SnapshotHeader(index=1, term=1, key_count=key_count, created_unix=0.0)
-    fmt.write(str(path), header, fmt.Payload(meta, chunks, chunked=True))
+    fmt.write(str(path), header, fmt.Payload(meta, chunks, version=version))
 
 
 @pytest.mark.parametrize("chunk,count", [
@@ -86,8 +99,33 @@ def test_forged_format2_chunks_are_refused_in_one_line(tmp_path, chunk, count):
     assert "\n" not in str(exc.value)
 
 
-def test_a_chunk_that_is_not_three_lists_is_refused_by_the_reader(tmp_path):
-    forged(tmp_path / "s", [(["a"], [], [])], 1)
+GOOD = b"a\0" + pack(KVEntry(b"v", 0, 1, 1, 0))
+
+
+@pytest.mark.parametrize("chunk,count", [
+    (([b"a\0\x07" + b"\0" * 40], []), 1),  # unknown kind
+    (([b"a\0\x01\0"], []), 1),  # shorter than its header
+    (([b"a\0"], []), 1),  # no entry
+    (([b"a\0\xff"], []), 1),  # a wide entry's placeholder, without its entry
+    (([b"a" + pack(KVEntry(b"v", 0, 1, 1, 0))], []), 1),  # no NUL
+    (([b"\xc3\xa9\xc3\0" + GOOD[2:]], []), 1),  # a key that is not UTF-8
+    ((["a\0v"], []), 1),  # a record that is not bytes
+    (([GOOD, GOOD], []), 2),  # a duplicate key
+    (([GOOD], [["a", b"w", 0, 1, 1, 0, "s"]]), 2),  # a wide record's key among the records
+    (([], [["a", "v", 0, 1, 1, 0]]), 1),  # a wide record whose value is a string
+])
+def test_forged_format3_chunks_are_refused_in_one_line(tmp_path, chunk, count):
+    forged(tmp_path / "s", [chunk], count, version=3)
+    header, meta, entries = fmt.read(str(tmp_path / "s"))
+    with pytest.raises(fmt.SnapshotCorrupt) as exc:
+        from_image(meta, entries)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("version,chunk", [(2, (["a"], [], [])), (2, (["a"], [b"x"])), (3, ([GOOD], [], [])),
+                                           (3, ([GOOD], "wide"))])
+def test_a_chunk_of_the_wrong_shape_is_refused_by_the_reader(tmp_path, version, chunk):
+    forged(tmp_path / "s", [chunk], fmt.chunk_keys(chunk), version=version)
     _, meta, entries = fmt.read(str(tmp_path / "s"))
     with pytest.raises(fmt.SnapshotCorrupt):
         list(entries)
