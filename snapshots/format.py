@@ -39,7 +39,8 @@ PREFIX = struct.Struct("<8sII")
 DIGEST_BYTES = 32
 TRAILER = struct.Struct("<QQ")  # payload bytes, key count
 TAIL_BYTES = TRAILER.size + DIGEST_BYTES
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20  # what a reader reads at a time
+PIECE_BYTES = 256 << 10  # what the writer joins before one write (store.SYNC_EVERY_BYTES)
 
 
 class SnapshotCorrupt(Exception):
@@ -142,7 +143,7 @@ def write(path: str, header: SnapshotHeader, image: Payload, progress: Callable[
             chunk.append(data)
             size += len(data)
             count += chunk_keys(entry) if chunked else 1
-            if size >= CHUNK_BYTES:
+            if size >= PIECE_BYTES:
                 out(b"".join(chunk))
                 payload += size
                 chunk, size = [], 0

@@ -30,8 +30,11 @@ DEFAULT_RETAIN = 3
 # fsutil.write_back). On ext4 (data=ordered) an fdatasync of the journal commits the file
 # system's journal, which first writes out every file's dirty data: a 150 MB snapshot left to
 # one fsync at its end made the journal syncs of the writes wait behind it (writes that
-# overlapped the snapshot: p99 211 ms, max 404 ms, at 10^6 keys).
-SYNC_EVERY_BYTES = 4 << 20
+# overlapped the snapshot: p99 211 ms, max 404 ms, at 10^6 keys). The smaller the pieces, the
+# less a journal sync finds queued before it: at 10^6 keys, write p99 during a snapshot against
+# without was 1.8-2.3x with 4 MiB, 1.3-1.8x with 1 MiB, 1.1-1.5x with 256 KiB, and the snapshot
+# took 0.3-0.5, 0.4-0.6 and 0.8-1.05 s (BENCHMARKS.md, "Stop 24").
+SYNC_EVERY_BYTES = fmt.PIECE_BYTES
 
 
 class SnapshotStore:

@@ -154,7 +154,7 @@ def test_snapshot_synced_as_it_is_written_is_the_same_file(tmp_path, monkeypatch
         real(fd, off, n, prev)
 
     monkeypatch.setattr(fmt, "write_back", write_back)
-    monkeypatch.setattr(fmt, "CHUNK_BYTES", 2048)  # many pieces written
+    monkeypatch.setattr(fmt, "PIECE_BYTES", 2048)  # many pieces written
     sm = sample_state(2000)
     header = lambda: fmt.SnapshotHeader(index=60, term=3, key_count=len(sm.entries), created_unix=0.0)  # noqa: E731
     fmt.write(str(tmp_path / "once"), header(), to_image(sm))
