@@ -34,6 +34,10 @@ def received_transmission(syncobj: SyncObj):
     return syncobj._SyncObj__recvTransmission
 
 
+def clear_received_transmission(syncobj: SyncObj) -> None:
+    syncobj._SyncObj__recvTransmission = ""
+
+
 def last_known_leader(syncobj: SyncObj):
     """The leader PySyncObj last heard of (a Node), or None; kept until it starts an election."""
     return syncobj._getLeader()

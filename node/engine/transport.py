@@ -341,8 +341,11 @@ class DurableTransport(TCPTransport):
             return  # nothing of it could be stored
         if kind == "append_entries":
             self.last_leader_contact = time.monotonic()
-            if message.get("transmission") == "finish" and self._finish_comes_early(message):
-                message["transmission"] = "process"  # PySyncObj labels a middle piece 'finish' (NOTES.md)
+            if message.get("transmission") == "finish":
+                if self._finish_comes_early(message):
+                    message["transmission"] = "process"  # PySyncObj labels a middle piece 'finish' (NOTES.md)
+                elif as_whole_entry(message, internals.received_transmission(self._syncObj)):
+                    internals.clear_received_transmission(self._syncObj)  # as PySyncObj does after a 'finish'
             if message.get("entries") and "prevLogIdx" in message and "transmission" not in message:
                 trim_known_entries(message, self.journal)
                 if full:
@@ -410,6 +413,26 @@ def well_formed(message) -> bool:
     if kind == "apply_command":
         command = message.get("command")
         return type(command) is bytes and command[:1] == bytes([wire.REGULAR]) and wire.is_regular_command(command)
+    return True
+
+
+def as_whole_entry(message: dict, so_far) -> bool:
+    """Make the last piece of an entry sent in pieces an ordinary append_entries of the whole
+    entry (what PySyncObj does with it next), so that `trim_known_entries` applies to it too: a
+    stale resend of an entry we hold would otherwise truncate every entry after it (NOTES.md,
+    "Truncation of committed entries"). False, the message untouched, for anything that does not
+    decode to one well-formed entry: PySyncObj's own handling then, as before."""
+    data = message.get("data")
+    if type(so_far) is not bytes or type(data) is not bytes or "prevLogIdx" not in message:
+        return False
+    try:
+        entry = wire.ENTRIES.loads(so_far + data)
+    except Exception:  # any decoding error: left to PySyncObj, which reports it
+        return False
+    if not well_formed({"type": "append_entries", "entries": [entry]}):
+        return False
+    del message["transmission"], message["data"]
+    message["entries"] = [entry]
     return True
 
 
