@@ -34,6 +34,18 @@ def close_in_background(fd: int) -> threading.Thread:
     return closer
 
 
+def unlink_in_background(path: str) -> threading.Thread:
+    """Remove `path` now, and free its blocks on a thread of its own (`close_in_background`):
+    the name goes at once, the work of the last reference's close does not hold the caller."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.unlink(path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return close_in_background(fd)
+
+
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` so that a crash leaves either the old or the new content.
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from snapshots import format as fmt
-from snapshots.fsutil import fsync_dir, fsync_file
+from snapshots.fsutil import fsync_dir, fsync_file, unlink_in_background
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,10 @@ class SnapshotStore:
         return final
 
     def prune(self) -> None:
+        # The oldest snapshot is usually its file's last link: off the caller's thread (the tick
+        # thread, when a follower adopts a snapshot from its leader), its blocks are freed.
         for path in self.list()[self.retain:]:
-            os.unlink(path)
+            unlink_in_background(path)
 
     def quarantine(self, path: str, reason: str) -> str:
         broken = f"{path}.{int(time.time())}.broken"

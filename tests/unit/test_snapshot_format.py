@@ -92,6 +92,24 @@ def test_snapshot_format_v2_golden_file_stays_readable_and_is_copied_as_version_
     assert dict(from_image(*fmt.read(str(tmp_path / "copy"))[1:]).entries) == dict(sm.entries)
 
 
+def test_pruning_removes_the_name_at_once_and_frees_the_file_on_a_closer_thread(tmp_path, monkeypatch):
+    import snapshots.store as store_module
+
+    closers = []
+    real = store_module.unlink_in_background
+    monkeypatch.setattr(store_module, "unlink_in_background", lambda path: closers.append(real(path)) or closers[-1])
+    store = SnapshotStore(str(tmp_path / "snaps"), retain=1)
+    sm = sample_state()
+    for index in (10, 20):
+        store.write(fmt.SnapshotHeader(index=index, term=1, key_count=len(sm.entries), created_unix=0.0),
+                    to_image(sm))
+    assert [os.path.basename(p) for p in store.list()] == [store.name_for(20, 1)] and len(closers) == 1
+    closers[0].join(5)
+    held = [os.readlink(f"/proc/self/fd/{n}") for n in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{n}")]
+    assert not closers[0].is_alive() and not any(store.name_for(10, 1) in target for target in held)
+
+
 def test_store_keeps_the_newest_and_quarantines_damaged_files(tmp_path):
     store = SnapshotStore(str(tmp_path / "snaps"), retain=3)
     sm = sample_state()
