@@ -19,6 +19,7 @@ from api.reads import route_read
 from node.codec import RestoreOp
 from node.reads import Consistency
 from snapshots import format as fmt
+from snapshots.fsutil import unlink_in_background
 
 SNAPSHOT_TIMEOUT_S = 120.0
 CHUNK_BYTES = 1 << 20
@@ -58,9 +59,9 @@ async def stream_file(request: web.Request, path: str, headers: dict[str, str]) 
         await resp.write_eof()
         return resp
     finally:
-        # Off the loop: when retention dropped the store's name meanwhile, this is the file's
-        # last link, and unlinking it frees its blocks (about 90 ms for 150 MB on ext4).
-        await asyncio.to_thread(os.unlink, export)
+        # When retention dropped the store's name meanwhile, this is the file's last link: its
+        # blocks are freed off the loop.
+        unlink_in_background(export)
 
 
 async def put_snapshot(request: web.Request) -> web.Response:

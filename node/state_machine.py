@@ -634,26 +634,26 @@ def _from_chunks(chunks, held: list[tuple[str, str]], version: int) -> RecordTab
             keys, stored, rows = chunk
             if not set(map(type, keys)) <= {str} or not all_packed(stored):
                 raise SnapshotCorrupt(f"malformed snapshot: a chunk after record {count} holds a bad key or entry")
-            records.extend(records_of(keys, stored))  # format.read checked the lengths agree
+            packed = records_of(keys, stored)  # format.read checked the lengths agree
         else:
-            keys, rows = chunk  # the records: their count is what matters below
-            stored_keys = record_keys(keys)
+            packed, rows = chunk
+            stored_keys = record_keys(packed)
             if stored_keys is None:
                 raise SnapshotCorrupt(f"malformed snapshot: a chunk after record {count} holds a bad record")
             if stored_keys:
                 in_order = in_order and (last_key is None or last_key < stored_keys[0]) \
                     and all(map(operator.lt, stored_keys, islice(stored_keys, 1, None)))
                 last_key = stored_keys[-1]
-            records.extend(keys)
+        records.extend(packed)
         in_order = in_order and not rows  # a wide record's key sorts among the records
         for i, row in enumerate(rows):
-            key, entry = _record(count + len(keys) + i, tuple(row) if type(row) is list else (), held)
+            key, entry = _record(count + len(packed) + i, tuple(row) if type(row) is list else (), held)
             if type(entry) is bytes:
                 records.append(key_bytes(key) + b"\0" + entry)
             else:
                 records.append(key_bytes(key) + b"\0" + WIDE)
                 wide[key] = entry
-        count += len(keys) + len(rows)
+        count += len(packed) + len(rows)
     table = SortedRecords(records)
     del records
     if not in_order and table.has_twins():

@@ -276,10 +276,6 @@ class Records:
         self._records, self._close = records, close
         self.version = version  # from 2 the items are chunks (Payload.version)
 
-    @property
-    def chunked(self) -> bool:
-        return self.version > 1
-
     def __iter__(self) -> Records:
         return self
 

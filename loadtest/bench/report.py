@@ -174,18 +174,18 @@ def section_compare_runs(results: str) -> str:
     """The newest one-run comparison (compare.json), then the earlier ones kept beside it
     (compare-run-*.json, newest first: each was the before and after of its own changes)."""
     earlier = sorted(glob.glob(os.path.join(results, "compare-run-*.json")), reverse=True)
-    return section_compare_run(results, "compare.json", "raftkv against etcd 3.4: one run, two load generators") + \
-        "".join(section_compare_run(results, os.path.basename(path),
-                                    "Earlier run: raftkv against etcd 3.4, two load generators") for path in earlier)
+    return section_compare_run(results, "compare.json") + \
+        "".join(section_compare_run(results, os.path.basename(path), earlier=True) for path in earlier)
 
 
-def section_compare_run(results: str, name: str, title: str) -> str:
+def section_compare_run(results: str, name: str, earlier: bool = False) -> str:
     """One run of `python -m loadtest.bench.compare` (its JSON, and the PNG of the same name)."""
     doc = result(results, name)
     if doc is None:
         return ""
-    if not any(s.get("kind") == "etcd" for s in doc.get("systems", [])):  # --no-etcd: raftkv's builds alone
-        title = title.replace("raftkv against etcd 3.4", "raftkv's builds")
+    with_etcd = any(s.get("kind") == "etcd" for s in doc.get("systems", []))  # not with --no-etcd
+    subject = "raftkv against etcd 3.4" if with_etcd else "raftkv's builds"
+    title = f"Earlier run: {subject}, two load generators" if earlier else f"{subject}: one run, two load generators"
     lines = [f"\n## {title}\n"]
     if doc.get("note"):
         lines.append(f"**{doc['note']}**\n")

@@ -46,7 +46,7 @@ def test_format3_roundtrip_across_chunks_keeps_locks_large_values_and_flags(tmp_
     assert sm.get("k00001").session == "s1"
     write_frozen(tmp_path / "s", sm)
     header, meta, entries = fmt.read(str(tmp_path / "s"))
-    assert header.format_version == 3 and entries.chunked
+    assert header.format_version == 3 and entries.version == 3
     back = from_image(meta, entries)
     assert dict(back.entries.items()) == dict(sm.entries.items()) and len(back.entries) == CHUNK_KEYS + 100
     assert back.sessions.held == {"s1": {"k00001"}} and back.get("k00003") == KVEntry(b"again", 4, 5, sm.kv_index, 0)
@@ -57,7 +57,7 @@ def test_format1_image_is_still_written_and_read(tmp_path):
     header = fmt.SnapshotHeader(index=sm.applied_index, term=1, key_count=len(sm.entries), created_unix=0.0)
     fmt.write(str(tmp_path / "s"), header, to_image(sm))
     header, meta, entries = fmt.read(str(tmp_path / "s"))
-    assert header.format_version == 1 and not entries.chunked
+    assert header.format_version == 1 and entries.version == 1
     assert dict(from_image(meta, entries).entries.items()) == dict(sm.entries.items())
 
 
