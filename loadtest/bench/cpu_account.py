@@ -1,8 +1,9 @@
 """Where a write's CPU goes: CPU microseconds per operation, per process and per thread.
 
-    python -m loadtest.bench.cpu_account [--workload put] [--clients 32] [--duration 8] [--out FILE]
+    python -m loadtest.bench.cpu_account [--workload put] [--clients 32] [--duration 8] [--generator wrk] [--out FILE]
 
-Starts a 3-node cluster, runs one closed-loop point of `raftkv bench` against it and reads
+Starts a 3-node cluster, runs one closed-loop point of `raftkv bench` (or of wrk, the compiled
+generator: `--generator wrk`, loadtest/bench/wrk.py) against it and reads
 /proc before and after: the client process, and for every node its event-loop thread (the
 HTTP front, the proposer, the replies) and its other threads (PySyncObj's tick thread:
 AppendEntries pickling, sockets, apply, journal writes and fdatasync; the snapshot writer).
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 
+from loadtest.bench import wrk
 from loadtest.bench.etcd import EtcdCluster
 from loadtest.harness.cluster import Cluster
 
@@ -44,8 +46,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workload", default="put")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--generator", choices=["python", "wrk"], default="python",
+                    help="the load generator: `raftkv bench`'s Python clients, or wrk")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
+    if args.generator == "wrk" and not wrk.available():
+        print("cpu_account: wrk is not installed (Debian's package `wrk`)", file=sys.stderr)
+        return 2
     figures = {"raftkv": account(args, "raftkv"), "etcd": account(args, "etcd") if shutil.which("etcd") else None}
     if args.out:
         with open(args.out, "w") as f:
@@ -65,19 +72,25 @@ def account(args, system: str) -> dict:
             pids, addr = [n.proc.pid for n in cluster.nodes], ",".join(n.http for n in cluster.nodes)
         try:
             before = {pid: thread_cpu(pid) for pid in pids}
-            client_before = children_cpu()
-            flag = "--etcd" if system == "etcd" else "--addr"
-            subprocess.run([sys.executable, "-m", "api.cli", "bench", flag, addr, "--workloads", args.workload,
-                            "--concurrency", str(args.clients), "--duration", str(args.duration), "--warmup", "0",
-                            "--no-ceiling", "--out", os.path.join(root, "bench")],
-                           stdout=subprocess.DEVNULL, check=True, timeout=args.duration + 120)
-            client_s = children_cpu() - client_before
+            if args.generator == "wrk":
+                point = wrk.measure_point(system, [a.removeprefix("http://") for a in addr.split(",")], args.workload,
+                                          args.clients, 0, args.duration)
+                client_s = point["generator_cpu_s"]
+            else:
+                client_before = children_cpu()
+                flag = "--etcd" if system == "etcd" else "--addr"
+                subprocess.run([sys.executable, "-m", "api.cli", "bench", flag, addr, "--workloads", args.workload,
+                                "--concurrency", str(args.clients), "--duration", str(args.duration), "--warmup",
+                                "0", "--no-ceiling", "--out", os.path.join(root, "bench")],
+                               stdout=subprocess.DEVNULL, check=True, timeout=args.duration + 120)
+                client_s = children_cpu() - client_before
+                with open(os.path.join(root, "bench", f"bench-{system}.json")) as f:
+                    point = json.load(f)["runs"][system]["points"][0]
             after = {pid: thread_cpu(pid) for pid in pids}
-            with open(os.path.join(root, "bench", f"bench-{system}.json")) as f:
-                point = json.load(f)["runs"][system]["points"][0]
         finally:
             cluster.stop()
-    ops = point["ops_per_s"] * args.duration  # bench start-up is idle time for the nodes: a slight overcount
+    # wrk counts its answers; bench start-up is idle time for the nodes: a slight overcount
+    ops = point["requests"] if args.generator == "wrk" else point["ops_per_s"] * args.duration
     rows = []
     for i, pid in enumerate(pids):
         loop_s = after[pid].get(pid, 0) - before[pid].get(pid, 0)  # the main thread runs the event loop
@@ -86,10 +99,12 @@ def account(args, system: str) -> dict:
         rows.append({"node": f"n{i + 1}", "role": role, "main_thread_us": round(1e6 * loop_s / ops),
                      "other_threads_us": round(1e6 * other_s / ops)})
     nodes_us = sum(r["main_thread_us"] + r["other_threads_us"] for r in rows)
-    figures = {"system": system, "workload": args.workload, "clients": args.clients, "ops_per_s": point["ops_per_s"],
+    figures = {"system": system, "generator": args.generator, "workload": args.workload, "clients": args.clients,
+               "ops_per_s": point["ops_per_s"],
                "p99_ms": point["p99_ms"], "client_us": round(1e6 * client_s / ops), "nodes": rows,
                "nodes_total_us": nodes_us}
-    print(f"{system} {args.workload} x{args.clients}: {point['ops_per_s']} ops/s, p99 {point['p99_ms']} ms; "
+    print(f"{system} {args.workload} x{args.clients} ({args.generator}): {point['ops_per_s']} ops/s, "
+          f"p99 {point['p99_ms']} ms; "
           f"CPU per operation (µs):")
     print(f"  client (load generator)   {figures['client_us']:>6}")
     for r in rows:
