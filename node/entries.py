@@ -108,24 +108,40 @@ def all_packed(stored: list) -> bool:
 WIDE = b"\xff"  # a record's entry part when the entry is a KVEntry, kept in RecordTable._wide
 
 
+_KINDS = bytes(range(len(_HEADER_BYTES)))  # the kind bytes a packed entry may start with
+_LONGEST_HEADER = max(_HEADER_BYTES)
+
+
 def record_keys(records: list) -> list[bytes] | None:
     """The keys (as stored, escaped) of `records` when every item is a record RecordTable keeps
     of a packed entry: a key `key_str` reads back as written, NUL, an entry `unpack` can read;
-    None for anything else (a snapshot's records are checked, not trusted). In C loops, as a
-    million of them are checked at start-up."""
+    None for anything else (a snapshot's records are checked, not trusted). In C loops and
+    comprehensions, as a million of them are checked at start-up (restart time: BENCHMARKS.md)."""
     if not set(map(type, records)) <= {bytes}:
         return None
     try:
         cut = list(map(bytes.index, records, repeat(0)))  # ValueError: no NUL
-        entry_at = list(map((1).__add__, cut))
-        kinds = map(bytes.__getitem__, records, entry_at)  # IndexError: nothing after the NUL
-        heads = map(_HEADER_BYTES.__getitem__, kinds)  # IndexError: an unknown kind, WIDE among them
-        if not all(map(operator.le, map(operator.add, entry_at, heads), map(len, records))):
-            return None
-        keys = list(map(bytes.__getitem__, records, map(slice, cut)))
-        joined = b"\n".join(keys)  # a separator, so that no key borrows another's bytes to decode
+    except ValueError:
+        return None
+    if not records:
+        return []
+    # Each record needs, after its NUL, a known kind byte and that kind's whole header. When the
+    # shortest has room for the longest header (values are rarely shorter than 24 bytes), the
+    # kinds alone are left to check; otherwise each record's length against its kind's header.
+    room = min(map(operator.sub, map(len, records), cut)) - 1  # bytes after the NUL, the fewest
+    if room < 1:
+        return None
+    kinds = bytes([r[i + 1] for r, i in zip(records, cut, strict=True)])
+    if kinds.translate(None, _KINDS):  # an unknown kind, WIDE among them
+        return None
+    if room < _LONGEST_HEADER and not all(len(r) - i - 1 >= _HEADER_BYTES[r[i + 1]]
+                                          for r, i in zip(records, cut, strict=True)):
+        return None
+    keys = [r[:i] for r, i in zip(records, cut, strict=True)]
+    joined = b"\n".join(keys)  # a separator, so that no key borrows another's bytes to decode
+    try:
         joined.decode("utf-8", "surrogatepass")
-    except (ValueError, IndexError):  # UnicodeDecodeError is a ValueError
+    except UnicodeDecodeError:
         return None
     if b"\x01" in joined and not all(key_bytes(key_str(k)) == k for k in keys):  # escapes (never from the API)
         return None

@@ -36,8 +36,10 @@ class SortedRecords:
 
     __slots__ = ("_lists", "_maxes", "_len")
 
-    def __init__(self, records: Iterable[bytes] = ()) -> None:
-        ordered = sorted(records)
+    def __init__(self, records: Iterable[bytes] = (), presorted: bool = False) -> None:
+        """`presorted`: `records` is a list already in strictly increasing order (a snapshot's,
+        checked by its reader), kept as it is instead of sorted again."""
+        ordered = records if presorted and isinstance(records, list) else sorted(records)
         self._lists = [ordered[i:i + LOAD] for i in range(0, len(ordered), LOAD)]
         self._maxes = [part[-1] for part in self._lists]
         self._len = len(ordered)

@@ -654,7 +654,7 @@ def _from_chunks(chunks, held: list[tuple[str, str]], version: int) -> RecordTab
                 records.append(key_bytes(key) + b"\0" + WIDE)
                 wide[key] = entry
         count += len(packed) + len(rows)
-    table = SortedRecords(records)
+    table = SortedRecords(records, presorted=in_order)
     del records
     if not in_order and table.has_twins():
         raise SnapshotCorrupt("malformed snapshot: a key twice")

@@ -25,6 +25,31 @@ def test_records_of_every_odd_key_pass_the_snapshot_check_and_forged_ones_do_not
         assert record_keys([b"ok\0" + entry, bad]) is None, bad
 
 
+@pytest.mark.parametrize("long_neighbour", [False, True], ids=["all short", "beside a long record"])
+def test_every_kind_with_exactly_its_header_passes_and_a_byte_less_does_not(long_neighbour):
+    """The check takes a shortcut when every record has room for the longest header: both ways
+    must hold each kind to its own header length."""
+    long = [b"z\0" + pack(KVEntry(b"v" * 100, 7, 1, 2))] if long_neighbour else []
+    whole = [pack(KVEntry(b"", 0, 1, 1)), pack(KVEntry(b"", 0, 1, 2)), pack(KVEntry(b"", 3, 1, 2))]
+    assert [e[0] for e in whole] == [0, 1, 2] and all(len(e) == n for e, n in zip(whole, (9, 17, 33), strict=True))
+    for entry in whole:
+        assert record_keys([b"k\0" + entry, *long]) == [b"k", *([b"z"] if long else [])]
+        assert record_keys([b"k\0" + entry[:-1], *long]) is None
+
+
+def test_a_snapshot_whose_chunks_are_out_of_order_loads_sorted(tmp_path):
+    from snapshots.format import Payload
+    meta = {"applied_index": 3, "kv_index": 3, "index_offset": 0, "members": {}, "tombstones": [],
+            "raft_entries": [[b"", 2, 1], [b"", 3, 1]]}
+    records = {k: k.encode() + b"\0" + pack(KVEntry(k.encode(), 0, 1, 1)) for k in "abcde"}
+    chunks = [[[records["c"], records["d"]], []], [[records["a"], records["e"]], []], [[records["b"]], []]]
+    path = str(tmp_path / "unordered")
+    fmt.write(path, fmt.SnapshotHeader(index=3, term=1, key_count=5, created_unix=0), Payload(meta, chunks, version=3))
+    sm = from_image(*fmt.read(path)[1:])
+    assert [sm.entries.get(k).value for k in "abcde"] == [b"a", b"b", b"c", b"d", b"e"]
+    assert list(sm.entries.keys()) == list("abcde")
+
+
 def test_sorted_records_stay_sorted_through_adds_replaces_and_deletes(monkeypatch):
     monkeypatch.setattr("node.sorted_records.LOAD", 4)  # many small pieces: splits and empty pieces
     rng = random.Random(5)
