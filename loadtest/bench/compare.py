@@ -72,7 +72,7 @@ def describe_build(command: list[str]) -> dict:
     return info
 
 
-async def _prefill(target: Target, keyspace: int) -> None:
+async def prefill(target: Target, keyspace: int) -> None:
     """Write every key of the keyspace once (32 at a time, over all nodes), so that reads hit."""
     keys = iter(range(keyspace))
 
@@ -112,7 +112,7 @@ def run_system(system: dict, args, round_: int, progress) -> list[dict]:
                 cluster.leader(timeout=60)
             target = Target(system["kind"], nodes, KEY_BYTES, b"v" * VALUE_BYTES, args.keyspace)
             started = time.monotonic()
-            asyncio.run(asyncio.wait_for(_prefill(target, args.keyspace), 300))
+            asyncio.run(asyncio.wait_for(prefill(target, args.keyspace), 300))
             progress(f"{system['label']}: {args.keyspace} keys written in {time.monotonic() - started:.1f} s")
             for workload in args.workloads:
                 for c in args.concurrency:

@@ -14,6 +14,7 @@ The same for etcd (Go: its main thread is one of many) when `etcd` is installed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -22,10 +23,13 @@ import sys
 import tempfile
 
 from loadtest.bench import wrk
+from loadtest.bench.compare import KEY_BYTES, VALUE_BYTES, prefill
 from loadtest.bench.etcd import EtcdCluster
+from loadtest.bench.sweep import Target
 from loadtest.harness.cluster import Cluster
 
 TICK = os.sysconf("SC_CLK_TCK")
+KEYSPACE = 10_000  # wrk's keys (its default), written before a read workload
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -73,6 +77,10 @@ def account(args, system: str) -> dict:
         try:
             before = {pid: thread_cpu(pid) for pid in pids}
             if args.generator == "wrk":
+                if args.workload != "put":  # wrk reads the keys of the keyspace: they must exist
+                    target = Target(system, addr.split(","), KEY_BYTES, b"v" * VALUE_BYTES, KEYSPACE)
+                    asyncio.run(asyncio.wait_for(prefill(target, KEYSPACE), 300))
+                    before = {pid: thread_cpu(pid) for pid in pids}
                 point = wrk.measure_point(system, [a.removeprefix("http://") for a in addr.split(",")], args.workload,
                                           args.clients, 0, args.duration)
                 client_s = point["generator_cpu_s"]
