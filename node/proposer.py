@@ -73,10 +73,7 @@ class Proposer:
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
-        except TimeoutError:
-            raise OutcomeUnknownError(f"not committed within {timeout_s:g}s (no quorum?)") from None
+        return await settled(fut, timeout_s, NOT_COMMITTED)
 
     def _flush(self, force: bool = False) -> None:
         self._flush_scheduled = False
@@ -148,6 +145,28 @@ def _resolve(
     _fail(write_futures + barrier_futures, error)
 
 
+NOT_COMMITTED = "not committed within {:g}s (no quorum?)"
+NOT_CONFIRMED = "read not confirmed by a majority within {:g}s (no quorum?)"
+
+
+async def settled(fut: asyncio.Future, timeout_s: float, failure: str):
+    """`await fut`, bounded: after `timeout_s` the future itself fails with OutcomeUnknownError
+    (`failure` formatted with the timeout), and whoever settles it later finds it done. A
+    cancelled waiter cancels it the same way. One timer per request, where
+    wait_for(shield(fut)) built two more futures and four callbacks: a measurable share of a
+    linearizable read's event-loop CPU (BENCHMARKS.md, "Where the time goes")."""
+    timer = asyncio.get_running_loop().call_later(timeout_s, _expire, fut, failure, timeout_s)
+    try:
+        return await fut
+    finally:
+        timer.cancel()
+
+
+def _expire(fut: asyncio.Future, failure: str, timeout_s: float) -> None:
+    if not fut.done():
+        fut.set_exception(OutcomeUnknownError(failure.format(timeout_s)))
+
+
 def _fail(futures: list[asyncio.Future], exc: Exception) -> None:
     for fut in futures:
         if not fut.done():
@@ -190,10 +209,7 @@ class ReadBarrier:
             runner = asyncio.create_task(self._run(timeout_s))
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout_s)
-        except TimeoutError:
-            raise OutcomeUnknownError(f"read not confirmed by a majority within {timeout_s:g}s (no quorum?)") from None
+        await settled(fut, timeout_s, NOT_CONFIRMED)
 
     async def _run(self, timeout_s: float) -> None:
         while self._waiting:
@@ -204,7 +220,7 @@ class ReadBarrier:
                 await asyncio.wait_for(self._run_round(timeout_s), timeout_s)
             except Exception as exc:  # every reader of this round gets the round's failure
                 if isinstance(exc, TimeoutError):
-                    exc = OutcomeUnknownError(f"read not confirmed by a majority within {timeout_s:g}s (no quorum?)")
+                    exc = OutcomeUnknownError(NOT_CONFIRMED.format(timeout_s))
                 for fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)

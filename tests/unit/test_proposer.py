@@ -148,6 +148,42 @@ async def test_a_proposal_not_answered_in_time_is_outcome_unknown(submit, bridge
     assert len(submit.entries) == 1
 
 
+async def test_a_write_that_timed_out_or_was_cancelled_leaves_its_entry_mates_their_results(submit, bridge):
+    """A caller's timeout or cancellation ends its own wait only: the entry stays in flight, and
+    the answer that comes later reaches every other caller of that entry."""
+    proposer = Proposer(submit, bridge)
+    timed_out, cancelled, waiting = put(proposer, "a", timeout_s=0.05), put(proposer, "b"), put(proposer, "c")
+    await submit.wait_for(1)
+    assert [op.key for op in submit.ops(0)] == ["a", "b", "c"]  # one entry
+    with pytest.raises(OutcomeUnknownError, match="not committed within 0.05s"):
+        await timed_out
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    submit.answer(0, thread=True)
+    assert await waiting == OpResult(True)
+    assert proposer.in_flight == 0
+
+
+async def test_a_read_that_timed_out_leaves_its_round_to_the_others(submit, bridge):
+    rounds: list[asyncio.Future] = []
+
+    async def run_round(timeout_s: float) -> None:
+        rounds.append(asyncio.get_running_loop().create_future())
+        await rounds[-1]
+
+    barrier = ReadBarrier(run_round, max_in_flight=1)
+    patient = asyncio.create_task(barrier.wait(5))  # starts the round, bounded by its own 5 s
+    impatient = asyncio.create_task(barrier.wait(0.05))  # joins that round
+    await wait_until_async("one round", lambda: len(rounds) == 1, timeout=5, interval=0.002)
+    with pytest.raises(OutcomeUnknownError, match="read not confirmed by a majority within 0.05s"):
+        await impatient
+    assert not patient.done()
+    rounds[0].set_result(None)
+    await patient
+    assert barrier.rounds == 1
+
+
 async def test_propose_without_an_attached_bridge_raises_and_submits_nothing(submit):
     proposer = Proposer(submit, LoopBridge())
     with pytest.raises(RuntimeError, match="not attached"):
