@@ -148,24 +148,15 @@ def httptools_framed():
     return parse
 
 
-def httptools_per_connection():
+def httptools_per_connection(build: bool = True):
+    """One parser kept and fed request after request; `build=False`: the parser alone, no request."""
     got = _Collected()
     parser = httptools.HttpRequestParser(got)
 
-    def parse(data: bytes) -> LeanRequest:
+    def parse(data: bytes) -> LeanRequest | None:
         got.url, got.headers, got.body = b"", [], b""
         parser.feed_data(data)
-        return _request(parser, got)
-    return parse
-
-
-def httptools_bare():
-    got = _Collected()
-    parser = httptools.HttpRequestParser(got)
-
-    def parse(data: bytes) -> None:
-        got.url, got.headers, got.body = b"", [], b""
-        parser.feed_data(data)
+        return _request(parser, got) if build else None
     return parse
 
 
@@ -193,7 +184,7 @@ def measure(requests: int) -> dict:
         variants = {"lean": lean_parser(), "httptools, a parser per request": httptools_per_request,
                     "httptools, framed as the lean front needs": httptools_framed(),
                     "httptools, one parser per connection": httptools_per_connection(),
-                    "httptools bare": httptools_bare()}
+                    "httptools bare": httptools_per_connection(build=False)}
         for name in ("httptools, a parser per request", "httptools, framed as the lean front needs",
                      "httptools, one parser per connection"):
             if not same_request(reference, variants[name](data)):
