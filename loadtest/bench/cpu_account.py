@@ -75,12 +75,11 @@ def account(args, system: str) -> dict:
             leader_pid = cluster.leader(timeout=60).proc.pid
             pids, addr = [n.proc.pid for n in cluster.nodes], ",".join(n.http for n in cluster.nodes)
         try:
+            if args.generator == "wrk" and args.workload != "put":  # wrk reads the keyspace's keys: they must exist
+                target = Target(system, addr.split(","), KEY_BYTES, b"v" * VALUE_BYTES, KEYSPACE)
+                asyncio.run(asyncio.wait_for(prefill(target, KEYSPACE), 300))
             before = {pid: thread_cpu(pid) for pid in pids}
             if args.generator == "wrk":
-                if args.workload != "put":  # wrk reads the keys of the keyspace: they must exist
-                    target = Target(system, addr.split(","), KEY_BYTES, b"v" * VALUE_BYTES, KEYSPACE)
-                    asyncio.run(asyncio.wait_for(prefill(target, KEYSPACE), 300))
-                    before = {pid: thread_cpu(pid) for pid in pids}
                 point = wrk.measure_point(system, [a.removeprefix("http://") for a in addr.split(",")], args.workload,
                                           args.clients, 0, args.duration)
                 client_s = point["generator_cpu_s"]
