@@ -25,6 +25,8 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from urllib.parse import parse_qsl, unquote
 
 from multidict import CIMultiDict
@@ -36,7 +38,7 @@ from api.errors import problem_for
 from api.head_watch import HeadWatch
 from api.limits import TOO_MANY_CONNS_REPLY, url_too_long
 from api.logs import log_request, request_logging_on
-from api.params import parse_key, read_params
+from api.params import ReadParams, parse_key, read_params
 from api.reply import Reply
 from api.request_metrics import KV_ROUTE
 
@@ -59,12 +61,44 @@ _LEAN_DELETE_PARAMS = frozenset({"cas", "dc"})
 _LEAN = {"GET": _LEAN_GET_PARAMS, "PUT": _LEAN_PUT_PARAMS, "DELETE": _LEAN_DELETE_PARAMS}
 
 
+# Parsed query strings, shared read-only by their requests: clients repeat the same few
+# (`?consistent`, `?stale`, ...), and parse_qsl was a measurable share of a read's CPU.
+_QUERIES: dict[str, Mapping[str, str]] = {}
+_QUERIES_MAX = 256  # then it starts again: any mix of values stays bounded
+
+
+def _query_of(text: str) -> Mapping[str, str]:
+    query = _QUERIES.get(text)
+    if query is None:
+        parsed: dict[str, str] = {}
+        for name, value in parse_qsl(text, keep_blank_values=True):
+            parsed.setdefault(name, value)  # the first of a repeated parameter, as aiohttp's query.get
+        if len(_QUERIES) >= _QUERIES_MAX:
+            _QUERIES.clear()
+        query = _QUERIES[text] = MappingProxyType(parsed)
+    return query
+
+
+_READ_PARAMS: dict[str, ReadParams] = {}  # the same, for a GET's parameters (a bad one raises each time)
+
+
+def _read_params_of(text: str, query: Mapping[str, str]) -> ReadParams:
+    params = _READ_PARAMS.get(text)
+    if params is None:
+        params = read_params(query)
+        if len(_READ_PARAMS) >= _QUERIES_MAX:
+            _READ_PARAMS.clear()
+        _READ_PARAMS[text] = params
+    return params
+
+
 class LeanRequest:
     """What the service functions and the leader forwarder read of a request."""
 
     __slots__ = ("method", "rel_url", "key", "query", "headers", "body")
 
-    def __init__(self, method: str, rel_url: str, key: str, query: dict, headers: CIMultiDict, body: bytes) -> None:
+    def __init__(self, method: str, rel_url: str, key: str, query: Mapping[str, str], headers: CIMultiDict,
+                 body: bytes) -> None:
         self.method, self.rel_url, self.key, self.query = method, rel_url, key, query
         self.headers, self.body = headers, body
 
@@ -211,9 +245,7 @@ class LeanProtocol(asyncio.Protocol):
             self._await("body")
             return None
         path, _, query_text = target.partition("?")
-        query: dict[str, str] = {}
-        for name, value in parse_qsl(query_text, keep_blank_values=True):
-            query.setdefault(name, value)  # the first of a repeated parameter, as aiohttp's query.get
+        query = _query_of(query_text)
         if not query.keys() <= _LEAN[method] or "%" in path or "/." in path or "//" in path:
             return self._hand_off()  # unusual keys keep aiohttp's exact URL decoding; unclean paths its 301
         body = bytes(self.buf[end + 4:end + 4 + length])
@@ -274,5 +306,6 @@ class LeanProtocol(asyncio.Protocol):
                                         request.headers)
         if request.method == "DELETE":
             return await kv.delete_value(ctx, parse_key(request.key, allow_empty=False), query, request.headers)
-        return await kv.read_value(ctx, request, parse_key(request.key, allow_empty=False), read_params(query))
+        return await kv.read_value(ctx, request, parse_key(request.key, allow_empty=False),
+                                   _read_params_of(request.rel_url.partition("?")[2], query))
 

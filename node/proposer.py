@@ -155,7 +155,8 @@ async def settled(fut: asyncio.Future, timeout_s: float, failure: str):
     cancelled waiter cancels it the same way. One timer per request, where
     wait_for(shield(fut)) built two more futures and four callbacks: a measurable share of a
     linearizable read's event-loop CPU (BENCHMARKS.md, "Where the time goes")."""
-    timer = asyncio.get_running_loop().call_later(timeout_s, _expire, fut, failure, timeout_s)
+    # fut's own loop: asyncio.get_running_loop() makes a getpid() system call on Python 3.11
+    timer = fut.get_loop().call_later(timeout_s, _expire, fut, failure, timeout_s)
     try:
         return await fut
     finally:
@@ -202,11 +203,12 @@ class ReadBarrier:
         self.reads_per_round = Histogram(BATCH_BUCKETS)
 
     async def wait(self, timeout_s: float) -> None:
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._waiting.append(fut)
         self.reads += 1
         if len(self._runners) < self._max_in_flight:
-            runner = asyncio.create_task(self._run(timeout_s))
+            runner = loop.create_task(self._run(timeout_s))
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
         await settled(fut, timeout_s, NOT_CONFIRMED)
@@ -217,7 +219,8 @@ class ReadBarrier:
             self.rounds += 1
             self.reads_per_round.observe(len(batch))
             try:
-                await asyncio.wait_for(self._run_round(timeout_s), timeout_s)
+                async with asyncio.timeout(timeout_s):  # wait_for would start a task per round
+                    await self._run_round(timeout_s)
             except Exception as exc:  # every reader of this round gets the round's failure
                 if isinstance(exc, TimeoutError):
                     exc = OutcomeUnknownError(NOT_CONFIRMED.format(timeout_s))

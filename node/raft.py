@@ -348,8 +348,7 @@ class RaftNode:
         """Replicate `op` and return its result once committed and applied on this node."""
         self._refuse_if_stopping()
         self._refuse_if_disk_full()
-        await self.wait_for_leader(timeout_s)
-        self._refuse_if_cluster_disks_full()
+        self._refuse_if_cluster_disks_full(await self.wait_for_leader(timeout_s))
         return await self.proposer.propose(op, timeout_s, size_bytes)
 
     def wait_local_replay(self, timeout_s: float) -> bool:
@@ -362,8 +361,7 @@ class RaftNode:
         """Return once every write committed before the call is applied on this node."""
         self._refuse_if_stopping()
         self._refuse_if_disk_full()
-        await self.wait_for_leader(timeout_s)
-        self._refuse_if_cluster_disks_full()
+        self._refuse_if_cluster_disks_full(await self.wait_for_leader(timeout_s))
         await self.read_barrier.wait(timeout_s)
 
     async def _read_index_round(self, timeout_s: float) -> None:
@@ -404,11 +402,10 @@ class RaftNode:
         if self.journal.full:
             raise DiskFullError(self.disk.reason())
 
-    def _refuse_if_cluster_disks_full(self) -> None:
+    def _refuse_if_cluster_disks_full(self, leader: str | None) -> None:
         full = self.engine.peers_with_full_disks()
         if not full:
             return
-        leader = self.leader
         if leader in full:
             raise ClusterDiskFullError(f"cannot commit: the leader {self._name(leader)}: disk full")
         if self.is_leader:
@@ -426,6 +423,9 @@ class RaftNode:
         return self.members().get(raft_addr, (raft_addr, ''))[0]
 
     async def wait_for_leader(self, timeout_s: float) -> str:
+        leader = self.leader
+        if leader is not None:  # every strong read and write asks: no coroutine when one is known
+            return leader
         leader = await wait_until(lambda: self.leader, self.cluster_changes, timeout_s)
         if leader is None:
             raise NoLeaderError(f"no leader elected within {timeout_s:g}s")

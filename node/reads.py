@@ -79,8 +79,8 @@ class ReadView:
     def get(self, key: str) -> KVEntry | None:
         return self.state.get(key)
 
-    def key_index(self, key: str) -> int:
-        return self.state.key_index(key)
+    def get_with_index(self, key: str) -> tuple[KVEntry | None, int]:
+        return self.state.get_with_index(key)
 
     def items_with_prefix(self, prefix: str) -> list[tuple[str, KVEntry]]:
         return self.state.items_with_prefix(prefix)

@@ -436,10 +436,14 @@ class KVStateMachine:
 
     def key_index(self, key: str) -> int:
         """The index a read of `key` reflects: its ModifyIndex, else its delete's, else the store's."""
+        return self.get_with_index(key)[1]
+
+    def get_with_index(self, key: str) -> tuple[KVEntry | None, int]:
+        """`get(key)` and `key_index(key)` with one lookup (every single-key read wants both)."""
         entry = self.entries.get(key)
         if entry is not None:
-            return entry.modify_index
-        return self.tombstones.get(key) or self.kv_index
+            return entry, entry.modify_index
+        return None, self.tombstones.get(key) or self.kv_index
 
     def prefix_index(self, prefix: str, items: list[tuple[str, KVEntry]]) -> int:
         """The index of a prefix: highest ModifyIndex in it, or delete index of a key under it."""

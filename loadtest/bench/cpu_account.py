@@ -1,6 +1,7 @@
 """Where a write's CPU goes: CPU microseconds per operation, per process and per thread.
 
-    python -m loadtest.bench.cpu_account [--workload put] [--clients 32] [--duration 8] [--generator wrk] [--out FILE]
+    python -m loadtest.bench.cpu_account [--workload put] [--clients 32] [--duration 8] [--generator wrk]
+                                         [--no-etcd] [--out FILE]
 
 Starts a 3-node cluster, runs one closed-loop point of `raftkv bench` (or of wrk, the compiled
 generator: `--generator wrk`, loadtest/bench/wrk.py) against it and reads
@@ -53,11 +54,13 @@ def main(argv=None) -> int:
     ap.add_argument("--generator", choices=["python", "wrk"], default="python",
                     help="the load generator: `raftkv bench`'s Python clients, or wrk")
     ap.add_argument("--out", help="write the figures as JSON here")
+    ap.add_argument("--no-etcd", action="store_true", help="raftkv only (before/after runs of one build)")
     args = ap.parse_args(argv)
     if args.generator == "wrk" and not wrk.available():
         print("cpu_account: wrk is not installed (Debian's package `wrk`)", file=sys.stderr)
         return 2
-    figures = {"raftkv": account(args, "raftkv"), "etcd": account(args, "etcd") if shutil.which("etcd") else None}
+    with_etcd = shutil.which("etcd") is not None and not args.no_etcd
+    figures = {"raftkv": account(args, "raftkv"), "etcd": account(args, "etcd") if with_etcd else None}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(figures, f, indent=2)

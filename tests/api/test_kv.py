@@ -1,12 +1,17 @@
 """/v1/kv over a fake leader: keys, parameters, headers, limits (Consul's wire format)."""
 
 import base64
+import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api.context import ApiConfig
+from api.kv import entry_json, one_entry_body
 from api.params import parse_duration
 from node.codec import DeleteOp, SetOp
+from node.state_machine import KVEntry
 from tests.api.fake_node import FakeNode
 
 
@@ -238,3 +243,13 @@ async def test_go_durations_zero_and_signed_are_accepted(node_client, query):
     node.put("k", b"v")
     resp = await client.get(f"/v1/kv/k?{query}")
     assert resp.status == 200, await resp.text()
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.text(max_size=40), value=st.binary(max_size=40), flags=st.integers(0, 2**64 - 1),
+       indexes=st.tuples(st.integers(0, 2**63), st.integers(0, 2**63), st.integers(0, 2**63)),
+       session=st.none() | st.text(max_size=40))
+def test_a_single_entry_body_is_byte_for_byte_what_json_dumps_writes(key, value, flags, indexes, session):
+    create, modify, lock = indexes
+    entry = KVEntry(value, flags, create, modify, lock, session)
+    assert one_entry_body(key, entry) == json.dumps([entry_json(key, entry)]).encode()
