@@ -458,13 +458,13 @@ class RaftNode:
             if (last_contact is not None and last_contact <= max_stale_s * 1000) or self.is_leader:
                 return ReadRoute.LOCAL
             return ReadRoute.LEADER
-        if self.leader is None:
-            self._refuse_if_disk_full()  # a node that can store nothing takes no part in elections
         if consistency is Consistency.DEFAULT:
+            if self.leader is None:
+                self._refuse_if_disk_full()  # a node that can store nothing takes no part in elections
             await self.wait_for_leader(timeout_s)
             if not self.is_leader:
                 return ReadRoute.LEADER
-        await self.barrier(timeout_s)
+        await self.barrier(timeout_s)  # which refuses a full disk first (a consistent read's case above)
         return ReadRoute.LOCAL
 
     def read_view(self) -> ReadView:
