@@ -124,3 +124,21 @@ def test_several_rounds_show_the_median_and_the_spread_of_ops():
     d["rounds"] = 3
     text = report.compare_tables(d)
     assert "the median of 3 rounds" in text and "| put | 32 | etcd | 1,000 (900–1,300) |" in text
+
+
+def _cpu_doc(ops_per_s: float, client_us: int, loops: tuple[int, int, int], raft: tuple[int, int, int]) -> dict:
+    nodes = [{"node": f"n{i + 1}", "role": "follower", "main_thread_us": m, "other_threads_us": o}
+             for i, (m, o) in enumerate(zip(loops, raft, strict=True))]
+    return {"workload": "get-consistent", "generator": "wrk", "ops_per_s": ops_per_s, "client_us": client_us,
+            "nodes": nodes, "nodes_total_us": sum(loops) + sum(raft)}
+
+
+def test_the_cpu_budget_says_how_far_raftkv_is_from_one_and_a_half_times_etcd_or_that_it_got_there():
+    etcd = {"ops_per_s": 4000.0, "client_us": 40, "nodes_total_us": 460}
+    short = report._budget(_cpu_doc(5000.0, 35, (60, 60, 60), (40, 40, 40)), etcd)  # 300 µs, 1.25x etcd
+    assert "1.25x" in short and "about 244 µs per operation, 19 % less than now" in short
+    assert "Raft layer alone" not in short  # its 120 µs fit in the budget
+    met = report._budget(_cpu_doc(7000.0, 35, (50, 50, 50), (30, 30, 30)), etcd)  # 240 µs, 1.75x etcd
+    assert "1.75x" in met and "more than they spent: this run met the rate" in met and "less than now" not in met
+    raft_bound = report._budget(_cpu_doc(5000.0, 35, (10, 10, 10), (90, 90, 90)), etcd)
+    assert "the Raft layer alone is over the budget" in raft_bound
