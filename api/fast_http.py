@@ -22,6 +22,7 @@ its first request head may take, and answers 414 to a request line too long to b
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -61,35 +62,20 @@ _LEAN_DELETE_PARAMS = frozenset({"cas", "dc"})
 _LEAN = {"GET": _LEAN_GET_PARAMS, "PUT": _LEAN_PUT_PARAMS, "DELETE": _LEAN_DELETE_PARAMS}
 
 
-# Parsed query strings, shared read-only by their requests: clients repeat the same few
-# (`?consistent`, `?stale`, ...), and parse_qsl was a measurable share of a read's CPU.
-_QUERIES: dict[str, Mapping[str, str]] = {}
-_QUERIES_MAX = 256  # then it starts again: any mix of values stays bounded
-
-
+# Parsed query strings and a GET's parameters, shared read-only by their requests: clients repeat
+# the same few (`?consistent`, `?stale`, ...), and parse_qsl and read_params were a measurable share
+# of a read's CPU. A bad parameter raises, and lru_cache keeps no exception: it raises each time.
+@functools.lru_cache(maxsize=256)
 def _query_of(text: str) -> Mapping[str, str]:
-    query = _QUERIES.get(text)
-    if query is None:
-        parsed: dict[str, str] = {}
-        for name, value in parse_qsl(text, keep_blank_values=True):
-            parsed.setdefault(name, value)  # the first of a repeated parameter, as aiohttp's query.get
-        if len(_QUERIES) >= _QUERIES_MAX:
-            _QUERIES.clear()
-        query = _QUERIES[text] = MappingProxyType(parsed)
-    return query
+    parsed: dict[str, str] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        parsed.setdefault(name, value)  # the first of a repeated parameter, as aiohttp's query.get
+    return MappingProxyType(parsed)
 
 
-_READ_PARAMS: dict[str, ReadParams] = {}  # the same, for a GET's parameters (a bad one raises each time)
-
-
-def _read_params_of(text: str, query: Mapping[str, str]) -> ReadParams:
-    params = _READ_PARAMS.get(text)
-    if params is None:
-        params = read_params(query)
-        if len(_READ_PARAMS) >= _QUERIES_MAX:
-            _READ_PARAMS.clear()
-        _READ_PARAMS[text] = params
-    return params
+@functools.lru_cache(maxsize=256)
+def _read_params_of(text: str) -> ReadParams:
+    return read_params(_query_of(text))
 
 
 class LeanRequest:
@@ -307,5 +293,5 @@ class LeanProtocol(asyncio.Protocol):
         if request.method == "DELETE":
             return await kv.delete_value(ctx, parse_key(request.key, allow_empty=False), query, request.headers)
         return await kv.read_value(ctx, request, parse_key(request.key, allow_empty=False),
-                                   _read_params_of(request.rel_url.partition("?")[2], query))
+                                   _read_params_of(request.rel_url.partition("?")[2]))
 

@@ -211,11 +211,7 @@ class ReadBarrier:
             runner = loop.create_task(self._run(timeout_s))
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
-        timer = loop.call_later(timeout_s, _expire, fut, NOT_CONFIRMED, timeout_s)  # settled(), inlined
-        try:
-            await fut
-        finally:
-            timer.cancel()
+        await settled(fut, timeout_s, NOT_CONFIRMED)
 
     async def _run(self, timeout_s: float) -> None:
         while self._waiting:
