@@ -137,6 +137,10 @@ def _work(m: NodeMetrics) -> Iterator[Metric]:
                  "for a slot", m.proposals_pending)
     yield _histogram("raftkv_proposals_writes_per_entry", "Writes batched into each log entry that carries writes",
                      m.writes_per_entry)
+    yield _counter("raftkv_raft_merged_entries_total", "Leader: log entries that carried the batches of two "
+                   "proposals or more", m.merged_entries)
+    yield _counter("raftkv_raft_merged_batches_total", "Leader: the proposals' batches those entries carried",
+                   m.merged_batches)
     # The series keep their read-barrier names (dashboards); a round is now a ReadIndex round.
     yield _counter("raftkv_read_barrier_rounds_total", "Linearizable read rounds (ReadIndex confirmations "
                    "this node waited for)", m.barrier_rounds)

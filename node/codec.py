@@ -231,3 +231,31 @@ def decode(payload: bytes) -> list[Op]:
         return [_op_from_list(item) for item in items]
     except (IndexError, TypeError, ValueError) as exc:
         raise CodecError(f"malformed op: {exc}") from None
+
+
+# The ops whose batches the leader may merge into one entry (node.engine.merge): data changes that
+# take their index from the entry. Membership, restores and ACL changes keep an entry of their own.
+MERGEABLE_OPS = frozenset({OP_SET, OP_DELETE, OP_TXN, OP_SESSION, OP_LOCK})
+
+
+def mergeable_rows(payload: bytes) -> list | None:
+    """The ops of `payload` as encoded rows, ready for `merged_payload`; None when it must stay an
+    entry of its own: undecodable, a newer version's, or holding an op outside MERGEABLE_OPS.
+    Every row is checked as `decode` would, so one bad batch never spoils a merged entry."""
+    try:
+        version, rows = msgpack.unpackb(payload, raw=False)
+        if type(version) is not int or not 1 <= version <= CODEC_VERSION or type(rows) is not list or not rows:
+            return None
+        for row in rows:
+            if type(row) is not list or not row or row[0] not in MERGEABLE_OPS:
+                return None
+            _op_from_list(row)
+    except Exception:  # noqa: BLE001 - msgpack and the row checks raise several unrelated types
+        return None
+    return rows
+
+
+def merged_payload(batches: list[list]) -> bytes:
+    """One payload holding the ops of every batch (rows from `mergeable_rows`), in order: it
+    decodes, on any node of any release, to the concatenation of the batches' ops."""
+    return msgpack.packb([CODEC_VERSION, [row for rows in batches for row in rows]], use_bin_type=True)

@@ -81,6 +81,8 @@ class NodeMetrics:
     journal_bytes_written: int
     fsync_seconds: Histogram
     writes_per_entry: Histogram
+    merged_entries: int  # leader: entries that carried the batches of two proposals or more
+    merged_batches: int  # the batches those entries carried
     barrier_rounds: int
     barrier_reads: int
     reads_per_barrier: Histogram

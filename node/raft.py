@@ -707,6 +707,8 @@ class RaftNode:
             journal_bytes_written=journal.bytes_written,
             fsync_seconds=journal.fsync_seconds,
             writes_per_entry=proposer.writes_per_entry,
+            merged_entries=self.engine.merged_entries[0],
+            merged_batches=self.engine.merged_entries[1],
             barrier_rounds=self.read_barrier.rounds,
             barrier_reads=self.read_barrier.reads,
             reads_per_barrier=self.read_barrier.reads_per_round,

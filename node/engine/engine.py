@@ -30,6 +30,7 @@ from node.engine.conf import syncobj_conf
 from node.engine.failures import SUCCESS, error_for
 from node.engine.journal import DurableJournal
 from node.engine.journal_seam import journal_installed
+from node.engine.merge import EntryMerger
 from node.engine.observer import DurabilityObserver
 from node.engine.peer_auth import Keyring
 from node.engine.read_index import ReadIndex
@@ -177,6 +178,9 @@ class RaftEngine:
         self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal,
                                            standing=self.standing, hello=self._hello, on_ack=self._on_ack,
                                            on_removed=self._on_removed)
+        # The leader appends the batches queued in one tick as one entry (node.engine.merge).
+        merger = self._transport.merger = EntryMerger(syncobj, self._transport.send, lambda: self.journal.full)
+        internals.check_commands_with(syncobj, merger.check_commands)
         return self._transport
 
     def _journal_synced(self) -> None:
@@ -235,6 +239,12 @@ class RaftEngine:
         committed before the call, confirmed with a majority without a log entry
         (node.engine.read_index), or `on_read(error)` (node.errors.NoLeaderError)."""
         self._ri.request(on_read)
+
+    @property
+    def merged_entries(self) -> tuple[int, int]:
+        """Entries this node appended as leader that merged two batches or more, and those batches."""
+        merger = self._transport.merger if self._transport is not None else None
+        return (merger.entries_merged, merger.batches_merged) if merger is not None else (0, 0)
 
     def read_index_rounds(self) -> tuple[int, int, int]:
         """ReadIndex rounds this node started as leader, those a majority confirmed, and the

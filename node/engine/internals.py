@@ -10,6 +10,7 @@ Threading: the writers run on PySyncObj's tick thread only (they race it otherwi
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import sys
 import time
@@ -141,7 +142,48 @@ def on_wake(syncobj: SyncObj, callback: Callable[[], None]) -> None:
     syncobj._SyncObj__pipeNotifier._PipeNotifier__callback = callback
 
 
+def command_queue(syncobj: SyncObj) -> collections.deque:
+    """PySyncObj's queue of commands waiting to be appended: (command, callback) pairs, the
+    callback a function of this node, None, or (Node, request_id) for a command a follower
+    forwarded. Other threads only append to it; only the tick thread takes from its left."""
+    return syncobj._SyncObj__commandsQueue._FastQueue__queue
+
+
 def commands_queued(syncobj: SyncObj) -> bool:
     """Any thread: commands wait in PySyncObj's queue (proposed here or forwarded to this leader);
     its tick appends them in `_checkCommandsToApply`."""
-    return bool(syncobj._SyncObj__commandsQueue._FastQueue__queue)
+    return bool(command_queue(syncobj))
+
+
+def check_commands_with(syncobj: SyncObj, check: Callable[[Callable[[], None]], None]) -> None:
+    """Before the tick thread starts: each tick calls `check(own)` where it called
+    `_checkCommandsToApply()`; `own()` is PySyncObj's (the tick looks the name up on the instance)."""
+    own = SyncObj._checkCommandsToApply.__get__(syncobj)
+    syncobj._checkCommandsToApply = lambda: check(own)
+
+
+def append_as_leader(syncobj: SyncObj, command: bytes) -> tuple[int, int]:
+    """Tick thread, leader: append `command` to the log in the current term, as
+    `_checkCommandsToApply` does; returns its (index, term). The journal's errors (a full disk)
+    propagate as they do from there."""
+    index, term = syncobj._SyncObj__getCurrentLogIndex() + 1, syncobj._SyncObj__raftCurrentTerm
+    syncobj._SyncObj__raftLog.add(command, index, term)
+    return index, term
+
+
+def when_applied(syncobj: SyncObj, index: int, term: int, callback: Callable[[object, int], None]) -> None:
+    """Tick thread: `callback(result, FAIL_REASON)` once the entry at `index` is applied here:
+    SUCCESS if it is still of `term`, DISCARDED if another leader's entry took its place."""
+    syncobj._SyncObj__commandsWaitingCommit[index].append((term, callback))
+
+
+def send_append_entries(syncobj: SyncObj) -> None:
+    """Tick thread, leader: ship what each follower lacks now (with batching off PySyncObj does
+    this after every command it appends)."""
+    syncobj._SyncObj__sendAppendEntries()
+
+
+def waiting_replies(syncobj: SyncObj) -> dict:
+    """Follower: request_id -> the callback of a command forwarded to the leader whose
+    `apply_command_response` has not arrived yet."""
+    return syncobj._SyncObj__commandsWaitingReply

@@ -71,6 +71,7 @@ from node.disk import NoSpaceError, is_no_space
 from node.engine import internals, read_index, wire
 from node.engine.failures import NOT_LEADER
 from node.engine.journal import DurableJournal
+from node.engine.merge import EntryMerger, slice_of
 from node.engine.read_index import ReadIndex
 from node.membership import PeerHello, Standing
 
@@ -107,6 +108,7 @@ class DurableTransport(TCPTransport):
         self._acks_made_at = (0, 0)
         self.highest_acked = 0  # leader: the highest index a peer has acknowledged (`sync_completed`)
         self.read_index: ReadIndex | None = None  # set by the engine once SyncObj is built
+        self.merger: EntryMerger | None = None  # set by the engine before the tick thread starts
 
     def send(self, node, message):
         kind = message.get("type")
@@ -116,6 +118,8 @@ class DurableTransport(TCPTransport):
             return False
         if kind == "append_entries" and self._followed_at_once(message):
             return True
+        if kind == "apply_command":
+            message["slices"] = True  # our results may come as a slice of a merged entry (node.engine.merge)
         return super().send(node, message)
 
     def _followed_at_once(self, message) -> bool:
@@ -324,6 +328,10 @@ class DurableTransport(TCPTransport):
             super().send(node, {"type": "apply_command_response", "request_id": message["request_id"],
                                 "error": NOT_LEADER})
             return
+        if kind == "apply_command" and self.merger is not None:
+            self.merger.forwarded(node, message)
+        if kind == "apply_command_response" and "part" in message:
+            self._take_part(message)
         if (not standing.accepting and kind in _LEADER_MESSAGES) or (
                 not standing.voting and kind in _VOTING_MESSAGES):
             return
@@ -358,6 +366,14 @@ class DurableTransport(TCPTransport):
             if not isinstance(exc, NoSpaceError):  # a snapshot piece PySyncObj writes itself
                 self.journal.disk.failed("snapshot", exc.filename or self.journal.path)
 
+
+    def _take_part(self, message) -> None:
+        """Our forwarded batch went into a merged entry: its callback takes its ops' results only."""
+        part, request_id = message.pop("part"), message.get("request_id")
+        callbacks = internals.waiting_replies(self._syncObj)
+        if (type(part) is list and len(part) == 2 and all(type(n) is int and n >= 0 for n in part)
+                and type(request_id) is int and request_id in callbacks and "error" not in message):
+            callbacks[request_id] = slice_of(callbacks[request_id], part[0], part[1])
 
     def _finish_comes_early(self, message) -> bool:
         """An entry of 64 KiB or more arrives in pieces, and PySyncObj 0.3.17's leader labels the

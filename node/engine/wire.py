@@ -166,15 +166,30 @@ def decompress(data) -> bytes:
     return out
 
 
-def is_regular_command(command: bytes) -> bool:
-    """A REGULAR command as raftkv's one replicated method writes it: (method id 0, (payload,))."""
+def regular_payload(command: bytes) -> bytes | None:
+    """The payload of a REGULAR command as raftkv's one replicated method writes it
+    ((method id 0, (payload,))), or None for anything else."""
+    if command[:1] != bytes([REGULAR]):
+        return None
     try:
         decoded = loads(command[1:])
     except Exception:  # noqa: BLE001 - any undecodable command is simply not one of ours
-        return False
-    return (command[:1] == bytes([REGULAR]) and type(decoded) is tuple and len(decoded) == 2 and type(decoded[0]) is int
-            and decoded[0] == 0
-            and type(decoded[1]) is tuple and len(decoded[1]) == 1 and type(decoded[1][0]) is bytes)
+        return None
+    if (type(decoded) is tuple and len(decoded) == 2 and type(decoded[0]) is int and decoded[0] == 0
+            and type(decoded[1]) is tuple and len(decoded[1]) == 1 and type(decoded[1][0]) is bytes):
+        return decoded[1][0]
+    return None
+
+
+def regular_command(payload: bytes) -> bytes:
+    """The REGULAR command that calls raftkv's one replicated method with `payload`, as
+    PySyncObj's `@replicated` writes it (in protocol 4: `dumps`)."""
+    return bytes([REGULAR]) + dumps((0, (payload,)))
+
+
+def is_regular_command(command: bytes) -> bool:
+    """A REGULAR command as raftkv's one replicated method writes it: (method id 0, (payload,))."""
+    return regular_payload(command) is not None
 
 
 class _Throttled:

@@ -364,6 +364,48 @@ def test_queued_commands_are_appended_and_shipped_after_this_ticks_append_entrie
     assert internals.commands_queued(peer.syncobj) is True
 
 
+def test_what_merged_entries_rely_on_in_pysyncobj():
+    """node.engine.merge appends queued commands as PySyncObj's leader branch does, and a
+    follower's forwarded callback waits for the index and term it is told (NOTES.md, "Merged entries")."""
+    assert "self._checkCommandsToApply()" in source_of("_onTick")
+    assert in_order(source_of("_checkCommandsToApply"), "command, callback = self.__commandsQueue.get_nowait()",
+                    "if isinstance(callback, tuple):", "requestNode, requestID = callback",
+                    "idx, term = self.__getCurrentLogIndex() + 1, self.__raftCurrentTerm",
+                    "self.__raftLog.add(command, idx, term)",
+                    "self.__commandsWaitingCommit[idx].append((term, callback))",
+                    "'type': 'apply_command_response',", "'log_idx': idx,", "'log_term': term,",
+                    "self.__sendAppendEntries()")
+    assert in_order(source_of("_SyncObj__onMessageReceived"),
+                    "callback = self.__commandsWaitingReply.pop(requestID, None)", "idx = message['log_idx']",
+                    "term = message['log_term']",
+                    "self.__commandsWaitingCommit[idx].append((term, callback))")
+    assert in_order(source_of("_SyncObj__applyLogEntries"),
+                    "subscribers = self.__commandsWaitingCommit.pop(entry[1], [])",
+                    "for subscribeTermID, callback in subscribers:", "callback(res, FAIL_REASON.SUCCESS)",
+                    "callback(None, FAIL_REASON.DISCARDED)")
+
+
+def test_the_merge_reaches_work_on_a_real_leader(make_peer):
+    peer = make_peer(other_count=0)
+    elect_alone(peer)
+    syncobj = peer.syncobj
+    peer.log.apply(b"queued", callback=None)
+    assert len(internals.command_queue(syncobj)) == 1
+    internals.command_queue(syncobj).clear()
+    index, term = internals.append_as_leader(syncobj, wire.regular_command(b"appended"))
+    assert (index, term) == (peer.journal.last_index, syncobj.raftCurrentTerm)
+    got = []
+    internals.when_applied(syncobj, index, term, lambda result, error: got.append((result, error)))
+    internals.send_append_entries(syncobj)
+    checked = []
+    internals.check_commands_with(syncobj, lambda own: (checked.append(1), own()))
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        syncobj.doTick(0.01)
+    assert got == [(index, FAIL_REASON.SUCCESS)] and peer.applied[-1] == (index, b"appended") and checked
+    assert internals.waiting_replies(syncobj) == {}
+
+
 # -- status and states --------------------------------------------------------------------------
 
 
