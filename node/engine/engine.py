@@ -175,6 +175,7 @@ class RaftEngine:
         # Called by SyncObj's constructor, before its tick thread starts: the leader's commit
         # computation never counts an unsynced own copy, from the first tick on.
         internals.count_own_copy_up_to(syncobj, lambda: self.journal.synced_index)
+        internals.wake_at_election_deadline(syncobj)
         self._transport = DurableTransport(syncobj, self_node, other_nodes, journal=self.journal,
                                            standing=self.standing, hello=self._hello, on_ack=self._on_ack,
                                            on_removed=self._on_removed)

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable
 
 from pysyncobj import SyncObj
+from pysyncobj.monotonic import monotonic as raft_clock  # PySyncObj's clock: its deadlines are on it
 
 # Recorded as a term's vote: no candidate has this address, so every vote request in that
 # term is refused (PySyncObj grants a vote only while its vote of the term is None).
@@ -44,13 +45,40 @@ def last_known_leader(syncobj: SyncObj):
     return syncobj._getLeader()
 
 
-def election_deadline(syncobj: SyncObj) -> float:
-    return syncobj._SyncObj__raftElectionDeadline
+def election_due_in(syncobj: SyncObj) -> float:
+    """Seconds until this node, a follower or candidate, starts an election (negative: overdue).
+    On PySyncObj's clock (CLOCK_MONOTONIC_RAW), not time.monotonic(): the two differ by an offset
+    that grows with uptime (0.15 s on a fresh machine, minutes after weeks of NTP slewing)."""
+    return syncobj._SyncObj__raftElectionDeadline - raft_clock()
 
 
-def set_election_deadline(syncobj: SyncObj, deadline: float) -> None:
-    """Tick thread: no election starts before `deadline` (time.monotonic())."""
-    syncobj._SyncObj__raftElectionDeadline = deadline
+def hold_election_for(syncobj: SyncObj, seconds: float) -> None:
+    """Tick thread: no election starts in the next `seconds` (PySyncObj's clock)."""
+    syncobj._SyncObj__raftElectionDeadline = raft_clock() + seconds
+
+
+def wake_at_election_deadline(syncobj: SyncObj) -> None:
+    """Before the tick thread starts: a follower's (or candidate's) poll ends at its election
+    deadline instead of waiting out the whole tick period.
+
+    A follower checks its deadline only at the start of a tick, and with no leader its ticks come
+    every `autoTickPeriod`, counted from the last message. Both followers last woke for the same
+    heartbeat of the leader that died, so their ticks kept the same phase: two deadlines within one
+    period (50 ms of the 0.6 s range, about one election in twelve) were found at the same moment,
+    both stood, and the election took a second round (tests/integration/test_failover.py)."""
+    poller = syncobj._poller
+    own_poll = poller.poll
+    ref = weakref.ref(syncobj)  # no cycle: PySyncObj's tick thread ends when its SyncObj is collected
+
+    def poll(timeout: float) -> None:
+        so = ref()
+        if so is not None and so._SyncObj__raftState != LEADER:
+            left = so._SyncObj__raftElectionDeadline - raft_clock()
+            if 0 < left < timeout:
+                timeout = left + 0.001  # poll counts whole milliseconds: be past the deadline when it ends
+        own_poll(timeout)
+
+    poller.poll = poll
 
 
 def record_no_vote(syncobj: SyncObj, term: int) -> None:

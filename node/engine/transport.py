@@ -205,9 +205,9 @@ class DurableTransport(TCPTransport):
         standing = self.standing
         now = time.monotonic()
         if not standing.voting or self.journal.full:  # a vote we could not store is no vote
-            internals.set_election_deadline(self._syncObj, now + 3600)
-        elif internals.election_deadline(self._syncObj) > now + 60:  # just allowed to vote again
-            internals.set_election_deadline(self._syncObj, now + self._syncObj.conf.raftMaxTimeout)
+            internals.hold_election_for(self._syncObj, 3600)
+        elif internals.election_due_in(self._syncObj) > 60:  # just allowed to vote again
+            internals.hold_election_for(self._syncObj, self._syncObj.conf.raftMaxTimeout)
         if self._unknownConnections:
             self._drop_silent_strangers(now)
         if now < self._next_keepalive:

@@ -4,7 +4,10 @@ PySyncObj drops a connection that received nothing for 2 s when it next sends on
 followers never talk to each other: before our keep-alive (node/engine/transport.py), the first
 vote request after a quiet period always died with that idle link, both survivors became
 candidates of the same term, and the election needed a second round (term + 2, a whole
-election timeout more). Split votes can still happen by chance (both timers expire within
+election timeout more). Until a follower's poll ended at its election deadline
+(node.engine.internals.wake_at_election_deadline), both survivors found their deadlines only at
+ticks of the same phase, 50 ms apart: two deadlines in one such window made a split vote, and
+this test failed now and then. Split votes can still happen by chance (both timers expire within
 a round trip), so the test asks for a clean term + 1 election in most rounds, not all.
 """
 

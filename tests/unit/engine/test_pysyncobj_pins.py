@@ -109,7 +109,7 @@ def make_peer(tmp_path):
 
 
 def elect_alone(peer: Peer) -> None:
-    internals.set_election_deadline(peer.syncobj, 0)
+    internals.hold_election_for(peer.syncobj, -1)
     deadline = time.monotonic() + 5
     while not internals.is_leader(peer.syncobj) and time.monotonic() < deadline:
         peer.syncobj.doTick(0.0)
@@ -164,8 +164,8 @@ def test_every_internal_reach_works_on_a_real_syncobj(make_peer):
     peer = make_peer()
     syncobj = peer.syncobj
     assert internals.is_leader(syncobj) is False and internals.last_known_leader(syncobj) is None
-    internals.set_election_deadline(syncobj, 123.0)
-    assert internals.election_deadline(syncobj) == 123.0
+    internals.hold_election_for(syncobj, 123.0)
+    assert 122.9 < internals.election_due_in(syncobj) <= 123.0
     internals.record_no_vote(syncobj, 5)
     assert syncobj.raftCurrentTerm == 5 and peer.journal.getVotedForNodeId() == internals.NO_VOTE
     assert syncobj._SyncObj__votedForNodeId == internals.NO_VOTE
@@ -180,6 +180,25 @@ def test_every_internal_reach_works_on_a_real_syncobj(make_peer):
     assert {n.address for n in internals.other_voters(syncobj)} == {newcomer}
     assert TCPNode(newcomer) in syncobj._SyncObj__lastResponseTime  # filled in by us
     assert TCPNode(newcomer) in internals.match_indexes(syncobj)
+
+
+def test_a_followers_poll_ends_at_its_election_deadline(make_peer):
+    """internals.wake_at_election_deadline: the tick polls through `self._poller.poll(timeToWait)`,
+    and the deadline it checks is on PySyncObj's clock."""
+    assert "self._poller.poll(timeToWait)" in source_of("_onTick")
+    assert "if self.__raftElectionDeadline < monotonicTime() and self.__connectedToAnyone():" in SYNCOBJ_SOURCE
+    assert pysyncobj.syncobj.monotonicTime is internals.raft_clock
+    peer = make_peer()  # a follower whose one peer never answers: it polls, and never stands
+    internals.wake_at_election_deadline(peer.syncobj)
+    internals.hold_election_for(peer.syncobj, 0.3)
+    started = time.monotonic()
+    peer.syncobj.doTick(5.0)
+    waited = time.monotonic() - started
+    assert 0.25 < waited < 2.0, waited
+    internals.hold_election_for(peer.syncobj, -1)  # overdue (not connected, so no election): a whole poll
+    started = time.monotonic()
+    peer.syncobj.doTick(0.3)
+    assert time.monotonic() - started >= 0.25
 
 
 def test_an_unstored_term_is_forgotten_and_a_candidate_is_a_follower_again(make_peer):
