@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import sys
-import time
 import weakref
 from collections.abc import Callable
 
@@ -116,12 +115,12 @@ def set_other_voters(syncobj: SyncObj, addresses: list[str]) -> None:
 
     Its own configuration update (used when it loads a snapshot) forgets the leader's
     last-response time of a new peer, which its step-down check then reads (KeyError on every
-    tick): a new peer counts as just heard.
+    tick): a new peer counts as just heard, on PySyncObj's clock (the one the check reads).
     """
     syncobj._SyncObj__updateClusterConfiguration(addresses)
     heard = syncobj._SyncObj__lastResponseTime
     for node in syncobj._SyncObj__otherNodes:
-        heard.setdefault(node, time.monotonic())
+        heard.setdefault(node, raft_clock())
 
 
 def count_own_copy_up_to(syncobj: SyncObj, synced_index: Callable[[], int]) -> None:
