@@ -688,6 +688,7 @@ class RaftNode:
         """What api/metrics.py exports: state read now (cheap reads, no locks) and the counts."""
         last_contact = self.last_contact_ms
         proposer, checkpointer, journal = self.proposer, self.checkpointer, self.journal
+        merged_entries, merged_batches = self.engine.merged_entries
         return NodeMetrics(
             node_id=self.addresses.node_id,
             is_leader=self.is_leader,
@@ -707,8 +708,8 @@ class RaftNode:
             journal_bytes_written=journal.bytes_written,
             fsync_seconds=journal.fsync_seconds,
             writes_per_entry=proposer.writes_per_entry,
-            merged_entries=self.engine.merged_entries[0],
-            merged_batches=self.engine.merged_entries[1],
+            merged_entries=merged_entries,
+            merged_batches=merged_batches,
             barrier_rounds=self.read_barrier.rounds,
             barrier_reads=self.read_barrier.reads,
             reads_per_barrier=self.read_barrier.reads_per_round,

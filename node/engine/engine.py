@@ -106,6 +106,7 @@ class RaftEngine:
         self._syncobj: SyncObj | None = None  # set once SyncObj's constructor has returned
         self._transport: DurableTransport | None = None  # set during that constructor
         self._read_index: ReadIndex | None = None  # set once SyncObj is built
+        self._merger: EntryMerger | None = None  # set with the transport
         self._next_handover = 0.0
         self._full_since: float | None = None
         self._handover_logged = False
@@ -180,7 +181,8 @@ class RaftEngine:
                                            standing=self.standing, hello=self._hello, on_ack=self._on_ack,
                                            on_removed=self._on_removed)
         # The leader appends the batches queued in one tick as one entry (node.engine.merge).
-        merger = self._transport.merger = EntryMerger(syncobj, self._transport.send, lambda: self.journal.full)
+        merger = self._merger = self._transport.merger = EntryMerger(syncobj, self._transport.send,
+                                                                     lambda: self.journal.full)
         internals.check_commands_with(syncobj, merger.check_commands)
         return self._transport
 
@@ -244,7 +246,7 @@ class RaftEngine:
     @property
     def merged_entries(self) -> tuple[int, int]:
         """Entries this node appended as leader that merged two batches or more, and those batches."""
-        merger = self._transport.merger if self._transport is not None else None
+        merger = self._merger
         return (merger.entries_merged, merger.batches_merged) if merger is not None else (0, 0)
 
     def read_index_rounds(self) -> tuple[int, int, int]:
