@@ -33,6 +33,7 @@ python -m loadtest.bench.compare --rounds 2 --raftkv-build before=/path/old/.ven
     --raftkv-build after=.venv/bin/raftkv       # builds before/after a change, in the same run
 python -m loadtest.bench.snapshot_bench --keys 1000000 --raftkv /path/to/other/venv/bin/raftkv --label before
 python -m loadtest.bench.raft_only > loadtest/results/raft-only.json   # the Raft layer alone, no HTTP
+python -m loadtest.bench.raft_only --clients 1 --on leader   # one client on the leader, no HTTP: a write's floor
 python -m loadtest.bench.cpu_account --out loadtest/results/cpu-put-32.json   # CPU per write, raftkv and etcd
 python -m loadtest.bench.cpu_account --generator wrk --out loadtest/results/cpu-put-32-wrk.json   # the same, wrk
 python -m loadtest.bench.cpu_account --workload get-consistent --generator wrk \
