@@ -9,7 +9,7 @@ at the same concurrency is the cost of the HTTP layer.
 
 `--on leader` runs every client on the leader instead: with one client, the Raft path's floor
 for a write, to set beside a whole HTTP write (issue 15's one-client target). Each line of
-output names the node that led and counts failed proposals (a run of failures would otherwise
+output names the node that led at the end and counts failed proposals (a run of failures would otherwise
 pass for a slow run).
 """
 
