@@ -348,7 +348,14 @@ def section_raft_only(results: str) -> str:
              f"**{r['commits_per_s']:,.0f} writes/s** (p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms)."]
     if http:
         lines.append(f" Through HTTP at the same concurrency: {http:,.0f} writes/s, "
-                     f"{100 * (1 - http / r['commits_per_s']):.0f} % fewer (the target is at most 25 %).")
+                     f"{100 * (1 - http / r['commits_per_s']):.0f} % fewer (the target is at most 25 %),")
+        lines.append(" with `raftkv bench`'s Python clients, which spend CPU of their own on the same cores")
+        compare = result(results, "compare.json")
+        wrk = compare and summarize(compare).get(("wrk", "put", r["clients"], "raftkv"))
+        if wrk and wrk["ops_per_s"]:
+            lines.append(f"; with wrk (the comparison above, medians): {wrk['ops_per_s']:,.0f} writes/s, "
+                         f"{100 * (1 - wrk['ops_per_s'] / r['commits_per_s']):.0f} % fewer")
+        lines.append(".")
     return "".join(lines) + "\n"
 
 
