@@ -40,6 +40,7 @@ python -m loadtest.bench.cpu_account --workload get-consistent --generator wrk \
     --out loadtest/results/cpu-get-consistent-32-wrk.json      # consistent reads
 python -m loadtest.bench.write_stages --writes 500   # one write's time, stage by stage, on every node
 python -m loadtest.bench.http_parse --out loadtest/results/http-parse.json   # the lean parser against httptools
+python -m loadtest.bench.wake_hop --json loadtest/results/wake-hop.json   # a wake-up on the same vCPU and across
 raftkv loadtest --scenario mixed --time 60s    # locust, CSV and HTML reports
 python -m loadtest.bench.report                # rewrite this file
 ```
