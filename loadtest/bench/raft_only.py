@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from loadtest.bench.quantiles import ms
 from loadtest.harness.cluster import HOST, free_ports
 
 
@@ -103,9 +104,8 @@ def main(argv=None) -> int:
         results = [json.loads(p.communicate(timeout=args.duration + 120)[0].strip().splitlines()[-1]) for p in procs]
     lat = sorted(x for r in results for x in r["latencies"])
     commits = sum(r["commits"] for r in results)
-    q = lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 2) if lat else None  # noqa: E731
     summary = {"clients": args.clients, "value_bytes": args.value_bytes,
-               "commits_per_s": round(commits / args.duration, 1), "p50_ms": q(0.5), "p99_ms": q(0.99),
+               "commits_per_s": round(commits / args.duration, 1), "p50_ms": ms(lat, 0.5), "p99_ms": ms(lat, 0.99),
                "per_node": {r["id"] + (" (leader)" if r["leader"] else ""): r["commits"] for r in results},
                "failures": {r["id"]: r["failures"] for r in results if r["failures"]}}
     print(json.dumps(summary))

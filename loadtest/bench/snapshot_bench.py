@@ -26,6 +26,7 @@ import urllib.request
 import aiohttp
 
 from api.http_client import client_session
+from loadtest.bench.quantiles import nearest_rank
 from loadtest.harness.cluster import Cluster
 
 TXN_OPS = 128
@@ -84,7 +85,8 @@ async def write_latencies(url: str, seconds: float, clients: int = 4,
 
 
 def p(lat: list[float], q: float) -> float:
-    return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
+    value = nearest_rank(lat, q)
+    return float("nan") if value is None else value * 1000
 
 
 def run_one(keys: int, value_bytes: int, root: str, command: list[str] | None = None) -> dict:

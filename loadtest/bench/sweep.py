@@ -34,6 +34,7 @@ from aiohttp import web
 from api.cli_http import ClientError, Endpoint, add_tls_options, request, tls_context
 from api.http_client import client_session
 from api.tls import client_context
+from loadtest.bench.quantiles import ms
 from loadtest.harness.cluster import Cluster
 
 WORKLOADS = ["put", "get", "get-consistent", "get-stale", "mixed"]
@@ -165,12 +166,9 @@ def measure_point(target: Target, workload: str, concurrency: int, procs: int, w
     lat = sorted(x for p in parts for x in p["latencies"])
     errors = sum(p["errors"] for p in parts)
 
-    def q(f: float) -> float:
-        return round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 2) if lat else None
-
     cpu_s = sum(p["cpu_s"] for p in parts)
     return {"workload": workload, "concurrency": concurrency, "ops_per_s": round(len(lat) / duration, 1),
-            "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99), "max_ms": q(1.0),
+            "p50_ms": ms(lat, 0.50), "p90_ms": ms(lat, 0.90), "p99_ms": ms(lat, 0.99), "max_ms": ms(lat, 1.0),
             "requests": len(lat), "errors": errors, "generator_cpu_s": round(cpu_s, 3),
             "generator_cores": round(cpu_s / duration, 3),
             "generator_us_per_op": round(1e6 * cpu_s / len(lat), 1) if lat else None}

@@ -21,6 +21,8 @@ import socket
 import sys
 import time
 
+from loadtest.bench.quantiles import nearest_rank
+
 HOST = "127.0.0.1"
 
 
@@ -84,10 +86,6 @@ def placements(cpus: list[int]) -> dict[str, tuple[int | None, int | None]]:
             "apart, swapped": (cpus[1], cpus[0]), "free": (None, None)}
 
 
-def pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * q))]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loadtest.bench.wake_hop", description=__doc__.split("\n\n")[0])
     ap.add_argument("--round-trips", type=int, default=3000, help="round trips per placement (default 3000)")
@@ -102,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'placement':<16} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8}")
     for name, placement in placements(cpus).items():
         times = round_trips_us(placement, args.round_trips, args.think_ms / 1000)
-        results[name] = {"p50_us": round(pct(times, 0.5), 1), "p90_us": round(pct(times, 0.9), 1),
-                         "p99_us": round(pct(times, 0.99), 1), "round_trips": len(times)}
+        results[name] = {f"p{round(f * 100)}_us": round(nearest_rank(times, f) or 0.0, 1) for f in (0.5, 0.9, 0.99)}
+        results[name]["round_trips"] = len(times)
         r = results[name]
         print(f"{name:<16} {r['p50_us']:>8} {r['p90_us']:>8} {r['p99_us']:>8}", flush=True)
     if args.json:
