@@ -12,7 +12,8 @@ When: at once, then whenever the timeline records something (leader changes, ele
 membership, snapshots: `wait_for_timeline`, the node's own Pulse), whenever a cheap local
 signature changes (leader, indexes, unreachable peers, client requests; read once a second,
 in process), and otherwise every KEEPALIVE_S, which also refreshes the other members' rows.
-An idle page therefore costs one fan-out per KEEPALIVE_S. Each stream asks with its own
+An idle page therefore costs one fan-out per KEEPALIVE_S; while the members do not agree on
+one leader (a change under way, or none), one per CHECK_S. Each stream asks with its own
 client's token (the browser's, which EventSource cannot send: the page reads this stream
 with fetch), so one stream per open page; pages are few. `?once` sends one round and ends.
 """
@@ -127,7 +128,8 @@ async def ui_events(request: web.Request) -> web.StreamResponse:
     once = "once" in request.query  # one round and the end: for curl, and for the API's fuzz test
     try:
         while True:
-            await resp.write(sse("cluster", await cluster_view(ctx, request.app[PEERS], headers)))
+            view = await cluster_view(ctx, request.app[PEERS], headers)
+            await resp.write(sse("cluster", view))
             events = ctx.node.timeline_since(seq)
             if events:
                 seq = events[-1]["seq"]
@@ -135,7 +137,7 @@ async def ui_events(request: web.Request) -> web.StreamResponse:
             await resp.write(sse("metrics", metrics_doc(ctx)))
             if once:
                 break
-            await _until_worth_sending(ctx, seq, signature(ctx))
+            await _until_worth_sending(ctx, seq, signature(ctx), KEEPALIVE_S if settled(view) else CHECK_S)
     except ConnectionError:
         pass  # the page went away
     finally:
@@ -143,8 +145,15 @@ async def ui_events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _until_worth_sending(ctx: ApiContext, seq: int, sent: tuple) -> None:
-    deadline = time.monotonic() + KEEPALIVE_S
+def settled(view: dict) -> bool:
+    """One member says it leads. Right after a leadership change the old leader may still say
+    so (it steps down when the new term reaches it), and nothing changes on this node when it
+    does: an unsettled view is asked again after CHECK_S, not KEEPALIVE_S."""
+    return sum(n["state"] == "leader" for n in view["nodes"]) == 1
+
+
+async def _until_worth_sending(ctx: ApiContext, seq: int, sent: tuple, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
     while (left := deadline - time.monotonic()) > 0:
         await ctx.node.wait_for_timeline(min(CHECK_S, left))
         events = ctx.node.timeline_since(seq)

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from api.ui.events import settled
 from api.ui.static_files import CSP, STATIC_DIR
 from node.timeline import Timeline
 from tests.api.fake_node import FakeNode
@@ -68,6 +69,21 @@ async def test_a_leader_change_alone_is_pushed_without_waiting_for_the_keepalive
     after = await asyncio.wait_for(read_events(r, lambda seen: "cluster" in seen), 5)  # keep-alive is 15 s
     assert after["cluster"]["leader"] == "127.0.0.1:7009"
     r.close()
+
+
+async def test_a_view_without_exactly_one_leader_is_asked_again_within_seconds(serve):
+    node = FakeNode()
+    node.follow(None, None)  # no member says it leads: a change under way, as after a transfer
+    client = await serve(node)
+    r = await client.get("/v1/raftkv/ui/events")
+    first = await read_events(r, lambda seen: "metrics" in seen)
+    assert not settled(first["cluster"])
+    # Nothing changes on this node; the view is sent again after CHECK_S, not the 15 s keep-alive.
+    again = await asyncio.wait_for(read_events(r, lambda seen: "cluster" in seen), 5)
+    assert again["cluster"]["nodes"] == first["cluster"]["nodes"]
+    r.close()
+    two = {"nodes": [{"state": "leader"}, {"state": "leader"}, {"state": "follower"}]}
+    assert not settled(two) and settled({"nodes": two["nodes"][1:]})
 
 
 def test_the_timeline_ring_is_bounded_and_keeps_the_newest():
