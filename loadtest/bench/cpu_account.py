@@ -10,6 +10,11 @@ HTTP front, the proposer, the replies) and its other threads (PySyncObj's tick t
 AppendEntries pickling, sockets, apply, journal writes and fdatasync; the snapshot writer).
 The same for etcd (Go: its main thread is one of many) when `etcd` is installed. On this
 2-core machine the sums say which part would have to get cheaper for more throughput.
+
+For raftkv it also reads each node's /metrics around the point: how many of the writes each node
+answered, their mean time inside the node (from the parsed request to the answer), and how many
+writes a log entry carried. Together with the client's latency they show how much of a write's
+time a load generator spends outside the nodes, and how well it lets the leader batch.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest.bench import wrk
 from loadtest.bench.compare import KEY_BYTES, VALUE_BYTES, prefill
@@ -81,6 +89,8 @@ def account(args, system: str) -> dict:
             if args.generator == "wrk" and args.workload != "put":  # wrk reads the keyspace's keys: they must exist
                 target = Target(system, addr.split(","), KEY_BYTES, b"v" * VALUE_BYTES, KEYSPACE)
                 asyncio.run(asyncio.wait_for(prefill(target, KEYSPACE), 300))
+            nodes = cluster.nodes if system == "raftkv" and args.workload == "put" else []
+            counters_before = [write_counters(n.url) for n in nodes]
             before = {pid: thread_cpu(pid) for pid in pids}
             if args.generator == "wrk":
                 point = wrk.measure_point(system, [a.removeprefix("http://") for a in addr.split(",")], args.workload,
@@ -97,6 +107,8 @@ def account(args, system: str) -> dict:
                 with open(os.path.join(root, "bench", f"bench-{system}.json")) as f:
                     point = json.load(f)["runs"][system]["points"][0]
             after = {pid: thread_cpu(pid) for pid in pids}
+            counters = [{k: v - b[k] for k, v in write_counters(n.url).items()}
+                        for n, b in zip(nodes, counters_before)]
         finally:
             cluster.stop()
     # wrk counts its answers; bench start-up is idle time for the nodes: a slight overcount
@@ -106,13 +118,23 @@ def account(args, system: str) -> dict:
         loop_s = after[pid].get(pid, 0) - before[pid].get(pid, 0)  # the main thread runs the event loop
         other_s = sum(v - before[pid].get(t, 0) for t, v in after[pid].items() if t != pid)
         role = "node" if leader_pid is None else "leader" if pid == leader_pid else "follower"
-        rows.append({"node": f"n{i + 1}", "role": role, "main_thread_us": round(1e6 * loop_s / ops),
-                     "other_threads_us": round(1e6 * other_s / ops)})
+        row = {"node": f"n{i + 1}", "role": role, "main_thread_us": round(1e6 * loop_s / ops),
+               "other_threads_us": round(1e6 * other_s / ops)}
+        if counters:
+            c = counters[i]
+            row.update(writes=int(c["writes"]), write_ms_in_node=round(1e3 * c["seconds"] / c["writes"], 2)
+                       if c["writes"] else None)
+        rows.append(row)
     nodes_us = sum(r["main_thread_us"] + r["other_threads_us"] for r in rows)
     figures = {"system": system, "generator": args.generator, "workload": args.workload, "clients": args.clients,
                "ops_per_s": point["ops_per_s"],
                "p99_ms": point["p99_ms"], "client_us": round(1e6 * client_s / ops), "nodes": rows,
                "nodes_total_us": nodes_us}
+    if counters:
+        writes, entries = sum(c["writes"] for c in counters), counters[0]["entries"]
+        figures["writes_per_entry"] = round(writes / entries, 2) if entries else None
+        # Little's law over the closed loop: each client always has one write outstanding
+        figures["client_mean_ms"] = round(1e3 * args.clients / point["ops_per_s"], 2)
     print(f"{system} {args.workload} x{args.clients} ({args.generator}): {point['ops_per_s']} ops/s, "
           f"p99 {point['p99_ms']} ms; "
           f"CPU per operation (µs):")
@@ -122,7 +144,29 @@ def account(args, system: str) -> dict:
         print(f"  {r['node']} {r['role']:<8}  {what[0]:<17} {r['main_thread_us']:>6}   "
               f"{what[1]} {r['other_threads_us']:>6}")
     print(f"  all nodes                 {nodes_us:>6}")
+    if counters:
+        print(f"  writes per log entry {figures['writes_per_entry']}; mean time a write: "
+              f"{figures['client_mean_ms']} ms at the client, in the nodes:")
+        for r in rows:
+            print(f"  {r['node']} {r['role']:<8}  {r['writes']:>7} writes  {r['write_ms_in_node']} ms")
     return figures
+
+
+def write_counters(url: str) -> dict[str, float]:
+    """A node's totals so far: PUT /v1/kv answers (count, seconds) and log entries appended."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {"writes": 0.0, "seconds": 0.0, "entries": 0.0}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("raftkv_http_request_duration_seconds") and s.labels.get("method") == "PUT":
+                if s.name.endswith("_count"):
+                    out["writes"] += s.value
+                elif s.name.endswith("_sum"):
+                    out["seconds"] += s.value
+            elif s.name == "raftkv_raft_entries_appended_total":
+                out["entries"] += s.value
+    return out
 
 
 def children_cpu() -> float:

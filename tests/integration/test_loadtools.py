@@ -48,3 +48,17 @@ def test_locust_scenarios_run_headless_against_a_local_cluster(tmp_path):
     aggregated = next(line for line in rows if ",Aggregated," in line).split(",")
     assert int(aggregated[2]) > 20 and int(aggregated[3]) == 0, aggregated  # requests, failures
     assert (tmp_path / "mixed.html").exists()
+
+
+def test_cpu_account_counts_every_write_in_the_nodes(tmp_path):
+    out = tmp_path / "cpu.json"
+    r = run("loadtest.bench.cpu_account", "--no-etcd", "--clients", "4", "--duration", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    figures = json.loads(out.read_text())["raftkv"]
+    nodes, measured = figures["nodes"], figures["ops_per_s"] * 2
+    # The bench counts every write it sent (no warm-up here); the nodes counted the same writes.
+    assert abs(sum(n["writes"] for n in nodes) - measured) <= 4 + 1, (nodes, measured)
+    assert [n["role"] for n in nodes].count("leader") == 1
+    assert all(0 < n["write_ms_in_node"] < 1000 for n in nodes if n["writes"])
+    assert 1 <= figures["writes_per_entry"] <= 4  # at most one write per client in an entry
+    assert "writes per log entry" in r.stdout
