@@ -108,7 +108,7 @@ def account(args, system: str) -> dict:
                     point = json.load(f)["runs"][system]["points"][0]
             after = {pid: thread_cpu(pid) for pid in pids}
             counters = [{k: v - b[k] for k, v in write_counters(n.url).items()}
-                        for n, b in zip(nodes, counters_before)]
+                        for n, b in zip(nodes, counters_before, strict=True)]
         finally:
             cluster.stop()
     # wrk counts its answers; bench start-up is idle time for the nodes: a slight overcount
