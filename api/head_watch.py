@@ -8,6 +8,11 @@ was being handled have not become a request (seen by `head_watch_middleware`) wi
 timeout. Bytes arriving while a request is handled (its body, pipelined requests) start no
 clock: a body has its own deadline (`api.limits.read_body`) and a pipelined head is parsed at
 once. All on the event loop.
+
+A loop stalled past the deadline (a busy or descheduled process) can run the timer while a
+complete head is still on its way to its handler: aiohttp passes a parsed request to its handler
+task in two loop turns. So the cut waits a few turns after the deadline and is dropped if a
+request started meanwhile.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ import asyncio
 
 from aiohttp import web
 
+HANDOFF_TURNS = 3  # loop turns the cut waits after the deadline (aiohttp 3.14's hand-off takes two)
+
 
 class HeadWatch(asyncio.Protocol):
     def __init__(self, inner: asyncio.Protocol, timeout_s: float, watches: HeadWatches) -> None:
         self.inner, self.timeout_s, self.watches = inner, timeout_s, watches
         self.transport: asyncio.Transport | None = None
         self.handling = 0  # requests of this connection in aiohttp's handlers now
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None  # the deadline, then the turns before the cut
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -62,9 +69,11 @@ class HeadWatch(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
 
-    def _timed_out(self) -> None:
+    def _timed_out(self, turns_left: int = HANDOFF_TURNS) -> None:
         self.timer = None
-        if self.handling == 0 and self.transport is not None:
+        if self.handling == 0 and self.transport is not None and turns_left:
+            self.timer = asyncio.get_running_loop().call_soon(self._timed_out, turns_left - 1)
+        elif self.handling == 0 and self.transport is not None:
             self.watches.cut_off += 1
             if self.transport.get_write_buffer_size() == 0:  # not in the middle of a response
                 self.transport.write(self.watches.timeout_reply(self.timeout_s))
