@@ -71,13 +71,15 @@ class HeadWatch(asyncio.Protocol):
 
     def _timed_out(self, turns_left: int = HANDOFF_TURNS) -> None:
         self.timer = None
-        if self.handling == 0 and self.transport is not None and turns_left:
+        if self.handling or self.transport is None:
+            return
+        if turns_left:
             self.timer = asyncio.get_running_loop().call_soon(self._timed_out, turns_left - 1)
-        elif self.handling == 0 and self.transport is not None:
-            self.watches.cut_off += 1
-            if self.transport.get_write_buffer_size() == 0:  # not in the middle of a response
-                self.transport.write(self.watches.timeout_reply(self.timeout_s))
-            self.transport.close()  # aiohttp's protocol hears of it through connection_lost
+            return
+        self.watches.cut_off += 1
+        if self.transport.get_write_buffer_size() == 0:  # not in the middle of a response
+            self.transport.write(self.watches.timeout_reply(self.timeout_s))
+        self.transport.close()  # aiohttp's protocol hears of it through connection_lost
 
 
 class HeadWatches:
